@@ -1,0 +1,43 @@
+//! Where downloads and builds live: the per-user XDG cache, keyed by version, so a fresh clone
+//! on the same machine (as CI makes) reuses them; and the project-local, git-ignored `tools/`.
+
+use std::path::PathBuf;
+
+use crate::util::workspace_root;
+
+/// bpf-linker's version and the LLVM it is built against (both part of its cache key).
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The LLVM major version bpf-linker links (Debian's `llvm-22-dev`).
+pub const LLVM_MAJOR: &str = "22";
+
+/// `$XDG_CACHE_HOME/sipsctp`, else `~/.cache/sipsctp`.
+pub fn root() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"));
+    base.join("sipsctp")
+}
+
+/// The cached bpf-linker install root for the pinned version.
+pub fn bpf_linker_root() -> PathBuf {
+    root()
+        .join("bpf-linker")
+        .join(format!("{BPF_LINKER_VERSION}-llvm{LLVM_MAJOR}"))
+}
+
+/// Unpacked kernels, one folder per Debian package name and version.
+pub fn kernels() -> PathBuf {
+    root().join("kernels")
+}
+
+/// Downloaded .deb files.
+pub fn debs() -> PathBuf {
+    root().join("debs")
+}
+
+/// The project-local tools folder (git-ignored): `tools/bin/bpf-linker`.
+pub fn tools_bin() -> PathBuf {
+    workspace_root().join("tools").join("bin")
+}

@@ -1,0 +1,61 @@
+//! sipsctp's developer tasks, run as `cargo xtask <task>`.
+//!
+//! The machine this project is developed and tested on has no SCTP and no kprobes in its
+//! kernel, so everything that opens an SCTP socket or attaches a probe runs inside a qemu VM
+//! booting Debian's stock kernel. This crate owns that VM and the one test command:
+//!
+//! - [`setup`]: installs packages, bpf-linker, kernels and initramfs images (idempotent, cached);
+//! - [`vm`]: boots a kernel with the host's root read-only and runs one command in it;
+//! - [`test`]: formatting, clippy, host unit tests, then the integration tests in the VM on
+//!   every supported kernel;
+//! - [`demo`]: the README's main job.
+
+mod cache;
+mod demo;
+mod initramfs;
+mod kernel;
+mod setup;
+mod test;
+mod util;
+mod vm;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// sipsctp developer tasks.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build and the test VM need (root; idempotent; cached per user).
+    Setup(setup::Options),
+    /// Boot the test VM and run one command in it; its exit code is ours.
+    Vm(vm::Options),
+    /// The whole test suite: setup, fmt, clippy, unit tests, integration tests in the VM.
+    Test(test::Options),
+    /// The main job: the SCTP echo demo inside the VM (until the daemon exists).
+    Demo(demo::Options),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup(o) => setup::run(&o).map(|()| 0),
+        Task::Vm(o) => vm::run_cli(&o),
+        Task::Test(o) => test::run(&o).map(|()| 0),
+        Task::Demo(o) => demo::run(&o),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::from(vm::EXIT_INFRA)
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! `cargo xtask setup`: everything the build and the VM need, installed idempotently.
+//!
+//! - Debian packages (apt) that are missing: qemu, the eBPF Rust toolchain (rustc-web,
+//!   cargo-web, rust-web-src), LLVM 22 for bpf-linker, the guest's peers and tools.
+//! - bpf-linker, built once per version into the per-user cache, linked into `tools/bin`.
+//! - The guest kernels (6.1 and 6.12) and their initramfs images, cached by package version.
+//!
+//! Only installing needs root: on a machine that has everything, setup runs as any user.
+
+use std::{
+    fs,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    cache, initramfs,
+    kernel::{self, Series},
+    util::{exec, have_program, is_root, step},
+};
+
+/// Debian packages the project needs on the host (and, since the guest's root is the host's
+/// root, in the VM).
+pub const APT_PACKAGES: &[&str] = &[
+    // the VM
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "kmod",
+    "xz-utils",
+    "zstd",
+    // eBPF programs: Debian's rustc with its core source for -Z build-std, and LLVM 22 for
+    // bpf-linker
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    // in the guest: network tools, SCTP peers, probes, Prometheus
+    "iproute2",
+    "bpftool",
+    "lksctp-tools",
+    "libsctp-dev",
+    "sip-tester",
+    "kamailio",
+    "kamailio-sctp-modules",
+    "prometheus",
+];
+
+/// `cargo xtask setup` options.
+#[derive(clap::Args, Debug, Default)]
+pub struct Options {
+    /// Prepare only this kernel series (default: all).
+    #[arg(long, value_enum)]
+    pub kernel: Option<Series>,
+}
+
+/// Runs every setup step; each is a no-op when its result is already there.
+pub fn run(o: &Options) -> Result<()> {
+    let root = is_root();
+    apt_packages(root)?;
+    bpf_linker()?;
+    let series: Vec<Series> = match o.kernel {
+        Some(s) => vec![s],
+        None => Series::ALL.to_vec(),
+    };
+    for s in series {
+        let k = kernel::ensure(s, root)?;
+        let initrd = initramfs::ensure(&k)?;
+        step(format!(
+            "kernel {s} ready: {} ({})",
+            k.release,
+            initrd.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Abbrev}", pkg])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| o.status.success() && o.stdout.starts_with(b"ii"))
+        .unwrap_or(false)
+}
+
+fn apt_packages(root: bool) -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
+    if missing.is_empty() {
+        step(format!("apt: all {} packages present", APT_PACKAGES.len()));
+        return Ok(());
+    }
+    if !root {
+        bail!(
+            "these Debian packages are missing and installing them needs root: {}\n\
+             run `sudo cargo xtask setup` (or install them with apt-get)",
+            missing.join(" ")
+        );
+    }
+    step(format!("apt: installing {}", missing.join(" ")));
+    exec(Command::new("apt-get").args(["update", "-q"]))
+        .context("apt-get update failed: is a Debian mirror reachable?")?;
+    exec(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .context("apt-get install failed (see its output above)")?;
+    Ok(())
+}
+
+/// Builds bpf-linker (pinned version, against Debian's LLVM 22) into the per-user cache unless
+/// it is there, and links it into the project's `tools/bin`, where `.cargo/config.toml` names it
+/// as the linker of the BPF target.
+fn bpf_linker() -> Result<()> {
+    let cached = cache::bpf_linker_root().join("bin/bpf-linker");
+    if cached.is_file() {
+        step(format!("bpf-linker {} (cached)", cache::BPF_LINKER_VERSION));
+    } else {
+        if !have_program("cargo") {
+            bail!("cargo is not on PATH");
+        }
+        let llvm = format!("/usr/lib/llvm-{}", cache::LLVM_MAJOR);
+        step(format!(
+            "building bpf-linker {} against {llvm} (about a minute)",
+            cache::BPF_LINKER_VERSION
+        ));
+        let build_root = cache::root().join("build");
+        fs::create_dir_all(&build_root)?;
+        exec(Command::new("cargo")
+            .args(["install", "--locked", "--force", "--root"])
+            .arg(cache::bpf_linker_root())
+            .args(["bpf-linker", "--version", cache::BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features"])
+            .arg(format!("llvm-{}", cache::LLVM_MAJOR))
+            // llvm-sys and bpf-linker's build script each look for LLVM their own way
+            .env(format!("LLVM_SYS_{}1_PREFIX", cache::LLVM_MAJOR), &llvm)
+            .env("LLVM_PREFIX", &llvm)
+            // outside the workspace, so its .cargo/config.toml does not apply
+            .current_dir(&build_root)
+            .env_remove("RUSTC_BOOTSTRAP")
+            .env_remove("CARGO_TARGET_DIR"))?;
+    }
+    let bin = cache::tools_bin();
+    fs::create_dir_all(&bin)?;
+    let link = bin.join("bpf-linker");
+    if fs::read_link(&link).ok().as_deref() != Some(cached.as_path()) {
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&cached, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    Ok(())
+}

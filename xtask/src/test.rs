@@ -1,0 +1,136 @@
+//! `cargo xtask test`: the one test command. Setup, `cargo fmt --check`, clippy with warnings
+//! denied, host unit tests, then the integration tests (the `tests/` crate, built on the host)
+//! inside the VM on every kernel series. Any failure fails the whole command.
+
+use std::{path::PathBuf, process::Command, time::Instant};
+
+use anyhow::{Result, bail};
+
+use crate::{
+    kernel::Series,
+    setup,
+    util::{exec, step, workspace_root},
+    vm,
+};
+
+/// The crate that never builds for the host (BPF target only).
+const PROBES_CRATE: &str = "sipsctp-ebpf-probes";
+/// The integration-test crate (needs kernel SCTP: runs in the VM).
+const INTEGRATION_CRATE: &str = "sipsctp-tests";
+
+/// `cargo xtask test` options.
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Run the integration tests on this kernel series only (default: all).
+    #[arg(long, value_enum)]
+    pub kernel: Option<Series>,
+    /// Skip setup, fmt, clippy and the host unit tests (for iterating on integration tests).
+    #[arg(long)]
+    pub vm_only: bool,
+    /// Wall-clock limit of one VM run, in seconds.
+    #[arg(long, default_value_t = 1500)]
+    pub timeout: u64,
+    /// Test-name filter handed to every integration test binary.
+    #[arg(last = true)]
+    pub filter: Vec<String>,
+}
+
+/// Runs the suite.
+pub fn run(o: &Options) -> Result<()> {
+    let t0 = Instant::now();
+    let ws = workspace_root();
+    if !o.vm_only {
+        step("setup");
+        setup::run(&setup::Options { kernel: o.kernel })?;
+        step("cargo fmt --check");
+        exec(cargo().args(["fmt", "--all", "--", "--check"]))?;
+        step("cargo clippy (warnings denied)");
+        exec(cargo()
+            .args(["clippy", "--workspace", "--all-targets", "--exclude", PROBES_CRATE])
+            .args(["--", "-D", "warnings"]))?;
+        step("host unit tests");
+        exec(cargo().args(["test", "--workspace", "--exclude", PROBES_CRATE, "--exclude", INTEGRATION_CRATE]))?;
+    }
+    step("building the integration tests");
+    let bins = test_executables(INTEGRATION_CRATE)?;
+    if bins.is_empty() {
+        bail!("{INTEGRATION_CRATE} produced no test executables");
+    }
+    let series: Vec<Series> = match o.kernel {
+        Some(s) => vec![s],
+        None => Series::ALL.to_vec(),
+    };
+    let mut script = String::from("rc=0\n");
+    for b in &bins {
+        let mut line = format!("{} --test-threads=1", vm::sh_quote(&b.to_string_lossy()));
+        for f in &o.filter {
+            line.push(' ');
+            line.push_str(&vm::sh_quote(f));
+        }
+        script.push_str(&format!(
+            "echo \"=== $SIPSCTP_VM_KERNEL: {name}\"\n{line} || rc=1\n",
+            name = b.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ));
+    }
+    script.push_str("exit $rc\n");
+    let mut results = Vec::new();
+    for s in series {
+        let mut r = vm::Run::new(s, vec![script.clone()]);
+        r.cwd = ws.join("tests");
+        r.timeout = std::time::Duration::from_secs(o.timeout);
+        vm::announce(&vm::Run::new(s, vec![format!("{} integration test binaries", bins.len())]));
+        let t = Instant::now();
+        let code = vm::run(&r)?;
+        step(format!(
+            "integration tests on kernel {s}: {} ({:.0}s)",
+            if code == 0 { "passed".to_owned() } else { format!("FAILED (exit {code})") },
+            t.elapsed().as_secs_f64()
+        ));
+        results.push((s, code));
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, c)| *c != 0)
+        .map(|(s, c)| format!("{s} (exit {c})"))
+        .collect();
+    if !failed.is_empty() {
+        bail!("integration tests failed on kernel {}", failed.join(", "));
+    }
+    step(format!("all tests passed in {:.0}s", t0.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// `cargo` with the same toolchain that runs us.
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// Builds the test targets of `package` and returns their executables.
+pub fn test_executables(package: &str) -> Result<Vec<PathBuf>> {
+    artifacts(cargo().args(["test", "--no-run", "-p", package]), true)
+}
+
+/// Runs a cargo build command with JSON messages; returns the executables it produced
+/// (only test harnesses when `tests_only`).
+pub fn artifacts(cmd: &mut Command, tests_only: bool) -> Result<Vec<PathBuf>> {
+    cmd.arg("--message-format=json-render-diagnostics");
+    let out = crate::util::output(cmd)?;
+    let mut exes = Vec::new();
+    for line in out.lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        if tests_only && msg["profile"]["test"] != true {
+            continue;
+        }
+        if let Some(exe) = msg["executable"].as_str() {
+            exes.push(PathBuf::from(exe));
+        }
+    }
+    Ok(exes)
+}
