@@ -5,6 +5,8 @@
 //! the project's qemu VM on each supported kernel. Outside the VM they fail loudly: a test that
 //! needs SCTP never skips itself.
 
+pub mod netns;
+
 use std::{
     sync::{Mutex, OnceLock},
     time::Duration,
@@ -60,7 +62,12 @@ impl log::Log for CapturingLogger {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        let line = format!("[{}] {}: {}", record.level(), record.target(), record.args());
+        let line = format!(
+            "[{}] {}: {}",
+            record.level(),
+            record.target(),
+            record.args()
+        );
         eprintln!("{line}");
         if let Ok(mut l) = self.lines.lock() {
             l.push(line);

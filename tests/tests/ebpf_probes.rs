@@ -24,21 +24,30 @@ async fn echo_traffic(rounds: usize) {
             if n == 0 {
                 return;
             }
-            stream.sendmsg(&buf, None, &SendOptions::default()).await.unwrap();
+            stream
+                .sendmsg(&buf, None, &SendOptions::default())
+                .await
+                .unwrap();
         }
     });
     let client = SctpStream::connect(addr).await.unwrap();
     let mut buf = BytesMut::with_capacity(4096);
     for i in 0..rounds {
         let msg = format!("OPTIONS sip:probe@127.0.0.1 SIP/2.0 #{i}");
-        client.sendmsg(msg.as_bytes(), None, &SendOptions::default()).await.unwrap();
+        client
+            .sendmsg(msg.as_bytes(), None, &SendOptions::default())
+            .await
+            .unwrap();
         buf.clear();
         let (n, _, _) = client.recvmsg_eor_buf(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], msg.as_bytes());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     drop(client);
-    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -68,7 +77,11 @@ async fn rto_update_probe_delivers_ring_buffer_events_and_log_lines() {
         assert_ne!(e.object, 0, "an RTO event without its transport: {e:?}");
         assert!(e.ts_ns > 0, "no timestamp: {e:?}");
         // Loopback RTT samples are a few jiffies at most; anything large is a wrong argument.
-        assert!(e.values[0] < 1000, "implausible rtt sample {} jiffies", e.values[0]);
+        assert!(
+            e.values[0] < 1000,
+            "implausible rtt sample {} jiffies",
+            e.values[0]
+        );
         transports.insert(e.object);
         events += 1;
     }
@@ -78,7 +91,11 @@ async fn rto_update_probe_delivers_ring_buffer_events_and_log_lines() {
             .any(|l| l.contains("sctp_transport_update_rto rtt="))
     })
     .await;
-    assert!(logged, "no aya-log line from the probe; lines: {:?}", logs.lines());
+    assert!(
+        logged,
+        "no aya-log line from the probe; lines: {:?}",
+        logs.lines()
+    );
     assert_eq!(probes.events_lost().unwrap(), 0, "ring buffer overflowed");
     assert_eq!(probes.malformed_records(), 0);
     eprintln!(

@@ -18,9 +18,14 @@ pub struct Options {
 
 /// Builds the demo and runs it in the VM; returns its exit code.
 pub fn run(o: &Options) -> Result<u8> {
-    setup::run(&setup::Options { kernel: Some(o.kernel) })?;
+    setup::run(&setup::Options {
+        kernel: Some(o.kernel),
+    })?;
     step("building the echo demo");
-    let exes = artifacts(cargo().args(["build", "-p", "sipsctp-sctp", "--example", "echo"]), false)?;
+    let exes = artifacts(
+        cargo().args(["build", "-p", "sipsctp-sctp", "--example", "echo"]),
+        false,
+    )?;
     let Some(exe) = exes.into_iter().find(|e| e.ends_with("echo")) else {
         bail!("cargo built no echo example");
     };

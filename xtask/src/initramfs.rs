@@ -32,8 +32,8 @@ const BUSYBOX: &str = "/bin/busybox";
 /// Returns the initramfs for `kernel`, building it when the cached one is missing or stale
 /// (the key covers the init script and busybox).
 pub fn ensure(kernel: &Kernel) -> Result<PathBuf> {
-    let busybox = fs::read(BUSYBOX)
-        .with_context(|| format!("reading {BUSYBOX} (package busybox-static)"))?;
+    let busybox =
+        fs::read(BUSYBOX).with_context(|| format!("reading {BUSYBOX} (package busybox-static)"))?;
     let key = fnv1a(&[INIT.as_bytes(), &busybox, kernel.release.as_bytes()]);
     let out = kernel.dir.join(format!("initramfs-{key:016x}.cpio"));
     if out.is_file() {
@@ -42,7 +42,17 @@ pub fn ensure(kernel: &Kernel) -> Result<PathBuf> {
     step(format!("building the initramfs for {}", kernel.release));
     let staging = kernel.dir.join("initramfs.staging");
     let _ = fs::remove_dir_all(&staging);
-    for d in ["bin", "proc", "sys", "dev", "run", "tmp", "mnt", "newroot", "boot-mods"] {
+    for d in [
+        "bin",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "mnt",
+        "newroot",
+        "boot-mods",
+    ] {
         fs::create_dir_all(staging.join(d))?;
     }
     fs::write(staging.join("bin/busybox"), &busybox)?;
@@ -95,7 +105,9 @@ fn boot_module_order(modules: &Path) -> Result<Vec<(String, String)>> {
     let builtin: BTreeSet<String> = builtin.lines().map(module_name).collect();
     let mut deps: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     for line in dep.lines() {
-        let Some((path, rest)) = line.split_once(':') else { continue };
+        let Some((path, rest)) = line.split_once(':') else {
+            continue;
+        };
         let needs = rest.split_whitespace().map(str::to_owned).collect();
         deps.insert(module_name(path), (path.to_owned(), needs));
     }
@@ -210,7 +222,13 @@ mod tests {
     #[test]
     fn module_names_drop_suffixes_and_dashes() {
         assert_eq!(module_name("kernel/fs/9p/9p.ko"), "9p");
-        assert_eq!(module_name("kernel/net/9p/9pnet_virtio.ko.xz"), "9pnet_virtio");
-        assert_eq!(module_name("kernel/drivers/virtio/virtio-pci.ko.zst"), "virtio_pci");
+        assert_eq!(
+            module_name("kernel/net/9p/9pnet_virtio.ko.xz"),
+            "9pnet_virtio"
+        );
+        assert_eq!(
+            module_name("kernel/drivers/virtio/virtio-pci.ko.zst"),
+            "virtio_pci"
+        );
     }
 }

@@ -3,8 +3,7 @@
 //! unpacked module tree and the uncompressed `vmlinux` extracted for a fast PVH boot.
 
 use std::{
-    fmt,
-    fs,
+    fmt, fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -95,8 +94,9 @@ impl Kernel {
     /// When setup has not prepared this series yet.
     pub fn prepared(series: Series) -> Result<Kernel> {
         let current = current_file(series);
-        let name = fs::read_to_string(&current)
-            .map_err(|_| anyhow!("kernel {series} is not prepared: run `cargo xtask setup` (as root)"))?;
+        let name = fs::read_to_string(&current).map_err(|_| {
+            anyhow!("kernel {series} is not prepared: run `cargo xtask setup` (as root)")
+        })?;
         let dir = cache::kernels().join(name.trim());
         load(&dir)
     }
@@ -136,7 +136,10 @@ pub fn ensure(series: Series, may_update_apt: bool) -> Result<Kernel> {
         Err(e) => {
             // Offline or apt lists missing: a previously prepared kernel still serves.
             if let Ok(k) = Kernel::prepared(series) {
-                step(format!("{e:#}; using the cached kernel {}", k.dir.display()));
+                step(format!(
+                    "{e:#}; using the cached kernel {}",
+                    k.dir.display()
+                ));
                 return Ok(k);
             }
             return Err(e);
@@ -144,7 +147,10 @@ pub fn ensure(series: Series, may_update_apt: bool) -> Result<Kernel> {
     };
     let dir = cache::kernels().join(format!("{pkg}_{}", version.replace(':', "%3a")));
     if let Ok(k) = load(&dir) {
-        step(format!("kernel {series}: {pkg} {version} (cached, {})", k.release));
+        step(format!(
+            "kernel {series}: {pkg} {version} (cached, {})",
+            k.release
+        ));
         write_atomic(&current_file(series), dir_name(&dir).as_bytes())?;
         return Ok(k);
     }
@@ -175,7 +181,12 @@ fn resolve(series: Series) -> Result<(String, String)> {
         .filter_map(|l| l.trim().strip_prefix("Depends: "))
         .map(str::trim)
         .find(|p| p.starts_with(series.package_prefix()))
-        .ok_or_else(|| anyhow!("apt knows no {meta} naming a {}* package", series.package_prefix()))?
+        .ok_or_else(|| {
+            anyhow!(
+                "apt knows no {meta} naming a {}* package",
+                series.package_prefix()
+            )
+        })?
         .to_owned();
     let show = output(Command::new("apt-cache").args(["show", "--no-all-versions", &pkg]))?;
     let version = show
@@ -196,9 +207,11 @@ fn download(pkg: &str, version: &str) -> Result<PathBuf> {
     if expected.is_file() {
         return Ok(expected);
     }
-    exec(Command::new("apt-get")
-        .args(["download", "-q", &format!("{pkg}={version}")])
-        .current_dir(&debs))?;
+    exec(
+        Command::new("apt-get")
+            .args(["download", "-q", &format!("{pkg}={version}")])
+            .current_dir(&debs),
+    )?;
     if !expected.is_file() {
         bail!("apt-get download left no {}", expected.display());
     }
@@ -237,7 +250,10 @@ fn only_child(dir: &Path) -> Result<String> {
         .collect::<Vec<_>>();
     match names.len() {
         1 => Ok(names.remove(0)),
-        n => bail!("{} holds {n} entries, expected one kernel release", dir.display()),
+        n => bail!(
+            "{} holds {n} entries, expected one kernel release",
+            dir.display()
+        ),
     }
 }
 

@@ -73,7 +73,10 @@ pub fn run(o: &Options) -> Result<()> {
         step(format!(
             "kernel {s} ready: {} ({})",
             k.release,
-            initrd.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            initrd
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
         ));
     }
     Ok(())
@@ -108,10 +111,12 @@ fn apt_packages(root: bool) -> Result<()> {
     step(format!("apt: installing {}", missing.join(" ")));
     exec(Command::new("apt-get").args(["update", "-q"]))
         .context("apt-get update failed: is a Debian mirror reachable?")?;
-    exec(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
     .context("apt-get install failed (see its output above)")?;
     Ok(())
 }
@@ -134,19 +139,21 @@ fn bpf_linker() -> Result<()> {
         ));
         let build_root = cache::root().join("build");
         fs::create_dir_all(&build_root)?;
-        exec(Command::new("cargo")
-            .args(["install", "--locked", "--force", "--root"])
-            .arg(cache::bpf_linker_root())
-            .args(["bpf-linker", "--version", cache::BPF_LINKER_VERSION])
-            .args(["--no-default-features", "--features"])
-            .arg(format!("llvm-{}", cache::LLVM_MAJOR))
-            // llvm-sys and bpf-linker's build script each look for LLVM their own way
-            .env(format!("LLVM_SYS_{}1_PREFIX", cache::LLVM_MAJOR), &llvm)
-            .env("LLVM_PREFIX", &llvm)
-            // outside the workspace, so its .cargo/config.toml does not apply
-            .current_dir(&build_root)
-            .env_remove("RUSTC_BOOTSTRAP")
-            .env_remove("CARGO_TARGET_DIR"))?;
+        exec(
+            Command::new("cargo")
+                .args(["install", "--locked", "--force", "--root"])
+                .arg(cache::bpf_linker_root())
+                .args(["bpf-linker", "--version", cache::BPF_LINKER_VERSION])
+                .args(["--no-default-features", "--features"])
+                .arg(format!("llvm-{}", cache::LLVM_MAJOR))
+                // llvm-sys and bpf-linker's build script each look for LLVM their own way
+                .env(format!("LLVM_SYS_{}1_PREFIX", cache::LLVM_MAJOR), &llvm)
+                .env("LLVM_PREFIX", &llvm)
+                // outside the workspace, so its .cargo/config.toml does not apply
+                .current_dir(&build_root)
+                .env_remove("RUSTC_BOOTSTRAP")
+                .env_remove("CARGO_TARGET_DIR"),
+        )?;
     }
     let bin = cache::tools_bin();
     fs::create_dir_all(&bin)?;

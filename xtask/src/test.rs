@@ -45,11 +45,26 @@ pub fn run(o: &Options) -> Result<()> {
         step("cargo fmt --check");
         exec(cargo().args(["fmt", "--all", "--", "--check"]))?;
         step("cargo clippy (warnings denied)");
-        exec(cargo()
-            .args(["clippy", "--workspace", "--all-targets", "--exclude", PROBES_CRATE])
-            .args(["--", "-D", "warnings"]))?;
+        exec(
+            cargo()
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--exclude",
+                    PROBES_CRATE,
+                ])
+                .args(["--", "-D", "warnings"]),
+        )?;
         step("host unit tests");
-        exec(cargo().args(["test", "--workspace", "--exclude", PROBES_CRATE, "--exclude", INTEGRATION_CRATE]))?;
+        exec(cargo().args([
+            "test",
+            "--workspace",
+            "--exclude",
+            PROBES_CRATE,
+            "--exclude",
+            INTEGRATION_CRATE,
+        ]))?;
     }
     step("building the integration tests");
     let bins = test_executables(INTEGRATION_CRATE)?;
@@ -69,7 +84,10 @@ pub fn run(o: &Options) -> Result<()> {
         }
         script.push_str(&format!(
             "echo \"=== $SIPSCTP_VM_KERNEL: {name}\"\n{line} || rc=1\n",
-            name = b.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            name = b
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
         ));
     }
     script.push_str("exit $rc\n");
@@ -78,12 +96,19 @@ pub fn run(o: &Options) -> Result<()> {
         let mut r = vm::Run::new(s, vec![script.clone()]);
         r.cwd = ws.join("tests");
         r.timeout = std::time::Duration::from_secs(o.timeout);
-        vm::announce(&vm::Run::new(s, vec![format!("{} integration test binaries", bins.len())]));
+        vm::announce(&vm::Run::new(
+            s,
+            vec![format!("{} integration test binaries", bins.len())],
+        ));
         let t = Instant::now();
         let code = vm::run(&r)?;
         step(format!(
             "integration tests on kernel {s}: {} ({:.0}s)",
-            if code == 0 { "passed".to_owned() } else { format!("FAILED (exit {code})") },
+            if code == 0 {
+                "passed".to_owned()
+            } else {
+                format!("FAILED (exit {code})")
+            },
             t.elapsed().as_secs_f64()
         ));
         results.push((s, code));
@@ -96,7 +121,10 @@ pub fn run(o: &Options) -> Result<()> {
     if !failed.is_empty() {
         bail!("integration tests failed on kernel {}", failed.join(", "));
     }
-    step(format!("all tests passed in {:.0}s", t0.elapsed().as_secs_f64()));
+    step(format!(
+        "all tests passed in {:.0}s",
+        t0.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 

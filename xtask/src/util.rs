@@ -55,9 +55,8 @@ pub fn workspace_root() -> PathBuf {
 
 /// Whether a program is on PATH.
 pub fn have_program(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(name).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
 }
 
 /// Whether we run as root (setup and the VM's 9p root sharing need it).

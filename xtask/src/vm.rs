@@ -32,7 +32,12 @@ pub const EXIT_TIMEOUT: u8 = 124;
 pub const EXIT_INFRA: u8 = 125;
 
 /// Environment passed through into the guest command when set on the host.
-const PASS_ENV: &[&str] = &["RUST_LOG", "RUST_BACKTRACE", "RUST_LIB_BACKTRACE", "RUST_TEST_THREADS"];
+const PASS_ENV: &[&str] = &[
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    "RUST_TEST_THREADS",
+];
 
 /// `cargo xtask vm` options.
 #[derive(clap::Args, Debug)]
@@ -187,27 +192,39 @@ pub fn run(r: &Run) -> Result<u8> {
     let append = "console=ttyS0 loglevel=4 panic=-1 quiet mitigations=off random.trust_cpu=on \
                   sipsctp.msize=512000";
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
-        .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2"])
-        .args(["-m", &r.mem_mb.to_string()])
-        .arg("-kernel")
-        .arg(kernel.image())
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", append])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .args(["-chardev", &format!("file,id=out,path={},append=on", out.display())])
-        .args(["-serial", "chardev:out"])
-        .args(["-chardev", &format!("file,id=err,path={},append=on", err.display())])
-        .args(["-serial", "chardev:err"])
-        .args(["-virtfs", &virtfs("ctl", &ctl, false)])
-        .args(["-virtfs", &virtfs("rootfs", Path::new("/"), true)])
-        .args(["-virtfs", &virtfs("kmods", &kernel.modules(), true)])
-        .args(["-virtfs", &virtfs("share", &share, false)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    qemu.args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2"])
+    .args(["-m", &r.mem_mb.to_string()])
+    .arg("-kernel")
+    .arg(kernel.image())
+    .arg("-initrd")
+    .arg(&initrd)
+    .args(["-append", append])
+    .arg("-serial")
+    .arg(format!("file:{}", console.display()))
+    .args([
+        "-chardev",
+        &format!("file,id=out,path={},append=on", out.display()),
+    ])
+    .args(["-serial", "chardev:out"])
+    .args([
+        "-chardev",
+        &format!("file,id=err,path={},append=on", err.display()),
+    ])
+    .args(["-serial", "chardev:err"])
+    .args(["-virtfs", &virtfs("ctl", &ctl, false)])
+    .args(["-virtfs", &virtfs("rootfs", Path::new("/"), true)])
+    .args(["-virtfs", &virtfs("kmods", &kernel.modules(), true)])
+    .args(["-virtfs", &virtfs("share", &share, false)])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let started = Instant::now();
     let mut child = qemu.spawn().context("starting qemu-system-x86_64")?;
 
@@ -317,7 +334,9 @@ fn drain(child: &mut Child) -> String {
 /// until `done` is set and the file has been read to its end.
 fn spawn_tail(path: PathBuf, to_stderr: bool, done: Arc<AtomicBool>) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        let Ok(mut f) = fs::File::open(&path) else { return };
+        let Ok(mut f) = fs::File::open(&path) else {
+            return;
+        };
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let finished = done.load(Ordering::SeqCst);
@@ -360,7 +379,10 @@ impl TempDir {
                 return Ok(TempDir { path });
             }
         }
-        Err(anyhow!("cannot create a temporary folder in {}", base.display()))
+        Err(anyhow!(
+            "cannot create a temporary folder in {}",
+            base.display()
+        ))
     }
 }
 

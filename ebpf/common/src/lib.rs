@@ -79,6 +79,9 @@ mod tests {
             core::slice::from_raw_parts((&e as *const KernelEvent).cast::<u8>(), KERNEL_EVENT_SIZE)
         };
         assert_eq!(KernelEvent::from_bytes(bytes), Some(e));
-        assert_eq!(KernelEvent::from_bytes(&bytes[..KERNEL_EVENT_SIZE - 1]), None);
+        assert_eq!(
+            KernelEvent::from_bytes(&bytes[..KERNEL_EVENT_SIZE - 1]),
+            None
+        );
     }
 }

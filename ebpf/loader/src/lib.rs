@@ -16,8 +16,8 @@ use aya::{
     programs::KProbe,
 };
 use aya_log::EbpfLogger;
+use sipsctp_ebpf_common::STAT_EVENTS_LOST;
 pub use sipsctp_ebpf_common::{KernelEvent, kind};
-use sipsctp_ebpf_common::{STAT_EVENTS_LOST, STATS_LEN};
 use tokio::io::{Interest, unix::AsyncFd};
 
 /// The object file of the programs, built by `build.rs`.
@@ -91,16 +91,28 @@ impl KernelProbes {
                 .program_mut(name)
                 .ok_or(ProbeError::MissingProgram(name))?
                 .try_into()
-                .map_err(|source| ProbeError::Program { program: name, source })?;
-            program
-                .load()
-                .map_err(|source| ProbeError::Program { program: name, source })?;
+                .map_err(|source| ProbeError::Program {
+                    program: name,
+                    source,
+                })?;
+            program.load().map_err(|source| ProbeError::Program {
+                program: name,
+                source,
+            })?;
             program
                 .attach(name, 0)
-                .map_err(|source| ProbeError::Program { program: name, source })?;
+                .map_err(|source| ProbeError::Program {
+                    program: name,
+                    source,
+                })?;
         }
-        let map = ebpf.take_map("EVENTS").ok_or(ProbeError::MissingMap("EVENTS"))?;
-        let ring = RingBuf::try_from(map).map_err(|source| ProbeError::Map { map: "EVENTS", source })?;
+        let map = ebpf
+            .take_map("EVENTS")
+            .ok_or(ProbeError::MissingMap("EVENTS"))?;
+        let ring = RingBuf::try_from(map).map_err(|source| ProbeError::Map {
+            map: "EVENTS",
+            source,
+        })?;
         // SAFETY: the RingBuf owns its map's fd; it stays open and `as_raw_fd` returns that same
         // fd until the AsyncFd (which owns the RingBuf) is dropped.
         let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -152,13 +164,20 @@ impl KernelProbes {
     /// # Errors
     /// When the counter map cannot be read.
     pub fn events_lost(&self) -> Result<u64, ProbeError> {
-        let map = self.ebpf.map("STATS").ok_or(ProbeError::MissingMap("STATS"))?;
-        let stats = PerCpuArray::<_, u64>::try_from(map)
-            .map_err(|source| ProbeError::Map { map: "STATS", source })?;
-        debug_assert!(STAT_EVENTS_LOST < STATS_LEN);
+        let map = self
+            .ebpf
+            .map("STATS")
+            .ok_or(ProbeError::MissingMap("STATS"))?;
+        let stats = PerCpuArray::<_, u64>::try_from(map).map_err(|source| ProbeError::Map {
+            map: "STATS",
+            source,
+        })?;
         let per_cpu = stats
             .get(&STAT_EVENTS_LOST, 0)
-            .map_err(|source| ProbeError::Map { map: "STATS", source })?;
+            .map_err(|source| ProbeError::Map {
+                map: "STATS",
+                source,
+            })?;
         Ok(per_cpu.iter().sum())
     }
 }

@@ -1,0 +1,160 @@
+//! The transport's counters, under Kamailio's names, plus what Kamailio does not count
+//! (dropped messages by reason). Lock-free: the transport bumps them, views read a snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a received message was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropCause {
+    /// Larger than the configured maximum message size.
+    TooLarge,
+    /// A notification the transport could not decode.
+    BadNotification,
+    /// A message from an association rejected by `sctp_max_assocs`.
+    Rejected,
+}
+
+impl DropCause {
+    /// Every reason, for exporting zeros too.
+    pub const ALL: [DropCause; 3] = [
+        DropCause::TooLarge,
+        DropCause::BadNotification,
+        DropCause::Rejected,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropCause::TooLarge => "too_large",
+            DropCause::BadNotification => "bad_notification",
+            DropCause::Rejected => "rejected_association",
+        }
+    }
+}
+
+/// Kamailio's sctp counters (`kamctl stats sctp`), same names.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Associations that came up (COMM_UP).
+    pub established: AtomicU64,
+    /// Associations that could not be set up (CANT_STR_ASSOC).
+    pub connect_failed: AtomicU64,
+    /// Associations aborted for `sctp_max_assocs`.
+    pub local_reject: AtomicU64,
+    /// SHUTDOWN received from peers.
+    pub remote_shutdown: AtomicU64,
+    /// Associations shut down (SHUTDOWN_COMP).
+    pub assoc_shutdown: AtomicU64,
+    /// Associations lost (COMM_LOST).
+    pub comm_lost: AtomicU64,
+    /// Sends that found the socket's send buffer full (EAGAIN).
+    pub sendq_full: AtomicU64,
+    /// Sends that failed for good.
+    pub send_failed: AtomicU64,
+    /// Resends after SEND_FAILED (`sctp_send_retries`).
+    pub send_force_retry: AtomicU64,
+    dropped_too_large: AtomicU64,
+    dropped_bad_notification: AtomicU64,
+    dropped_rejected: AtomicU64,
+}
+
+/// A point-in-time copy of [`Counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // same fields as Counters
+pub struct CounterSnapshot {
+    pub established: u64,
+    pub connect_failed: u64,
+    pub local_reject: u64,
+    pub remote_shutdown: u64,
+    pub assoc_shutdown: u64,
+    pub comm_lost: u64,
+    pub sendq_full: u64,
+    pub send_failed: u64,
+    pub send_force_retry: u64,
+    /// Dropped received messages, by reason.
+    pub dropped_too_large: u64,
+    /// Dropped notifications.
+    pub dropped_bad_notification: u64,
+    /// Dropped messages of rejected associations.
+    pub dropped_rejected: u64,
+}
+
+impl Counters {
+    /// Adds one.
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a dropped message.
+    pub fn dropped(&self, reason: DropCause) {
+        Counters::bump(match reason {
+            DropCause::TooLarge => &self.dropped_too_large,
+            DropCause::BadNotification => &self.dropped_bad_notification,
+            DropCause::Rejected => &self.dropped_rejected,
+        });
+    }
+
+    /// A consistent-enough copy (each counter read once, relaxed).
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CounterSnapshot {
+            established: r(&self.established),
+            connect_failed: r(&self.connect_failed),
+            local_reject: r(&self.local_reject),
+            remote_shutdown: r(&self.remote_shutdown),
+            assoc_shutdown: r(&self.assoc_shutdown),
+            comm_lost: r(&self.comm_lost),
+            sendq_full: r(&self.sendq_full),
+            send_failed: r(&self.send_failed),
+            send_force_retry: r(&self.send_force_retry),
+            dropped_too_large: r(&self.dropped_too_large),
+            dropped_bad_notification: r(&self.dropped_bad_notification),
+            dropped_rejected: r(&self.dropped_rejected),
+        }
+    }
+}
+
+impl CounterSnapshot {
+    /// `(Kamailio name, value)` for the nine event counters.
+    pub fn named(&self) -> [(&'static str, u64); 9] {
+        [
+            ("established", self.established),
+            ("connect_failed", self.connect_failed),
+            ("local_reject", self.local_reject),
+            ("remote_shutdown", self.remote_shutdown),
+            ("assoc_shutdown", self.assoc_shutdown),
+            ("comm_lost", self.comm_lost),
+            ("sendq_full", self.sendq_full),
+            ("send_failed", self.send_failed),
+            ("send_force_retry", self.send_force_retry),
+        ]
+    }
+
+    /// Dropped messages by reason.
+    pub fn dropped(&self, reason: DropCause) -> u64 {
+        match reason {
+            DropCause::TooLarge => self.dropped_too_large,
+            DropCause::BadNotification => self.dropped_bad_notification,
+            DropCause::Rejected => self.dropped_rejected,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_sees_bumps_under_kamailio_names() {
+        let c = Counters::default();
+        Counters::bump(&c.established);
+        Counters::bump(&c.established);
+        Counters::bump(&c.send_force_retry);
+        c.dropped(DropCause::TooLarge);
+        let s = c.snapshot();
+        assert_eq!(s.named()[0], ("established", 2));
+        assert_eq!(s.named()[8], ("send_force_retry", 1));
+        assert_eq!(s.dropped(DropCause::TooLarge), 1);
+        assert_eq!(s.dropped(DropCause::Rejected), 0);
+    }
+}
