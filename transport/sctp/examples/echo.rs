@@ -143,7 +143,9 @@ async fn serve(name: &'static str, server: Arc<SctpSocket>) -> Result<Vec<String
                     )
                     .await?;
             }
-            Incoming::Notification(n) => {
+            Incoming::Notification {
+                notification: n, ..
+            } => {
                 let text = describe(&n);
                 println!("{name}: notification {text}");
                 seen.push(text);
@@ -174,7 +176,9 @@ async fn next_message(
                 ppid,
                 ..
             } => return Ok((data, assoc_id, peer, stream, ppid)),
-            Incoming::Notification(n) => {
+            Incoming::Notification {
+                notification: n, ..
+            } => {
                 let text = describe(&n);
                 println!("client: notification {text}");
                 notes.push(text);
@@ -492,7 +496,9 @@ async fn run() -> Result<(), BoxError> {
     while !notes.iter().any(|n| n.starts_with(&want)) && t0.elapsed() < STEP {
         if let Ok(item) = tokio::time::timeout(Duration::from_millis(200), client.recv()).await {
             match item? {
-                Incoming::Notification(n) => {
+                Incoming::Notification {
+                    notification: n, ..
+                } => {
                     let text = describe(&n);
                     println!("client: notification {text}");
                     notes.push(text);
@@ -560,7 +566,10 @@ async fn send_failed_check(failures: &mut Vec<String>) -> Result<(), BoxError> {
         let Ok(item) = tokio::time::timeout(STEP, client.recv()).await else {
             break;
         };
-        let Incoming::Notification(n) = item? else {
+        let Incoming::Notification {
+            notification: n, ..
+        } = item?
+        else {
             continue;
         };
         println!("failclient: notification {}", describe(&n));

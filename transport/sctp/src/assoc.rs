@@ -61,7 +61,7 @@ pub enum CommUp {
 }
 
 /// How an outbound message should be addressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Route {
     /// On an existing association (reuse).
     Assoc(AssocId),
@@ -267,6 +267,11 @@ impl AssocTable {
             }
             None => true,
         }
+    }
+
+    /// Whether `id` was rejected at COMM_UP (aborted, its DOWN not seen yet).
+    pub fn is_rejected(&self, socket: SocketId, id: AssocId) -> bool {
+        self.rejected.contains(&(socket, id))
     }
 
     /// The tracked association that owns `addr` on `socket`, if any.

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub enum DropCause {
     /// Larger than the configured maximum message size.
     TooLarge,
+    /// Its association ended before the message was complete.
+    Incomplete,
     /// A notification the transport could not decode.
     BadNotification,
     /// A message from an association rejected by `sctp_max_assocs`.
@@ -16,8 +18,9 @@ pub enum DropCause {
 
 impl DropCause {
     /// Every reason, for exporting zeros too.
-    pub const ALL: [DropCause; 3] = [
+    pub const ALL: [DropCause; 4] = [
         DropCause::TooLarge,
+        DropCause::Incomplete,
         DropCause::BadNotification,
         DropCause::Rejected,
     ];
@@ -26,6 +29,7 @@ impl DropCause {
     pub fn as_str(self) -> &'static str {
         match self {
             DropCause::TooLarge => "too_large",
+            DropCause::Incomplete => "incomplete",
             DropCause::BadNotification => "bad_notification",
             DropCause::Rejected => "rejected_association",
         }
@@ -54,6 +58,7 @@ pub struct Counters {
     /// Resends after SEND_FAILED (`sctp_send_retries`).
     pub send_force_retry: AtomicU64,
     dropped_too_large: AtomicU64,
+    dropped_incomplete: AtomicU64,
     dropped_bad_notification: AtomicU64,
     dropped_rejected: AtomicU64,
 }
@@ -73,6 +78,8 @@ pub struct CounterSnapshot {
     pub send_force_retry: u64,
     /// Dropped received messages, by reason.
     pub dropped_too_large: u64,
+    /// Messages cut short by their association's end.
+    pub dropped_incomplete: u64,
     /// Dropped notifications.
     pub dropped_bad_notification: u64,
     /// Dropped messages of rejected associations.
@@ -89,6 +96,7 @@ impl Counters {
     pub fn dropped(&self, reason: DropCause) {
         Counters::bump(match reason {
             DropCause::TooLarge => &self.dropped_too_large,
+            DropCause::Incomplete => &self.dropped_incomplete,
             DropCause::BadNotification => &self.dropped_bad_notification,
             DropCause::Rejected => &self.dropped_rejected,
         });
@@ -108,6 +116,7 @@ impl Counters {
             send_failed: r(&self.send_failed),
             send_force_retry: r(&self.send_force_retry),
             dropped_too_large: r(&self.dropped_too_large),
+            dropped_incomplete: r(&self.dropped_incomplete),
             dropped_bad_notification: r(&self.dropped_bad_notification),
             dropped_rejected: r(&self.dropped_rejected),
         }
@@ -134,6 +143,7 @@ impl CounterSnapshot {
     pub fn dropped(&self, reason: DropCause) -> u64 {
         match reason {
             DropCause::TooLarge => self.dropped_too_large,
+            DropCause::Incomplete => self.dropped_incomplete,
             DropCause::BadNotification => self.dropped_bad_notification,
             DropCause::Rejected => self.dropped_rejected,
         }

@@ -11,7 +11,7 @@ use crate::notification::DecodeError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A system call or socket option failed.
-    #[error("SCTP {op} failed")]
+    #[error("SCTP {op} failed: {source}")]
     Socket {
         /// The operation, e.g. `"bind"` or `"setsockopt(SCTP_EVENT)"`.
         op: &'static str,

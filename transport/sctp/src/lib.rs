@@ -20,8 +20,10 @@
 
 pub mod assoc;
 pub mod counters;
+pub mod endpoint;
 mod error;
 mod notification;
+pub mod options;
 pub mod params;
 mod reassembly;
 pub mod sendq;

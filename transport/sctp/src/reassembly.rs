@@ -179,7 +179,10 @@ impl Reassembler {
         self.notification_size = 0;
         let n = Notification::decode(&bytes)?;
         self.forget_ended(&n);
-        Ok(Some(Incoming::Notification(n)))
+        Ok(Some(Incoming::Notification {
+            notification: n,
+            peer: piece.peer,
+        }))
     }
 
     /// Discards the unfinished message of an association that ended or whose partial
@@ -371,10 +374,13 @@ mod tests {
         let n = r.push(notif(&assoc_change(1, 7), true)).unwrap().unwrap();
         assert!(matches!(
             n,
-            Incoming::Notification(Notification::AssocChange {
-                state: AssocChangeState::CommLost,
+            Incoming::Notification {
+                notification: Notification::AssocChange {
+                    state: AssocChangeState::CommLost,
+                    ..
+                },
                 ..
-            })
+            }
         ));
         assert_eq!(
             r.pop_ready(),
@@ -401,13 +407,16 @@ mod tests {
         let got = r.push(notif(&b[15..], true)).unwrap().unwrap();
         assert_eq!(
             got,
-            Incoming::Notification(Notification::AssocChange {
-                state: AssocChangeState::CommUp,
-                error: 0,
-                outbound_streams: 1,
-                inbound_streams: 1,
-                assoc_id: AssocId(5),
-            })
+            Incoming::Notification {
+                notification: Notification::AssocChange {
+                    state: AssocChangeState::CommUp,
+                    error: 0,
+                    outbound_streams: 1,
+                    inbound_streams: 1,
+                    assoc_id: AssocId(5),
+                },
+                peer: None,
+            }
         );
     }
 
@@ -427,12 +436,16 @@ mod tests {
             let got = r.push(notif(chunk, last)).unwrap();
             if last {
                 match got.unwrap() {
-                    Incoming::Notification(Notification::SendFailed {
-                        payload,
-                        payload_len,
-                        assoc_id,
+                    Incoming::Notification {
+                        notification:
+                            Notification::SendFailed {
+                                payload,
+                                payload_len,
+                                assoc_id,
+                                ..
+                            },
                         ..
-                    }) => {
+                    } => {
                         assert_eq!(assoc_id, AssocId(11));
                         assert_eq!(payload_len, 2000);
                         assert_eq!(payload.len(), 16 + NOTIFICATION_HEADROOM - 32);
@@ -465,7 +478,7 @@ mod tests {
         ));
         assert!(matches!(
             r.push(notif(&assoc_change(0, 3), true)).unwrap(),
-            Some(Incoming::Notification(_))
+            Some(Incoming::Notification { .. })
         ));
     }
 }

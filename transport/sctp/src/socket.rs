@@ -22,7 +22,7 @@ use crate::{
     notification::Notification,
     reassembly::{Piece, Reassembler},
     sys::{
-        cmsg::{self, CmsgBuf, SendInfo},
+        cmsg::{self, CmsgBuf, SendControl, SendInfo},
         sockaddr_bytes,
         socket::{self, Family, Socket},
         sockopt::{self, Buffer},
@@ -113,7 +113,13 @@ pub enum Incoming {
         unordered: bool,
     },
     /// A notification from the kernel.
-    Notification(Notification),
+    Notification {
+        /// The notification.
+        notification: Notification,
+        /// The association's primary peer address, which the kernel reports with every
+        /// notification of an association (`None` when it gave none).
+        peer: Option<SocketAddr>,
+    },
     /// A message that was read but not delivered (the socket keeps working).
     Dropped {
         /// The association it came on.
@@ -372,6 +378,7 @@ impl SctpSocket {
             context: opts.context,
             assoc_id,
             ttl_ms: opts.ttl_ms,
+            control: SendControl::None,
         };
         let mut buf = CmsgBuf::new();
         let len = cmsg::build_send(&mut buf, &info);
@@ -427,6 +434,58 @@ impl SctpSocket {
                 .map_err(io_err("sendmsg")),
             other => other.map_err(io_err("sendmsg")),
         }
+    }
+
+    /// Aborts association `assoc` (an ABORT chunk goes to the peer at once), with `reason` as
+    /// the user-initiated abort reason the peer sees (RFC 6458 `SCTP_ABORT`). Its queued data
+    /// is discarded; a COMM_LOST notification follows.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] when sendmsg(2) fails (e.g. `EINVAL` for an unknown association).
+    pub fn abort(&self, assoc: AssocId, reason: &[u8]) -> Result<()> {
+        self.control(assoc, reason, SendControl::Abort, "sendmsg(SCTP_ABORT)")
+    }
+
+    /// Shuts association `assoc` down gracefully (RFC 6458 `SCTP_EOF`): queued data is still
+    /// delivered, then SHUTDOWN; a SHUTDOWN_COMP notification follows.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] when sendmsg(2) fails.
+    pub fn shutdown_assoc(&self, assoc: AssocId) -> Result<()> {
+        self.control(assoc, &[], SendControl::Eof, "sendmsg(SCTP_EOF)")
+    }
+
+    fn control(
+        &self,
+        assoc: AssocId,
+        data: &[u8],
+        control: SendControl,
+        op: &'static str,
+    ) -> Result<()> {
+        let info = SendInfo {
+            assoc_id: assoc.get(),
+            control,
+            ..SendInfo::default()
+        };
+        let mut buf = CmsgBuf::new();
+        let len = cmsg::build_send(&mut buf, &info);
+        self.fd
+            .get_ref()
+            .sendmsg(data, None, buf.prefix(len))
+            .map(|_| ())
+            .map_err(|e| Error::socket(op, e))
+    }
+
+    /// The ids of the socket's current associations, as the kernel lists them
+    /// (`SCTP_GET_ASSOC_ID_LIST`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] when the option fails.
+    pub fn assoc_ids(&self) -> Result<Vec<AssocId>> {
+        sockopt::assoc_ids(self.raw()).map_err(io_err("getsockopt(SCTP_GET_ASSOC_ID_LIST)"))
     }
 
     /// Waits until tokio reports the socket writable, i.e. a `try_send` is worth trying.

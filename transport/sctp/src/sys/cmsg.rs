@@ -57,6 +57,20 @@ pub(crate) struct SendInfo {
     pub(crate) assoc_id: u32,
     /// `SCTP_PR_SCTP_TTL` with this lifetime in milliseconds.
     pub(crate) ttl_ms: Option<u32>,
+    /// An association-level action instead of (or with) data.
+    pub(crate) control: SendControl,
+}
+
+/// Association-level actions carried by `snd_flags`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum SendControl {
+    /// A plain data message.
+    #[default]
+    None,
+    /// `SCTP_ABORT`: abort the association; the data is the user-initiated abort reason.
+    Abort,
+    /// `SCTP_EOF`: graceful SHUTDOWN of the association (no data).
+    Eof,
 }
 
 /// `SCTP_RCVINFO` as read from a received control buffer.
@@ -114,6 +128,11 @@ pub(crate) fn build_send(buf: &mut CmsgBuf, info: &SendInfo) -> usize {
     let mut flags: u16 = 0;
     if info.unordered {
         flags |= libc::SCTP_UNORDERED as u16;
+    }
+    match info.control {
+        SendControl::None => {}
+        SendControl::Abort => flags |= libc::SCTP_ABORT as u16,
+        SendControl::Eof => flags |= libc::SCTP_EOF as u16,
     }
     let sndinfo = libc::sctp_sndinfo {
         snd_sid: info.stream,
@@ -241,6 +260,7 @@ mod tests {
             context: 99,
             assoc_id: 17,
             ttl_ms: None,
+            control: SendControl::None,
         };
         let n = build_send(&mut buf, &info);
         assert_eq!(n, 32);

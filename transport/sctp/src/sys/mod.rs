@@ -176,6 +176,12 @@ pub(crate) fn read_array<const N: usize>(bytes: &[u8], offset: usize) -> Option<
     bytes.get(offset..end)?.try_into().ok()
 }
 
+/// Whether sendmsg(2) by association id failed because the association is gone or shutting
+/// down (`EPIPE`, or `EINVAL` for an id the kernel no longer knows).
+pub(crate) fn is_stale_assoc_errno(code: i32) -> bool {
+    code == libc::EPIPE || code == libc::EINVAL
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -657,6 +657,40 @@ pub(crate) fn set_max_burst(fd: BorrowedFd<'_>, assoc: AssocId, burst: u32) -> i
 }
 
 /// `SCTP_AUTOCLOSE` (seconds idle before an association is closed; 0 = never; socket-wide).
+/// `SCTP_GET_ASSOC_ID_LIST`: the ids of the socket's current associations
+/// (`struct sctp_assoc_ids { __u32 gaids_number_of_ids; sctp_assoc_t gaids_assoc_id[]; }`).
+pub(crate) fn assoc_ids(fd: BorrowedFd<'_>) -> io::Result<Vec<AssocId>> {
+    // The kernel fails with EINVAL when the buffer cannot hold the list: grow and retry.
+    let mut cap = 256usize;
+    loop {
+        let mut buf = vec![0u8; 4 + 4 * cap];
+        match get_bytes(
+            fd,
+            libc::IPPROTO_SCTP,
+            libc::SCTP_GET_ASSOC_ID_LIST,
+            &mut buf,
+        ) {
+            Ok(_) => {
+                let n = buf
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_ne_bytes)
+                    .unwrap_or(0) as usize;
+                return Ok(buf
+                    .get(4..)
+                    .unwrap_or_default()
+                    .chunks_exact(4)
+                    .take(n)
+                    .filter_map(|c| c.try_into().ok())
+                    .map(|b: [u8; 4]| assoc_id(SctpAssocT::from_ne_bytes(b)))
+                    .collect());
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && cap < (1 << 20) => cap *= 8,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 pub(crate) fn autoclose(fd: BorrowedFd<'_>) -> io::Result<u32> {
     get_sctp_int(fd, libc::SCTP_AUTOCLOSE).map(|v| v.cast_unsigned())
 }
