@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use bytes::BytesMut;
-use sipsctp_sctp::{Incoming, Notification, SctpSocket, SendOptions, SendTarget, SocketConfig};
+use sipsctp_sctp::{Incoming, SctpSocket, SendOptions, SendTarget, SocketConfig};
 use sipsctp_tests::{require_sctp, vm_kernel};
 use tokio_sctp::SctpStream;
 
@@ -27,8 +27,7 @@ async fn serve(server: SctpSocket, messages: usize) -> Vec<(usize, u32)> {
                     .expect("server echo");
                 seen.push((data.len(), assoc_id.get()));
             }
-            Incoming::Notification(Notification::AssocChange { .. }) => {}
-            Incoming::Notification(_) => {}
+            Incoming::Notification { .. } => {}
             Incoming::Dropped { reason, .. } => panic!("server dropped a message: {reason:?}"),
         }
     }

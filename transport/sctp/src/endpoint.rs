@@ -17,6 +17,17 @@
 //! SEND_FAILED notification with no error and budget left, it is resent by address
 //! (`send_force_retry`); otherwise `send_failed` counts it and an [`AssocEvent::SendFailure`]
 //! reports it.
+//!
+//! # `sctp_send_ttl` and new associations
+//!
+//! Linux computes a message's PR-SCTP expiry only if the peer is already known to support
+//! PR-SCTP; a message sent while its association is still being set up gets expiry time 0 and
+//! is abandoned the moment the association comes up (`sctp_datamsg_from_user` /
+//! `sctp_chunk_abandoned`). So the lifetime is attached only to messages for a destination with
+//! a tracked association; a message that opens an association is bounded by the INIT
+//! retransmission limits instead (and fails with CANT_STR_ASSOC + SEND_FAILED). With tracking
+//! off no message carries the lifetime. (Kamailio's `SCTP_SNDRCV` never sets the TTL policy,
+//! so its send_ttl has no effect on current kernels.)
 
 use std::{
     io,
@@ -53,6 +64,9 @@ pub struct EndpointConfig {
     pub params: Vec<(Param, i64)>,
     /// Largest message received; larger ones are counted and dropped.
     pub max_message_size: usize,
+    /// `SCTP_PARTIAL_DELIVERY_POINT`: messages at least this large are read in pieces and
+    /// reassembled; `None` keeps the kernel's default.
+    pub partial_delivery_point: Option<u32>,
     /// Messages that may wait per destination while the send buffer is full.
     pub sendq_limit: usize,
     /// Capacity of the channel of received messages (the receive tasks wait when it is full).
@@ -65,6 +79,7 @@ impl Default for EndpointConfig {
             listeners: Vec::new(),
             params: Vec::new(),
             max_message_size: 65_536,
+            partial_delivery_point: None,
             sendq_limit: 1024,
             recv_queue: 4096,
         }
@@ -415,6 +430,7 @@ impl SctpEndpoint {
 
         let sock_cfg = SocketConfig {
             max_message_size: config.max_message_size,
+            partial_delivery_point: config.partial_delivery_point,
             ..SocketConfig::default()
         };
         let mut listeners = Vec::new();
@@ -646,10 +662,14 @@ impl Inner {
         let _ = self.events.send(e);
     }
 
-    fn send_options(&self, budget: u32) -> SendOptions {
-        let ttl = self.lock().params.get(Param::SendTtl);
+    /// Per-message options: the retry budget as context, and the lifetime when the message
+    /// goes on an association that is up (see the module doc).
+    fn send_options(&self, socket: SocketId, dest: SocketAddr, budget: u32) -> SendOptions {
+        let st = self.lock();
+        let ttl = st.params.get(Param::SendTtl);
+        let established = st.table.lookup(socket, dest).is_some();
         SendOptions {
-            ttl_ms: (ttl > 0).then(|| u32::try_from(ttl).unwrap_or(u32::MAX)),
+            ttl_ms: (ttl > 0 && established).then(|| u32::try_from(ttl).unwrap_or(u32::MAX)),
             context: budget,
             ..SendOptions::default()
         }
@@ -682,7 +702,7 @@ impl Inner {
             }
             route
         };
-        let opts = self.send_options(budget);
+        let opts = self.send_options(socket, dest, budget);
         match self.try_send_route(l, route, dest, data, &opts) {
             Ok(()) => Ok(SendOutcome::Sent),
             Err(e) if e.is_would_block() => {
@@ -901,7 +921,7 @@ impl Inner {
                             retries_left: left,
                         });
                         // By address, so that a fresh association opens if this one died.
-                        let opts = self.send_options(left);
+                        let opts = self.send_options(socket, dest, left);
                         match l.sock.try_send(&payload, SendTarget::Addr(dest), &opts) {
                             Ok(_) => {}
                             Err(e) if e.is_would_block() => {
@@ -1064,7 +1084,7 @@ async fn send_loop(inner: Arc<Inner>, i: usize) {
             l.writer.notified().await;
             continue;
         };
-        let opts = inner.send_options(p.budget);
+        let opts = inner.send_options(l.id, p.dest, p.budget);
         match inner.try_send_route(l, route, p.dest, &p.data, &opts) {
             Ok(()) => {}
             Err(e) if e.is_would_block() => {

@@ -58,6 +58,9 @@ pub struct SocketConfig {
     pub backlog: Option<u32>,
     /// `SCTP_NODELAY` (no Nagle bundling delay). Default `true`.
     pub nodelay: bool,
+    /// `SO_REUSEADDR`, so that a restarted process can bind its address while the
+    /// associations of its previous socket are still shutting down. Default `true`.
+    pub reuse_addr: bool,
     /// Notifications to subscribe to. Default: all.
     pub events: EventSubscriptions,
 }
@@ -72,6 +75,7 @@ impl Default for SocketConfig {
             recv_buffer_size: None,
             backlog: Some(1024),
             nodelay: true,
+            reuse_addr: true,
             events: EventSubscriptions::default(),
         }
     }
@@ -238,6 +242,9 @@ impl SctpSocket {
         }
         if let Some(n) = config.recv_buffer_size {
             sockopt::set_buffer(fd, Buffer::Receive, n).map_err(io_err("setsockopt(SO_RCVBUF)"))?;
+        }
+        if config.reuse_addr {
+            sockopt::set_reuse_addr(fd, true).map_err(io_err("setsockopt(SO_REUSEADDR)"))?;
         }
         sock.bind(first).map_err(io_err("bind"))?;
         if !rest.is_empty() {

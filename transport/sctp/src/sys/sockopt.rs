@@ -328,6 +328,17 @@ pub(crate) fn set_nodelay(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     set_sctp_int(fd, libc::SCTP_NODELAY, libc::c_int::from(on))
 }
 
+/// `SO_REUSEADDR`: bind even while associations of a closed socket on the same address are
+/// still shutting down (a restarted process gets its port back).
+pub(crate) fn set_reuse_addr(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    set(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        &libc::c_int::from(on),
+    )
+}
+
 /// `SCTP_NODELAY`.
 pub(crate) fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
     get_sctp_int(fd, libc::SCTP_NODELAY).map(|v| v != 0)
