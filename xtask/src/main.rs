@@ -10,6 +10,7 @@
 //!   every supported kernel;
 //! - [`demo`]: the README's main job.
 
+mod bench;
 mod cache;
 mod demo;
 mod initramfs;
@@ -41,6 +42,8 @@ enum Task {
     Test(test::Options),
     /// The main job: the SCTP echo demo inside the VM (until the daemon exists).
     Demo(demo::Options),
+    /// The transport's criterion benchmarks (host, no sockets), then a summary.
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Task::Vm(o) => vm::run_cli(&o),
         Task::Test(o) => test::run(&o).map(|()| 0),
         Task::Demo(o) => demo::run(&o),
+        Task::Bench(o) => bench::run(&o).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,101 @@
+//! `cargo xtask bench`: the transport's criterion benchmarks (`transport/sctp/benches`). They
+//! open no sockets, so they run on the host. Criterion prints its report as it goes; at the end
+//! this prints one line per benchmark of this run (the mean and its 95 % interval), read from
+//! criterion's `target/criterion/**/new/` files.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    test::cargo,
+    util::{exec, step, workspace_root},
+};
+
+/// `cargo xtask bench` options.
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Criterion's arguments, e.g. a benchmark-name filter (a regex): `-- decode`.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// Runs the benchmarks and prints the summary.
+pub fn run(o: &Options) -> Result<()> {
+    let start = SystemTime::now();
+    step("cargo bench -p sipsctp-sctp");
+    exec(
+        cargo()
+            .args(["bench", "-p", "sipsctp-sctp", "--bench", "*", "--"])
+            .args(&o.args),
+    )?;
+    let mut rows = Vec::new();
+    collect(&target_dir().join("criterion"), start, &mut rows)?;
+    if rows.is_empty() {
+        bail!("criterion wrote no results (did the filter match nothing?)");
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    step(format!("{} benchmarks, mean [95 % interval]:", rows.len()));
+    for (id, mean, lo, hi) in rows {
+        println!("  {id:<width$}  {} [{} {}]", ns(mean), ns(lo), ns(hi));
+    }
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    let root = workspace_root();
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d))
+}
+
+/// Every `new/benchmark.json` under `dir` written since `since`, with its mean estimate.
+fn collect(dir: &Path, since: SystemTime, rows: &mut Vec<(String, f64, f64, f64)>) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let bench = path.join("benchmark.json");
+        let fresh = fs::metadata(&bench)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since);
+        if path.ends_with("new") && fresh {
+            let read = |f: &Path| -> Result<serde_json::Value> {
+                let text = fs::read_to_string(f).with_context(|| format!("{}", f.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("{}", f.display()))
+            };
+            let id = read(&bench)?["full_id"].as_str().unwrap_or("?").to_owned();
+            let est = read(&path.join("estimates.json"))?;
+            let mean = &est["mean"];
+            let ci = &mean["confidence_interval"];
+            let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+            rows.push((
+                id,
+                f(&mean["point_estimate"]),
+                f(&ci["lower_bound"]),
+                f(&ci["upper_bound"]),
+            ));
+        } else {
+            collect(&path, since, rows)?;
+        }
+    }
+    Ok(())
+}
+
+/// Nanoseconds in a readable unit.
+fn ns(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} ms", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.2} µs", v / 1e3)
+    } else {
+        format!("{v:.1} ns")
+    }
+}
