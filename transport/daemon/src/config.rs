@@ -1,0 +1,548 @@
+//! The daemon's configuration file (TOML): parsed and validated once into typed values.
+//! Unknown keys and bad values are errors that name the key (and, from the TOML parser, the
+//! line). No IO here beyond reading the file.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    str::FromStr,
+    time::Duration,
+};
+
+use serde::Deserialize;
+use sipsctp_sctp::params::{Param, SctpParams};
+
+/// A transport protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// SIP over SCTP (RFC 4168).
+    Sctp,
+    /// SIP over UDP.
+    Udp,
+    /// SIP over TCP.
+    Tcp,
+}
+
+impl Proto {
+    /// Lower-case name, as in the config and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Sctp => "sctp",
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An upstream (`udp:127.0.0.1:5080`, `sctp:[::1]:5062`, `tcp:10.0.0.1:5060`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// Transport towards it.
+    pub proto: Proto,
+    /// Its address (an IP literal: the relay does no DNS).
+    pub addr: SocketAddr,
+}
+
+impl FromStr for Upstream {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (proto, addr) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}`: expected PROTO:ADDRESS:PORT, e.g. udp:127.0.0.1:5080")
+        })?;
+        let proto = match proto {
+            "sctp" => Proto::Sctp,
+            "udp" => Proto::Udp,
+            "tcp" => Proto::Tcp,
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown transport `{other}` (sctp, udp or tcp)"
+                ));
+            }
+        };
+        let addr = addr.parse::<SocketAddr>().map_err(|_| {
+            format!("`{s}`: `{addr}` is not IP:PORT (IPv6 in brackets: [::1]:5060)")
+        })?;
+        Ok(Upstream { proto, addr })
+    }
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.proto, self.addr)
+    }
+}
+
+/// One listener: a transport on one or more addresses (several = SCTP multi-homing) and a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// Transport.
+    pub proto: Proto,
+    /// Addresses with the port.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// A route: requests whose request-URI host is `domain` (or every request, for the default
+/// route without a domain) go to `upstream`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The request-URI host to match; `None` = the default route.
+    pub domain: Option<String>,
+    /// Where matching requests go.
+    pub upstream: Upstream,
+}
+
+/// The admin HTTP API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Bearer token required for writes when `listen` is not a loopback address.
+    pub token: Option<String>,
+}
+
+/// Log settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log {
+    /// error, warn, info, debug or trace.
+    pub level: String,
+    /// text or json.
+    pub json: bool,
+}
+
+/// SIP handling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sip {
+    /// Insert Record-Route in forwarded requests.
+    pub record_route: bool,
+    /// Largest SIP message accepted, bytes (over it: a counted drop).
+    pub max_message_size: usize,
+    /// Transactions tracked at once (for latency and outcome; over it: counted).
+    pub transaction_capacity: usize,
+    /// When an unanswered transaction is given up (64*T1 = 32 s).
+    pub transaction_timeout: Duration,
+}
+
+/// The whole, validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Listeners, in file order.
+    pub listen: Vec<Listen>,
+    /// Routes; at most one without a domain.
+    pub routes: Vec<Route>,
+    /// The `[sctp]` values that were set (Kamailio's names).
+    pub sctp: Vec<(Param, i64)>,
+    /// Admin API.
+    pub admin: Admin,
+    /// Logging.
+    pub log: Log,
+    /// SIP settings.
+    pub sip: Sip,
+}
+
+/// A configuration error, naming what is wrong and where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown key or wrong type (the parser's message names key and line).
+    #[error("{0}")]
+    Toml(String),
+    /// A value that parses but is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key, e.g. `listen[1].addresses` or `sctp.sctp_srto_min`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: Vec<RawListen>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+    #[serde(default)]
+    sctp: BTreeMap<String, i64>,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    sip: RawSip,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    proto: Proto,
+    addresses: Vec<String>,
+    port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    domain: Option<String>,
+    upstream: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    record_route: Option<bool>,
+    max_message_size: Option<usize>,
+    transaction_capacity: Option<usize>,
+    transaction_timeout_ms: Option<u64>,
+}
+
+/// The default admin address.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9460";
+
+impl Config {
+    /// Reads and validates `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`], naming the file, key and rule.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Toml(m) => ConfigError::Toml(format!("{}: {m}", path.display())),
+            ConfigError::Invalid { key, message } => ConfigError::Invalid {
+                key: format!("{}: {key}", path.display()),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates a configuration text.
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
+        if raw.listen.is_empty() {
+            return Err(invalid("listen", "at least one [[listen]] is needed"));
+        }
+        let mut listen = Vec::new();
+        for (i, l) in raw.listen.iter().enumerate() {
+            let key = format!("listen[{i}].addresses");
+            if l.addresses.is_empty() {
+                return Err(invalid(key, "at least one address is needed"));
+            }
+            if l.addresses.len() > 1 && l.proto != Proto::Sctp {
+                return Err(invalid(
+                    key,
+                    "several addresses (multi-homing) need proto = \"sctp\"",
+                ));
+            }
+            let mut addrs = Vec::new();
+            for a in &l.addresses {
+                let ip: IpAddr = a
+                    .parse()
+                    .map_err(|_| invalid(&key, format!("`{a}` is not an IP address")))?;
+                addrs.push(SocketAddr::new(ip, l.port));
+            }
+            listen.push(Listen {
+                proto: l.proto,
+                addrs,
+            });
+        }
+        let mut routes = Vec::new();
+        for (i, r) in raw.route.iter().enumerate() {
+            let upstream = r
+                .upstream
+                .parse::<Upstream>()
+                .map_err(|m| invalid(format!("route[{i}].upstream"), m))?;
+            if !listen.iter().any(|l| l.proto == upstream.proto) {
+                return Err(invalid(
+                    format!("route[{i}].upstream"),
+                    format!(
+                        "no [[listen]] with proto = \"{}\" to send from",
+                        upstream.proto
+                    ),
+                ));
+            }
+            let domain = r.domain.as_ref().map(|d| d.trim().to_ascii_lowercase());
+            if domain.as_deref() == Some("") {
+                return Err(invalid(format!("route[{i}].domain"), "empty domain"));
+            }
+            routes.push(Route { domain, upstream });
+        }
+        if routes.iter().filter(|r| r.domain.is_none()).count() > 1 {
+            return Err(invalid(
+                "route",
+                "more than one default route (route without domain)",
+            ));
+        }
+        let mut sctp = Vec::new();
+        let mut params = SctpParams::default();
+        for (name, value) in &raw.sctp {
+            let param = Param::ALL
+                .into_iter()
+                .find(|p| p.name() == name)
+                .ok_or_else(|| {
+                    invalid(
+                        format!("sctp.{name}"),
+                        "unknown parameter (Kamailio's names: sctp_socket_rcvbuf, sctp_autoclose, ... sctp_max_burst; see --print-default-config)",
+                    )
+                })?;
+            params
+                .set(param, *value)
+                .map_err(|e| invalid(format!("sctp.{name}"), e.to_string()))?;
+            sctp.push((param, *value));
+        }
+        // Cross-checks against the defaults; repeated at start against the OS's values.
+        params
+            .validate()
+            .map_err(|e| invalid("sctp", e.to_string()))?;
+
+        let admin_listen = raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN);
+        let admin_listen: SocketAddr = admin_listen
+            .parse()
+            .map_err(|_| invalid("admin.listen", format!("`{admin_listen}` is not IP:PORT")))?;
+        if !admin_listen.ip().is_loopback() && raw.admin.token.as_deref().unwrap_or("").is_empty() {
+            return Err(invalid(
+                "admin.token",
+                "the admin API listens beyond loopback: set a token (writes need `Authorization: Bearer <token>`)",
+            ));
+        }
+        let level = raw.log.level.unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+            return Err(invalid(
+                "log.level",
+                format!("`{level}`: error, warn, info, debug or trace"),
+            ));
+        }
+        let json = match raw.log.format.as_deref().unwrap_or("text") {
+            "text" => false,
+            "json" => true,
+            other => return Err(invalid("log.format", format!("`{other}`: text or json"))),
+        };
+        let max_message_size = raw.sip.max_message_size.unwrap_or(65_535);
+        if !(1024..=1 << 20).contains(&max_message_size) {
+            return Err(invalid("sip.max_message_size", "must be 1024 ..= 1048576"));
+        }
+        let transaction_capacity = raw.sip.transaction_capacity.unwrap_or(100_000);
+        if transaction_capacity == 0 {
+            return Err(invalid("sip.transaction_capacity", "must be above 0"));
+        }
+        let timeout_ms = raw.sip.transaction_timeout_ms.unwrap_or(32_000);
+        if !(1000..=300_000).contains(&timeout_ms) {
+            return Err(invalid(
+                "sip.transaction_timeout_ms",
+                "must be 1000 ..= 300000",
+            ));
+        }
+        Ok(Config {
+            listen,
+            routes,
+            sctp,
+            admin: Admin {
+                listen: admin_listen,
+                token: raw.admin.token.filter(|t| !t.is_empty()),
+            },
+            log: Log { level, json },
+            sip: Sip {
+                record_route: raw.sip.record_route.unwrap_or(false),
+                max_message_size,
+                transaction_capacity,
+                transaction_timeout: Duration::from_millis(timeout_ms),
+            },
+        })
+    }
+}
+
+/// The configuration `--print-default-config` prints: every key with its default, the 19 sctp
+/// parameters commented out with their documentation.
+pub fn default_config_text() -> String {
+    let mut s = String::from(
+        "# sipsctpd configuration (TOML). Every key is shown; commented values are defaults.\n\
+         \n\
+         # Listeners: proto = sctp | udp | tcp; several addresses = SCTP multi-homing.\n\
+         [[listen]]\n\
+         proto = \"sctp\"\n\
+         addresses = [\"127.0.0.1\"]\n\
+         port = 5060\n\
+         \n\
+         [[listen]]\n\
+         proto = \"udp\"\n\
+         addresses = [\"127.0.0.1\"]\n\
+         port = 5060\n\
+         \n\
+         # Routes: requests go to the route whose domain equals the request-URI host, else to the\n\
+         # default route (the one without domain). Upstreams are PROTO:IP:PORT (no DNS).\n\
+         [[route]]\n\
+         upstream = \"udp:127.0.0.1:5080\"\n\
+         \n\
+         # [[route]]\n\
+         # domain = \"example.net\"\n\
+         # upstream = \"sctp:[::1]:5062\"\n\
+         \n\
+         # Kamailio's sctp module parameters (same names); absent = default (the OS's value\n\
+         # where Kamailio reads the OS). Runtime changes: PUT /cfg/sctp/<name> on the admin API.\n\
+         [sctp]\n",
+    );
+    for p in Param::ALL {
+        let spec = p.spec();
+        let default = if spec.from_os {
+            "OS default".to_owned()
+        } else {
+            spec.default.to_string()
+        };
+        s.push_str(&format!(
+            "# {} = {}    # {:?}, {}..={}; {}\n",
+            spec.name, default, spec.unit, spec.min, spec.max, spec.doc
+        ));
+    }
+    s.push_str(
+        "\n[sip]\n\
+         # record_route = false\n\
+         # max_message_size = 65535\n\
+         # transaction_capacity = 100000\n\
+         # transaction_timeout_ms = 32000\n\
+         \n\
+         [admin]\n\
+         # listen = \"127.0.0.1:9460\"\n\
+         # token = \"\"    # required when listen is not loopback; writes need Authorization: Bearer <token>\n\
+         \n\
+         [log]\n\
+         # level = \"info\"    # error | warn | info | debug | trace\n\
+         # format = \"text\"   # text | json\n",
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[[listen]]
+proto = "sctp"
+addresses = ["127.0.0.1", "127.0.0.2"]
+port = 5060
+[[listen]]
+proto = "udp"
+addresses = ["127.0.0.1"]
+port = 5060
+[[route]]
+upstream = "udp:127.0.0.1:5080"
+[[route]]
+domain = "example.net"
+upstream = "sctp:[::1]:5062"
+[sctp]
+sctp_srto_initial = 2000
+[admin]
+listen = "127.0.0.1:9460"
+"#;
+
+    #[test]
+    fn the_issue_example_parses() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.listen[0].addrs.len(), 2);
+        assert_eq!(c.listen[0].addrs[1], "127.0.0.2:5060".parse().unwrap());
+        assert_eq!(c.routes[1].domain.as_deref(), Some("example.net"));
+        assert_eq!(c.routes[1].upstream.addr, "[::1]:5062".parse().unwrap());
+        assert_eq!(c.sctp, vec![(Param::SrtoInitial, 2000)]);
+        assert_eq!(c.admin.listen, "127.0.0.1:9460".parse().unwrap());
+        assert_eq!(c.sip.transaction_timeout, Duration::from_secs(32));
+    }
+
+    #[test]
+    fn the_printed_default_config_parses() {
+        Config::parse(&default_config_text()).unwrap();
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let base = "[[listen]]\nproto = \"udp\"\naddresses = [\"127.0.0.1\"]\nport = 5060\n";
+        assert!(
+            err(&format!("{base}[sctp]\nsctp_nope = 1\n"))
+                .starts_with("sctp.sctp_nope: unknown parameter")
+        );
+        assert_eq!(
+            err(&format!("{base}[sctp]\nsctp_sack_delay = 900\n")),
+            "sctp.sctp_sack_delay: sctp_sack_delay = 900: out of range 0..=500"
+        );
+        assert!(
+            err(&format!("{base}[sctp]\nsctp_srto_min = 5000\n"))
+                .contains("sctp_srto_min (5000) <= sctp_srto_initial")
+        );
+        assert!(
+            err(&format!("{base}[sctp]\nsctp_assoc_tracking = 0\n"))
+                .contains("sctp_assoc_reuse = 1 needs sctp_assoc_tracking = 1")
+        );
+        assert!(
+            err(&format!("{base}bogus = 1\n")).contains("bogus"),
+            "{}",
+            err(&format!("{base}bogus = 1\n"))
+        );
+        assert!(
+            err(&format!(
+                "{base}[[route]]\nupstream = \"udp:localhost:5080\"\n"
+            ))
+            .starts_with("route[0].upstream")
+        );
+        assert!(
+            err(&format!(
+                "{base}[[route]]\nupstream = \"sctp:127.0.0.1:5080\"\n"
+            ))
+            .contains("no [[listen]] with proto = \"sctp\"")
+        );
+        assert!(err("[[listen]]\nproto = \"udp\"\naddresses = [\"127.0.0.1\", \"127.0.0.2\"]\nport = 1\n").contains("multi-homing"));
+        assert!(
+            err(&format!("{base}[admin]\nlisten = \"0.0.0.0:9460\"\n")).starts_with("admin.token")
+        );
+        assert!(err("").starts_with("listen"));
+        assert!(err("[[listen]]\nproto = \"quic\"\naddresses = []\nport = 1\n").contains("quic"));
+    }
+}

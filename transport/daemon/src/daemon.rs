@@ -1,0 +1,333 @@
+//! Starting and stopping the daemon: the SCTP endpoint, UDP sockets and TCP listeners from the
+//! configuration, the admin API, the relay task, association-event logging, and the signals
+//! (SIGTERM/SIGINT: graceful stop; SIGHUP: reload).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use sipsctp_sctp::{
+    endpoint::{AssocEvent, EndpointConfig, SctpEndpoint},
+    params::{Applies, Param, Scope},
+};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+    task::JoinHandle,
+};
+
+use crate::{
+    admin,
+    config::{Config, Proto},
+    metrics::Metrics,
+    net::{Inbound, Tcp, Udp},
+    relay::{Relay, Senders},
+    state::Shared,
+};
+
+/// Why the daemon could not start (exit code 4).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The SCTP endpoint could not be set up.
+    #[error("SCTP: {0}")]
+    Sctp(#[from] sipsctp_sctp::endpoint::EndpointError),
+    /// A UDP or TCP listener could not bind.
+    #[error("{proto} listener {addr}: {source}")]
+    Bind {
+        /// Transport.
+        proto: Proto,
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The admin API could not bind.
+    #[error("admin API {addr}: {source}")]
+    Admin {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Metrics registration (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+fn addrs_of(config: &Config, proto: Proto) -> Vec<Vec<SocketAddr>> {
+    config
+        .listen
+        .iter()
+        .filter(|l| l.proto == proto)
+        .map(|l| l.addrs.clone())
+        .collect()
+}
+
+/// Runs the daemon until a stop signal; returns the exit code.
+pub async fn run(path: PathBuf, config: Config) -> u8 {
+    let started = Instant::now();
+    let (tx, rx) = mpsc::channel::<Inbound>(8192);
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let parts = match start(&config, tx, &mut tasks).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("sipsctpd: cannot start: {e}");
+            return crate::exit::STARTUP;
+        }
+    };
+    let (shared, senders) = parts;
+    let relay = match Relay::new(&config, &senders.local_addrs()) {
+        Ok(r) => Arc::new(RwLock::new(Arc::new(r))),
+        Err(e) => {
+            eprintln!("sipsctpd: invalid configuration: {e}");
+            return crate::exit::CONFIG;
+        }
+    };
+    tasks.push(tokio::spawn(crate::relay::run(
+        rx,
+        relay.clone(),
+        senders.clone(),
+        shared.clone(),
+        config.sip.clone(),
+    )));
+    if let Some(ep) = &shared.sctp {
+        tasks.push(tokio::spawn(log_events(ep.clone())));
+    }
+    tracing::info!(
+        listeners = ?shared.listeners,
+        admin = %config.admin.listen,
+        routes = config.routes.len(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "sipsctpd started"
+    );
+    let code = signals(&path, config, &shared, &relay, &senders).await;
+    for t in &tasks {
+        t.abort();
+    }
+    if let Some(ep) = &shared.sctp {
+        let open = ep.shutdown(Duration::from_secs(5)).await;
+        if open > 0 {
+            tracing::warn!(open, "SCTP associations still open after 5 s of SHUTDOWN");
+        } else {
+            tracing::info!("all SCTP associations shut down");
+        }
+    }
+    tracing::info!("sipsctpd stopped");
+    code
+}
+
+async fn start(
+    config: &Config,
+    tx: mpsc::Sender<Inbound>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<(Arc<Shared>, Senders), StartError> {
+    let mut listeners = Vec::new();
+    let sctp_listeners = addrs_of(config, Proto::Sctp);
+    let sctp = if sctp_listeners.is_empty() {
+        None
+    } else {
+        let (ep, mut received) = SctpEndpoint::bind(&EndpointConfig {
+            listeners: sctp_listeners,
+            params: config.sctp.clone(),
+            max_message_size: config.sip.max_message_size,
+            ..EndpointConfig::default()
+        })?;
+        let ep = Arc::new(ep);
+        let locals = ep.listeners();
+        for (_, addrs) in &locals {
+            listeners.push(format!(
+                "sctp:{}",
+                addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(m) = received.recv().await {
+                let local = locals
+                    .iter()
+                    .find(|(id, _)| *id == m.socket)
+                    .and_then(|(_, a)| a.first().copied())
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                let msg = Inbound {
+                    proto: Proto::Sctp,
+                    peer: m.peer,
+                    local,
+                    sctp: Some((m.socket, m.assoc)),
+                    data: m.data,
+                };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        }));
+        Some(ep)
+    };
+    let udp_addrs: Vec<SocketAddr> = addrs_of(config, Proto::Udp).into_iter().flatten().collect();
+    let udp = if udp_addrs.is_empty() {
+        None
+    } else {
+        let udp = Udp::bind(&udp_addrs)
+            .await
+            .map_err(|(addr, source)| StartError::Bind {
+                proto: Proto::Udp,
+                addr,
+                source,
+            })?;
+        tasks.extend(udp.spawn_receivers(tx.clone(), config.sip.max_message_size));
+        listeners.extend(udp.local_addrs().iter().map(|a| format!("udp:{a}")));
+        Some(Arc::new(udp))
+    };
+    let tcp_addrs: Vec<SocketAddr> = addrs_of(config, Proto::Tcp).into_iter().flatten().collect();
+    let tcp = if tcp_addrs.is_empty() {
+        None
+    } else {
+        let framer = crate::relay::framer(config.sip.max_message_size);
+        let (tcp, t) = Tcp::bind(&tcp_addrs, tx.clone(), framer, config.sip.max_message_size)
+            .await
+            .map_err(|(addr, source)| StartError::Bind {
+                proto: Proto::Tcp,
+                addr,
+                source,
+            })?;
+        tasks.extend(t);
+        listeners.extend(tcp.local_addrs().iter().map(|a| format!("tcp:{a}")));
+        Some(tcp)
+    };
+    let admin_listener = TcpListener::bind(config.admin.listen)
+        .await
+        .map_err(|source| StartError::Admin {
+            addr: config.admin.listen,
+            source,
+        })?;
+    let shared = Arc::new(Shared {
+        sctp: sctp.clone(),
+        metrics: Metrics::new()?,
+        admin_token: config.admin.token.clone(),
+        listeners,
+        started: Instant::now(),
+    });
+    tasks.push(tokio::spawn(admin::serve(admin_listener, shared.clone())));
+    Ok((shared, Senders { sctp, udp, tcp }))
+}
+
+/// Logs what happens to associations: the operator's view of the SCTP side.
+async fn log_events(ep: Arc<SctpEndpoint>) {
+    let mut events = ep.events();
+    loop {
+        match events.recv().await {
+            Ok(e) => match &e {
+                AssocEvent::Up { .. }
+                | AssocEvent::Down { .. }
+                | AssocEvent::RemoteShutdown { .. } => {
+                    tracing::info!(event = ?e, "SCTP association")
+                }
+                AssocEvent::PathChange { .. } | AssocEvent::Restart { .. } => {
+                    tracing::info!(event = ?e, "SCTP path")
+                }
+                _ => tracing::warn!(event = ?e, "SCTP"),
+            },
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "SCTP event log fell behind");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Waits for signals: SIGHUP reloads, SIGTERM/SIGINT return the exit code 0.
+async fn signals(
+    path: &Path,
+    mut config: Config,
+    shared: &Shared,
+    relay: &RwLock<Arc<Relay>>,
+    senders: &Senders,
+) -> u8 {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return crate::exit::RUNTIME;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return crate::exit::OK; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); return crate::exit::OK; }
+            _ = hup.recv() => {
+                match reload(path, &config, shared, relay, senders) {
+                    Ok(new) => config = new,
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: configuration refused; the running one stays"),
+                }
+            }
+        }
+    }
+}
+
+/// Applies a new configuration file: routes and SIP settings at once, runtime-changeable SCTP
+/// parameters as new endpoint defaults. Listener or read-only parameter changes need a restart
+/// (logged).
+fn reload(
+    path: &Path,
+    old: &Config,
+    shared: &Shared,
+    relay: &RwLock<Arc<Relay>>,
+    senders: &Senders,
+) -> Result<Config, String> {
+    let new = Config::load(path).map_err(|e| e.to_string())?;
+    if new.listen != old.listen || new.admin != old.admin {
+        tracing::warn!("SIGHUP: listener or admin changes need a restart; they are not applied");
+    }
+    if let Some(ep) = &shared.sctp {
+        // Validate the whole set first so that nothing is half applied.
+        let mut next = ep.params();
+        for p in Param::ALL {
+            let want = new.sctp.iter().find(|(q, _)| *q == p).map(|(_, v)| *v);
+            let had = old.sctp.iter().find(|(q, _)| *q == p).map(|(_, v)| *v);
+            if want == had {
+                continue;
+            }
+            let Some(v) = want else {
+                tracing::warn!(
+                    param = p.name(),
+                    "SIGHUP: a removed [sctp] key keeps its current value until restart"
+                );
+                continue;
+            };
+            if p.spec().applies == Applies::ReadOnly {
+                tracing::warn!(
+                    param = p.name(),
+                    "SIGHUP: read-only at run time; needs a restart"
+                );
+                continue;
+            }
+            next.change(p, v).map_err(|e| e.to_string())?;
+        }
+        for (p, v) in next.iter() {
+            if v != ep.params().get(p) {
+                ep.set_param(p.name(), v, Scope::Future)
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(
+                    param = p.name(),
+                    value = v,
+                    "SIGHUP: SCTP parameter changed"
+                );
+            }
+        }
+    }
+    let fresh = Arc::new(Relay::new(&new, &senders.local_addrs())?);
+    *relay.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    tracing::info!(routes = new.routes.len(), "SIGHUP: configuration reloaded");
+    Ok(new)
+}

@@ -1,0 +1,111 @@
+//! `sipsctpd`: a stateless SIP relay between SCTP, UDP and TCP, with Kamailio's sctp parameters
+//! and an admin HTTP API. See `sipsctpd --help`.
+
+mod admin;
+mod config;
+mod daemon;
+mod metrics;
+mod net;
+mod relay;
+mod state;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+
+use crate::config::Config;
+
+/// Exit codes (also in --help).
+pub(crate) mod exit {
+    pub const OK: u8 = 0;
+    pub const RUNTIME: u8 = 1;
+    pub const CONFIG: u8 = 3;
+    pub const STARTUP: u8 = 4;
+}
+
+/// sipsctpd: terminates SIP over SCTP and relays it statelessly to UDP, TCP or SCTP upstreams.
+#[derive(Parser, Debug)]
+#[command(
+    name = "sipsctpd",
+    version,
+    after_help = "Signals: SIGTERM/SIGINT stop accepting, shut SCTP associations down, drain and exit 0; \
+SIGHUP reloads routes and runtime SCTP parameters from the same file (a bad file is refused and \
+the running configuration stays).\n\n\
+Exit codes: 0 clean stop or valid config; 1 runtime failure; 2 bad command line; \
+3 invalid configuration; 4 a listener or the admin API could not start."
+)]
+struct Cli {
+    /// The configuration file (TOML).
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        required_unless_present = "print_default_config"
+    )]
+    config: Option<PathBuf>,
+    /// Validate the configuration and exit (0 = valid, 3 = invalid).
+    #[arg(long)]
+    check_config: bool,
+    /// Print a configuration with every key and its default, then exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{}", config::default_config_text());
+        return ExitCode::from(exit::OK);
+    }
+    let Some(path) = cli.config else {
+        eprintln!("sipsctpd: --config FILE is required");
+        return ExitCode::from(2);
+    };
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sipsctpd: invalid configuration: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    if cli.check_config {
+        println!("{}: configuration valid", path.display());
+        return ExitCode::from(exit::OK);
+    }
+    init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sipsctpd: cannot start the runtime: {e}");
+            return ExitCode::from(exit::RUNTIME);
+        }
+    };
+    ExitCode::from(runtime.block_on(run(path, config)))
+}
+
+fn init_logging(log: &config::Log) {
+    let level = match log.level.as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    if log.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(path: PathBuf, config: Config) -> u8 {
+    daemon::run(path, config).await
+}

@@ -1,0 +1,295 @@
+//! The Prometheus metrics of `/metrics`: the transport's Kamailio counters (copied from the
+//! endpoint's snapshot at each scrape), SIP message counters by method, status class, transport
+//! and direction, drops by reason, and transaction latency.
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use sipsctp_sctp::counters::{CounterSnapshot, DropCause};
+use std::sync::Mutex;
+
+/// Direction of a SIP message relative to the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Received.
+    In,
+    /// Sent.
+    Out,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    sctp_counters: Vec<(&'static str, IntCounter)>,
+    sctp_dropped: IntCounterVec,
+    sctp_opened: IntGauge,
+    sctp_tracked: IntGauge,
+    last: Mutex<CounterSnapshot>,
+    /// `sipsctp_sip_requests_total{method,transport,direction}`.
+    pub requests: IntCounterVec,
+    /// `sipsctp_sip_responses_total{method,status_class,transport,direction}`.
+    pub responses: IntCounterVec,
+    /// `sipsctp_sip_messages_dropped_total{reason}`.
+    pub dropped: IntCounterVec,
+    /// `sipsctp_sip_transaction_duration_seconds{method,status_class}`.
+    pub transaction_seconds: HistogramVec,
+    /// `sipsctp_sip_transactions_expired_total`.
+    pub transactions_expired: IntCounter,
+    /// `sipsctp_sip_transactions_untracked_total` (table full).
+    pub transactions_untracked: IntCounter,
+}
+
+const SCTP_COUNTER_HELP: [(&str, &str); 9] = [
+    ("established", "SCTP associations established (COMM_UP)"),
+    (
+        "connect_failed",
+        "SCTP associations that could not be set up (CANT_STR_ASSOC)",
+    ),
+    (
+        "local_reject",
+        "SCTP associations aborted because sctp_max_assocs was reached",
+    ),
+    ("remote_shutdown", "SHUTDOWNs received from SCTP peers"),
+    (
+        "assoc_shutdown",
+        "SCTP associations shut down (SHUTDOWN_COMP)",
+    ),
+    ("comm_lost", "SCTP associations lost (COMM_LOST)"),
+    (
+        "sendq_full",
+        "SCTP sends that found the send buffer full (EAGAIN)",
+    ),
+    ("send_failed", "SCTP messages that could not be delivered"),
+    (
+        "send_force_retry",
+        "SCTP messages resent after SEND_FAILED (sctp_send_retries)",
+    ),
+];
+
+impl Metrics {
+    /// Registers every metric.
+    ///
+    /// # Errors
+    /// Only on a programming error (a duplicate or invalid metric name).
+    pub fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let mut sctp_counters = Vec::new();
+        for (name, help) in SCTP_COUNTER_HELP {
+            let c = IntCounter::new(format!("sipsctp_sctp_{name}_total"), help)?;
+            registry.register(Box::new(c.clone()))?;
+            sctp_counters.push((name, c));
+        }
+        let sctp_dropped = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_sctp_messages_dropped_total",
+                "SCTP messages read but not delivered, by reason",
+            ),
+            &["reason"],
+        )?;
+        for r in DropCause::ALL {
+            sctp_dropped.with_label_values(&[r.as_str()]);
+        }
+        let sctp_opened = IntGauge::new(
+            "sipsctp_sctp_current_opened_connections",
+            "SCTP associations open now",
+        )?;
+        let sctp_tracked = IntGauge::new(
+            "sipsctp_sctp_current_tracked_connections",
+            "SCTP associations tracked now (-1 with sctp_assoc_tracking = 0)",
+        )?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_sip_requests_total",
+                "SIP requests by method, transport and direction",
+            ),
+            &["method", "transport", "direction"],
+        )?;
+        let responses = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_sip_responses_total",
+                "SIP responses by request method, status class, transport and direction",
+            ),
+            &["method", "status_class", "transport", "direction"],
+        )?;
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_sip_messages_dropped_total",
+                "SIP messages dropped, by reason",
+            ),
+            &["reason"],
+        )?;
+        let transaction_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "sipsctp_sip_transaction_duration_seconds",
+                "Time from a relayed request to its final response",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 32.0,
+            ]),
+            &["method", "status_class"],
+        )?;
+        let transactions_expired = IntCounter::new(
+            "sipsctp_sip_transactions_expired_total",
+            "Relayed requests without a final response within the transaction timeout",
+        )?;
+        let transactions_untracked = IntCounter::new(
+            "sipsctp_sip_transactions_untracked_total",
+            "Relayed requests not tracked because the transaction table was full",
+        )?;
+        for c in [
+            Box::new(sctp_dropped.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sctp_opened.clone()),
+            Box::new(sctp_tracked.clone()),
+            Box::new(requests.clone()),
+            Box::new(responses.clone()),
+            Box::new(dropped.clone()),
+            Box::new(transaction_seconds.clone()),
+            Box::new(transactions_expired.clone()),
+            Box::new(transactions_untracked.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        Ok(Metrics {
+            registry,
+            sctp_counters,
+            sctp_dropped,
+            sctp_opened,
+            sctp_tracked,
+            last: Mutex::new(CounterSnapshot::default()),
+            requests,
+            responses,
+            dropped,
+            transaction_seconds,
+            transactions_expired,
+            transactions_untracked,
+        })
+    }
+
+    /// Copies the transport's counters in (by their increase since the last call).
+    pub fn sync_sctp(&self, now: &CounterSnapshot, opened: u64, tracked: i64) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        for ((name, counter), ((_, new), (_, old))) in self
+            .sctp_counters
+            .iter()
+            .zip(now.named().into_iter().zip(last.named()))
+        {
+            debug_assert!(SCTP_COUNTER_HELP.iter().any(|(n, _)| n == name));
+            counter.inc_by(new.saturating_sub(old));
+        }
+        for r in DropCause::ALL {
+            self.sctp_dropped
+                .with_label_values(&[r.as_str()])
+                .inc_by(now.dropped(r).saturating_sub(last.dropped(r)));
+        }
+        *last = *now;
+        self.sctp_opened
+            .set(i64::try_from(opened).unwrap_or(i64::MAX));
+        self.sctp_tracked.set(tracked);
+    }
+
+    /// Counts a SIP request.
+    pub fn request(&self, method: &str, transport: &str, dir: Direction) {
+        self.requests
+            .with_label_values(&[method_label(method), transport, dir.as_str()])
+            .inc();
+    }
+
+    /// Counts a SIP response.
+    pub fn response(&self, method: &str, status: u16, transport: &str, dir: Direction) {
+        self.responses
+            .with_label_values(&[
+                method_label(method),
+                status_class(status),
+                transport,
+                dir.as_str(),
+            ])
+            .inc();
+    }
+
+    /// Counts a dropped SIP message.
+    pub fn drop(&self, reason: &str) {
+        self.dropped.with_label_values(&[reason]).inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// `1xx` ... `6xx`.
+pub fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        6 => "6xx",
+        _ => "other",
+    }
+}
+
+/// Standard methods keep their name; anything else is "other", so that a peer cannot grow the
+/// label set without bound.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 14] = [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_counters_follow_the_snapshot() {
+        let m = Metrics::new().unwrap();
+        let s = CounterSnapshot {
+            established: 3,
+            send_force_retry: 1,
+            ..CounterSnapshot::default()
+        };
+        m.sync_sctp(&s, 2, 2);
+        m.sync_sctp(&s, 2, 2);
+        let text = m.render();
+        assert!(text.contains("sipsctp_sctp_established_total 3"), "{text}");
+        assert!(text.contains("sipsctp_sctp_send_force_retry_total 1"));
+        assert!(text.contains("sipsctp_sctp_current_opened_connections 2"));
+        assert!(text.contains("sipsctp_sctp_messages_dropped_total{reason=\"too_large\"} 0"));
+    }
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(method_label("INVITE"), "INVITE");
+        assert_eq!(method_label("XYZZY"), "other");
+        assert_eq!(status_class(183), "1xx");
+        assert_eq!(status_class(999), "other");
+    }
+}

@@ -1,0 +1,42 @@
+//! What the daemon's tasks share: the SCTP endpoint, the metrics, and the admin settings.
+
+use std::{sync::Arc, time::Instant};
+
+use serde_json::{Value, json};
+use sipsctp_sctp::endpoint::SctpEndpoint;
+
+use crate::metrics::Metrics;
+
+/// Shared by the relay, the admin API and the signal handlers.
+pub struct Shared {
+    /// The SCTP endpoint, when an SCTP listener is configured.
+    pub sctp: Option<Arc<SctpEndpoint>>,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// The admin API's bearer token for writes.
+    pub admin_token: Option<String>,
+    /// Listener descriptions for /health.
+    pub listeners: Vec<String>,
+    /// When the daemon started.
+    pub started: Instant,
+}
+
+impl Shared {
+    /// Copies the transport counters into the metrics (at each scrape).
+    pub fn refresh_metrics(&self) {
+        if let Some(ep) = &self.sctp {
+            let info = ep.info();
+            self.metrics
+                .sync_sctp(&ep.counters(), info.opened, info.tracked);
+        }
+    }
+
+    /// The `/health` document.
+    pub fn health(&self) -> Value {
+        json!({
+            "status": "ok",
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "listeners": self.listeners,
+        })
+    }
+}
