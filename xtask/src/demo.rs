@@ -1,12 +1,22 @@
-//! `cargo xtask demo`: the README's main job. Until the daemon exists this is the SCTP echo
-//! demo: a one-to-many server and client of this project's transport crate exchange messages
-//! over the VM's kernel SCTP and print what the kernel reports about their association.
+//! `cargo xtask demo`: the README's main job. Inside the VM (kernel SCTP), sipp places calls
+//! over SCTP through `sipsctpd` (started with `transport/daemon/dist/sipsctpd.toml`) to a sipp
+//! UAS over UDP; then the demo prints what the daemon exposes (`/sctp/info`, `/metrics`) and
+//! stops it with SIGTERM.
 
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use crate::{kernel::Series, setup, test::artifacts, test::cargo, util::step, vm};
+use crate::{
+    kernel::Series,
+    setup,
+    test::{artifacts, cargo},
+    util::{step, workspace_root},
+    vm,
+};
+
+/// The guest side of the demo.
+const SCRIPT: &str = include_str!("../guest/demo.sh");
 
 /// `cargo xtask demo` options.
 #[derive(clap::Args, Debug)]
@@ -14,23 +24,35 @@ pub struct Options {
     /// Guest kernel series.
     #[arg(long, value_enum, default_value = "6.12")]
     pub kernel: Series,
+    /// Calls sipp places.
+    #[arg(long, default_value_t = 100)]
+    pub calls: u32,
 }
 
-/// Builds the demo and runs it in the VM; returns its exit code.
+/// Builds sipsctpd and runs the demo in the VM; returns its exit code.
 pub fn run(o: &Options) -> Result<u8> {
     setup::run(&setup::Options {
         kernel: Some(o.kernel),
     })?;
-    step("building the echo demo");
+    step("building sipsctpd");
     let exes = artifacts(
-        cargo().args(["build", "-p", "sipsctp-sctp", "--example", "echo"]),
+        cargo().args(["build", "-p", "sipsctpd", "--bin", "sipsctpd"]),
         false,
     )?;
-    let Some(exe) = exes.into_iter().find(|e| e.ends_with("echo")) else {
-        bail!("cargo built no echo example");
+    let Some(daemon) = exes.into_iter().find(|e| e.ends_with("sipsctpd")) else {
+        bail!("cargo built no sipsctpd");
     };
-    let mut r = vm::Run::new(o.kernel, vec![exe.to_string_lossy().into_owned()]);
+    let config = workspace_root().join("transport/daemon/dist/sipsctpd.toml");
+    let mut r = vm::Run::new(o.kernel, vec![SCRIPT.to_owned()]);
+    r.env
+        .push(("SIPSCTPD".into(), daemon.to_string_lossy().into_owned()));
+    r.env
+        .push(("CONFIG".into(), config.to_string_lossy().into_owned()));
+    r.env.push(("CALLS".into(), o.calls.to_string()));
     r.timeout = Duration::from_secs(300);
-    vm::announce(&r);
+    vm::announce(&vm::Run::new(
+        o.kernel,
+        vec!["sipp -> sipsctpd (SCTP) -> sipp (UDP)".into()],
+    ));
     vm::run(&r)
 }

@@ -8,7 +8,7 @@
 //! - [`vm`]: boots a kernel with the host's root read-only and runs one command in it;
 //! - [`test`]: formatting, clippy, host unit tests, then the integration tests in the VM on
 //!   every supported kernel;
-//! - [`demo`]: the README's main job.
+//! - [`demo`]: the README's main job (SIP through sipsctpd in the VM).
 
 mod bench;
 mod cache;
@@ -40,7 +40,7 @@ enum Task {
     Vm(vm::Options),
     /// The whole test suite: setup, fmt, clippy, unit tests, integration tests in the VM.
     Test(test::Options),
-    /// The main job: the SCTP echo demo inside the VM (until the daemon exists).
+    /// The main job: sipp -> sipsctpd (SCTP) -> sipp (UDP) inside the VM, then its metrics.
     Demo(demo::Options),
     /// The transport's criterion benchmarks (host, no sockets), then a summary.
     Bench(bench::Options),

@@ -48,6 +48,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "kamailio",
     "kamailio-sctp-modules",
     "prometheus",
+    "curl",
 ];
 
 /// `cargo xtask setup` options.

@@ -66,7 +66,9 @@ pub fn run(o: &Options) -> Result<()> {
             INTEGRATION_CRATE,
         ]))?;
     }
-    step("building the integration tests");
+    step("building the daemon and the integration tests");
+    // The daemon tests start target/<profile>/sipsctpd next to the test binaries.
+    exec(cargo().args(["build", "-p", "sipsctpd"]))?;
     let bins = test_executables(INTEGRATION_CRATE)?;
     if bins.is_empty() {
         bail!("{INTEGRATION_CRATE} produced no test executables");

@@ -235,6 +235,12 @@ async fn log_events(ep: Arc<SctpEndpoint>) {
                 AssocEvent::PathChange { .. } | AssocEvent::Restart { .. } => {
                     tracing::info!(event = ?e, "SCTP path")
                 }
+                // Counted in the metrics; common when a peer closed its socket (e.g. a
+                // retransmitted response for a finished call).
+                AssocEvent::CantStart { .. }
+                | AssocEvent::SendFailure { .. }
+                | AssocEvent::SendRetried { .. }
+                | AssocEvent::Dropped { .. } => tracing::info!(event = ?e, "SCTP"),
                 _ => tracing::warn!(event = ?e, "SCTP"),
             },
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
