@@ -34,9 +34,9 @@ pub fn run(o: &Options) -> Result<u8> {
     setup::run(&setup::Options {
         kernel: Some(o.kernel),
     })?;
-    step("building sipsctpd");
+    step("building sipsctpd (release)");
     let exes = artifacts(
-        cargo().args(["build", "-p", "sipsctpd", "--bin", "sipsctpd"]),
+        cargo().args(["build", "--release", "-p", "sipsctpd", "--bin", "sipsctpd"]),
         false,
     )?;
     let Some(daemon) = exes.into_iter().find(|e| e.ends_with("sipsctpd")) else {
