@@ -292,7 +292,9 @@ impl AssocTable {
     /// refused when that exceeds `sctp_max_assocs` (what Kamailio documents but never did).
     ///
     /// With tracking off the table cannot tell whether an association to `dest` exists, so the
-    /// limit is enforced only at COMM_UP.
+    /// limit is enforced only at COMM_UP. Associations still being set up are not counted yet:
+    /// several sends to new peers in quick succession can pass this check, and the one over
+    /// the limit is then aborted at its COMM_UP.
     ///
     /// # Errors
     /// [`LimitExceeded`].

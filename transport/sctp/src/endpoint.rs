@@ -662,6 +662,27 @@ impl Inner {
         let _ = self.events.send(e);
     }
 
+    /// A message that will not be delivered: `send_failed` and an [`AssocEvent::SendFailure`].
+    fn send_failure(
+        &self,
+        socket: SocketId,
+        assoc: AssocId,
+        dest: Option<SocketAddr>,
+        error: u32,
+        partly_sent: bool,
+        len: usize,
+    ) {
+        Counters::bump(&self.counters.send_failed);
+        self.emit(AssocEvent::SendFailure {
+            socket,
+            assoc,
+            dest,
+            error,
+            partly_sent,
+            len,
+        });
+    }
+
     /// Per-message options: the retry budget as context, and the lifetime when the message
     /// goes on an association that is up (see the module doc).
     fn send_options(&self, socket: SocketId, dest: SocketAddr, budget: u32) -> SendOptions {
@@ -827,15 +848,14 @@ impl Inner {
                         for p in q.take(&Route::Assoc(assoc_id)) {
                             let dest = p.dest;
                             if let Err((_, lost)) = q.push(Route::Addr(dest), p) {
-                                Counters::bump(&self.counters.send_failed);
-                                self.emit(AssocEvent::SendFailure {
+                                self.send_failure(
                                     socket,
-                                    assoc: assoc_id,
-                                    dest: Some(dest),
-                                    error: 0,
-                                    partly_sent: false,
-                                    len: lost.data.len(),
-                                });
+                                    assoc_id,
+                                    Some(dest),
+                                    0,
+                                    false,
+                                    lost.data.len(),
+                                );
                             }
                         }
                     }
@@ -939,41 +959,38 @@ impl Inner {
                                     )
                                 });
                                 if !matches!(queued, Some(Ok(()))) {
-                                    Counters::bump(&self.counters.send_failed);
-                                    self.emit(AssocEvent::SendFailure {
+                                    self.send_failure(
                                         socket,
-                                        assoc: assoc_id,
-                                        dest: Some(dest),
-                                        error: 0,
-                                        partly_sent: false,
-                                        len: payload_len,
-                                    });
+                                        assoc_id,
+                                        Some(dest),
+                                        0,
+                                        false,
+                                        payload_len,
+                                    );
                                 }
                                 l.writer.notify_one();
                             }
                             Err(_) => {
-                                Counters::bump(&self.counters.send_failed);
-                                self.emit(AssocEvent::SendFailure {
+                                self.send_failure(
                                     socket,
-                                    assoc: assoc_id,
-                                    dest: Some(dest),
-                                    error: 0,
-                                    partly_sent: false,
-                                    len: payload_len,
-                                });
+                                    assoc_id,
+                                    Some(dest),
+                                    0,
+                                    false,
+                                    payload_len,
+                                );
                             }
                         }
                     }
                     _ => {
-                        Counters::bump(&self.counters.send_failed);
-                        self.emit(AssocEvent::SendFailure {
+                        self.send_failure(
                             socket,
-                            assoc: assoc_id,
+                            assoc_id,
                             dest,
                             error,
-                            partly_sent: status == SendFailedStatus::Sent,
-                            len: payload_len,
-                        });
+                            status == SendFailedStatus::Sent,
+                            payload_len,
+                        );
                     }
                 }
             }
@@ -1094,18 +1111,11 @@ async fn send_loop(inner: Arc<Inner>, i: usize) {
                 let _ = tokio::time::timeout(Duration::from_millis(200), l.sock.writable()).await;
             }
             Err(_) => {
-                Counters::bump(&inner.counters.send_failed);
-                inner.emit(AssocEvent::SendFailure {
-                    socket: l.id,
-                    assoc: match route {
-                        Route::Assoc(a) => a,
-                        Route::Addr(_) => AssocId(0),
-                    },
-                    dest: Some(p.dest),
-                    error: 0,
-                    partly_sent: false,
-                    len: p.data.len(),
-                });
+                let assoc = match route {
+                    Route::Assoc(a) => a,
+                    Route::Addr(_) => AssocId(0),
+                };
+                inner.send_failure(l.id, assoc, Some(p.dest), 0, false, p.data.len());
             }
         }
     }
