@@ -15,31 +15,37 @@ pub(crate) struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     /// A cursor at the start of `buf`, which begins at message offset `base`.
+    #[inline]
     pub(crate) const fn new(buf: &'a [u8], base: usize) -> Self {
         Self { buf, pos: 0, base }
     }
 
     /// Message offset of the current position.
+    #[inline]
     pub(crate) const fn offset(&self) -> usize {
         self.base + self.pos
     }
 
     /// Everything not consumed yet.
+    #[inline]
     pub(crate) fn rest(&self) -> &'a [u8] {
         self.buf.get(self.pos..).unwrap_or_default()
     }
 
     /// Whether everything was consumed.
+    #[inline]
     pub(crate) const fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
     /// The next byte, not consumed.
+    #[inline]
     pub(crate) fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
 
     /// Consumes `b` if it is next.
+    #[inline]
     pub(crate) fn eat(&mut self, b: u8) -> bool {
         if self.peek() == Some(b) {
             self.pos += 1;
@@ -50,6 +56,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Consumes `s` if it comes next, compared ASCII case-insensitively.
+    #[inline]
     pub(crate) fn eat_ignore_case(&mut self, s: &[u8]) -> bool {
         match self.rest().get(..s.len()) {
             Some(head) if head.eq_ignore_ascii_case(s) => {
@@ -61,6 +68,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The longest prefix whose bytes satisfy `f` (possibly empty), consumed.
+    #[inline]
     pub(crate) fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a [u8] {
         let rest = self.rest();
         let n = rest.iter().position(|&b| !f(b)).unwrap_or(rest.len());
@@ -70,6 +78,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Like [`take_while`](Self::take_while) but `None` when nothing matched.
+    #[inline]
     pub(crate) fn take_while1(&mut self, f: impl Fn(u8) -> bool) -> Option<&'a [u8]> {
         let t = self.take_while(f);
         (!t.is_empty()).then_some(t)
@@ -77,6 +86,7 @@ impl<'a> Cursor<'a> {
 
     /// Skips linear white space (SP, HTAB and the CRLF of folded lines); whether any was
     /// skipped.
+    #[inline]
     pub(crate) fn skip_lws(&mut self) -> bool {
         !self.take_while(is_lws).is_empty()
     }
@@ -111,32 +121,51 @@ pub(crate) fn quoted_len(s: &[u8]) -> Option<usize> {
     None
 }
 
+/// `token` characters of RFC 3261 section 25.1, as a table. Built at compile time, where an
+/// out-of-range index fails the build instead of a message: hence the `allow`.
+#[allow(clippy::indexing_slicing)]
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
 /// `token` characters of RFC 3261 section 25.1.
-pub(crate) const fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+#[inline]
+pub(crate) fn is_token(b: u8) -> bool {
+    TOKEN.get(usize::from(b)).copied().unwrap_or(false)
 }
 
 /// Linear white space inside a header value: SP, HTAB, and the CR LF of a folded line (the
 /// head scanner has already checked every CR LF in a value is followed by SP or HTAB).
+#[inline]
 pub(crate) const fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 /// SP or HTAB.
+#[inline]
 pub(crate) const fn is_wsp(b: u8) -> bool {
     matches!(b, b' ' | b'\t')
 }
 
 /// Characters of a host name, an IPv4 address, or the inside of an IPv6 reference.
+#[inline]
 pub(crate) const fn is_host_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
 }
 
 /// `s` without leading and trailing LWS.
+#[inline]
 pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
     let end = s.iter().rposition(|&b| !is_lws(b)).map_or(start, |i| i + 1);
@@ -159,6 +188,7 @@ pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
 }
 
 /// `s` as `&str` when it is ASCII (every caller has already checked the character class).
+#[inline]
 pub(crate) fn ascii_str(s: &[u8]) -> Option<&str> {
     if s.is_ascii() {
         core::str::from_utf8(s).ok()

@@ -47,13 +47,39 @@ pub fn leading_crlf(buf: &[u8]) -> usize {
     buf.chunks_exact(2).take_while(|c| *c == b"\r\n").count() * 2
 }
 
+/// A byte that ends a line or is not allowed in one: CR, LF, other controls but HTAB, DEL.
+#[inline]
+const fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Index of the first [`is_ctl`] byte of `s`. Skips eight bytes at a time while a word holds
+/// no byte below 0x20 and no DEL (the exact "has less than" / "has zero" bit tricks), then
+/// finishes byte by byte: most header lines hold no control byte before their CR.
+#[inline]
+fn find_ctl(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let (words, _) = s.as_chunks::<8>();
+    let mut skip = 0;
+    for w in words {
+        let w = u64::from_le_bytes(*w);
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let del = w ^ (ONES * 0x7f);
+        let del = del.wrapping_sub(ONES) & !del & HIGH;
+        if below_space | del != 0 {
+            break;
+        }
+        skip += 8;
+    }
+    let rest = s.get(skip..)?;
+    rest.iter().position(|&b| is_ctl(b)).map(|i| i + skip)
+}
+
 /// Offset of the CR that ends the line starting at `from`.
 fn line_end(buf: &[u8], from: usize, limits: &Limits) -> Result<usize, Stop> {
     let line = buf.get(from..).unwrap_or_default();
-    let Some(i) = line
-        .iter()
-        .position(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-    else {
+    let Some(i) = find_ctl(line) else {
         return Err(if line.len() > limits.max_line_length {
             Stop::Error(ParseError::new(
                 ParseErrorKind::LineTooLong {
@@ -151,10 +177,11 @@ pub(crate) fn scan<'a>(
             .unwrap_or(field.len());
         let (name, rest) = field.split_at_checked(name_len).unwrap_or((field, &[]));
         let ws = rest.iter().take_while(|&&b| is_wsp(b)).count();
-        let name = match (core::str::from_utf8(name), rest.get(ws)) {
-            (Ok(n), Some(b':')) if !n.is_empty() => n,
-            _ => return Err(ParseError::invalid(Field::HeaderName, pos).into()),
-        };
+        let name = match (rest.get(ws), name.is_empty()) {
+            (Some(b':'), false) => HeaderName::from_token(name),
+            _ => None,
+        }
+        .ok_or_else(|| ParseError::invalid(Field::HeaderName, pos))?;
         let raw_value = rest.get(ws + 1..).unwrap_or_default();
         let value = trim_lws(raw_value);
         let lead = raw_value
@@ -163,7 +190,7 @@ pub(crate) fn scan<'a>(
             .count();
         let value_offset = pos + name_len + ws + 1 + lead;
         on_header(Header {
-            name: HeaderName::parse(name),
+            name,
             value,
             value_offset,
             line: pos..end + 2,
@@ -327,6 +354,29 @@ mod tests {
         match scan(&endless, &small, |_| Ok(())) {
             Err(Stop::Error(e)) => assert_eq!(e.kind, ParseErrorKind::LineTooLong { limit: 22 }),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn find_ctl_matches_the_byte_loop() {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"abc".to_vec(),
+            b"Via: SIP/2.0/UDP h\r\n".to_vec(),
+        ];
+        for len in [1usize, 7, 8, 9, 15, 16, 17, 40] {
+            for at in 0..len {
+                for bad in [0u8, b'\t', b'\r', b'\n', 0x1f, 0x7f, 0x20, 0x80, 0xff, 0x9f] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = bad;
+                    inputs.push(v.clone());
+                    v[len - 1] = 0xfe;
+                    inputs.push(v);
+                }
+            }
+        }
+        for s in inputs {
+            assert_eq!(find_ctl(&s), s.iter().position(|&b| is_ctl(b)), "{s:?}");
         }
     }
 

@@ -47,38 +47,52 @@ pub enum HeaderName<'a> {
 impl<'a> HeaderName<'a> {
     /// Classifies a header name (a `token` already checked by the caller), ignoring ASCII case.
     pub fn parse(name: &'a str) -> Self {
-        let b = name.as_bytes();
-        let eq = |s: &str| b.eq_ignore_ascii_case(s.as_bytes());
-        match b.len() {
-            1 => match b.first().map(u8::to_ascii_lowercase) {
-                Some(b'v') => Self::Via,
-                Some(b'i') => Self::CallId,
-                Some(b'f') => Self::From,
-                Some(b't') => Self::To,
-                Some(b'l') => Self::ContentLength,
-                Some(b'm') => Self::Contact,
-                Some(b'c') => Self::ContentType,
-                Some(b'k') => Self::Supported,
-                Some(b's') => Self::Subject,
-                Some(b'e') => Self::ContentEncoding,
-                _ => Self::Other(name),
-            },
-            2 if eq("To") => Self::To,
-            3 if eq("Via") => Self::Via,
-            4 if eq("From") => Self::From,
-            4 if eq("CSeq") => Self::CSeq,
-            5 if eq("Route") => Self::Route,
-            7 if eq("Call-ID") => Self::CallId,
-            7 if eq("Contact") => Self::Contact,
-            7 if eq("Subject") => Self::Subject,
-            9 if eq("Supported") => Self::Supported,
-            12 if eq("Max-Forwards") => Self::MaxForwards,
-            12 if eq("Content-Type") => Self::ContentType,
-            12 if eq("Record-Route") => Self::RecordRoute,
-            14 if eq("Content-Length") => Self::ContentLength,
-            16 if eq("Content-Encoding") => Self::ContentEncoding,
-            _ => Self::Other(name),
+        Self::known(name.as_bytes()).unwrap_or(Self::Other(name))
+    }
+
+    /// Classifies the header name `name` (bytes of a `token`); `None` when it is not UTF-8.
+    #[inline]
+    pub(crate) fn from_token(name: &'a [u8]) -> Option<Self> {
+        match Self::known(name) {
+            Some(known) => Some(known),
+            None => core::str::from_utf8(name).ok().map(Self::Other),
         }
+    }
+
+    /// The variant for a known full or compact name.
+    #[inline]
+    fn known(b: &[u8]) -> Option<HeaderName<'static>> {
+        let eq = |s: &str| b.eq_ignore_ascii_case(s.as_bytes());
+        Some(match b.len() {
+            1 => match b.first().map(u8::to_ascii_lowercase) {
+                Some(b'v') => HeaderName::Via,
+                Some(b'i') => HeaderName::CallId,
+                Some(b'f') => HeaderName::From,
+                Some(b't') => HeaderName::To,
+                Some(b'l') => HeaderName::ContentLength,
+                Some(b'm') => HeaderName::Contact,
+                Some(b'c') => HeaderName::ContentType,
+                Some(b'k') => HeaderName::Supported,
+                Some(b's') => HeaderName::Subject,
+                Some(b'e') => HeaderName::ContentEncoding,
+                _ => return None,
+            },
+            2 if eq("To") => HeaderName::To,
+            3 if eq("Via") => HeaderName::Via,
+            4 if eq("From") => HeaderName::From,
+            4 if eq("CSeq") => HeaderName::CSeq,
+            5 if eq("Route") => HeaderName::Route,
+            7 if eq("Call-ID") => HeaderName::CallId,
+            7 if eq("Contact") => HeaderName::Contact,
+            7 if eq("Subject") => HeaderName::Subject,
+            9 if eq("Supported") => HeaderName::Supported,
+            12 if eq("Max-Forwards") => HeaderName::MaxForwards,
+            12 if eq("Content-Type") => HeaderName::ContentType,
+            12 if eq("Record-Route") => HeaderName::RecordRoute,
+            14 if eq("Content-Length") => HeaderName::ContentLength,
+            16 if eq("Content-Encoding") => HeaderName::ContentEncoding,
+            _ => return None,
+        })
     }
 
     /// The full, canonically capitalised name (the raw name for [`HeaderName::Other`]).

@@ -21,6 +21,51 @@
 //! - [`transaction`]: [`TransactionTable`], a bounded table that turns forwarded requests and
 //!   their responses into latencies, expiries and overflow counts.
 //!
+//! # Example
+//!
+//! ```
+//! use sipsctp_sip::relay::{Listener, LocalAddr, Peer, RelayConfig, RouteTarget, Upstream};
+//! use sipsctp_sip::{Decision, Limits, Message, Relay, Transport};
+//!
+//! let relay = Relay::new(RelayConfig {
+//!     listeners: vec![
+//!         Listener { transport: Transport::Udp, addr: "192.0.2.10:5060".parse()?, advertise: None },
+//!         Listener { transport: Transport::Sctp, addr: "10.0.0.10:5060".parse()?, advertise: None },
+//!     ],
+//!     aliases: vec![],
+//!     routes: vec![],
+//!     default_route: Some(RouteTarget::Upstream(Upstream {
+//!         transport: Transport::Sctp,
+//!         addr: "10.0.0.20:5060".parse()?,
+//!     })),
+//!     record_route: false,
+//!     secret: [42; 16],
+//!     limits: Limits::DEFAULT,
+//! })?;
+//!
+//! let invite = b"INVITE sip:bob@example.com SIP/2.0\r\n\
+//! Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds\r\n\
+//! Max-Forwards: 70\r\n\
+//! To: <sip:bob@example.com>\r\n\
+//! From: <sip:alice@example.com>;tag=1928301774\r\n\
+//! Call-ID: a84b4c76e66710\r\n\
+//! CSeq: 314159 INVITE\r\n\
+//! Content-Length: 0\r\n\r\n";
+//! let from = Peer { transport: Transport::Udp, addr: "198.51.100.7:5060".parse()?, assoc: None };
+//! let local = LocalAddr { transport: Transport::Udp, addr: "192.0.2.10:5060".parse()? };
+//!
+//! let Decision::Forward { to, bytes, tx } = relay.handle(invite, from, local) else {
+//!     panic!("expected a forward");
+//! };
+//! assert_eq!((to.transport, to.addr), (Transport::Sctp, "10.0.0.20:5060".parse()?));
+//! let forwarded = Message::parse(&bytes)?;
+//! let top = forwarded.top_via()?;
+//! assert_eq!(top.transport, "SCTP");
+//! assert_eq!(tx.map(|k| k.branch), top.branch.map(Into::into));
+//! assert_eq!(forwarded.max_forwards()?, Some(69));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Why not an existing crate
 //!
 //! Evaluated before writing this (issue requirement):

@@ -32,7 +32,8 @@ impl Param<'_> {
 
 /// Characters allowed in an unquoted parameter value: `token`, plus what hosts need
 /// (`[`, `]`, `:` for IPv6 in `received=` or `maddr=`).
-const fn is_value_char(b: u8) -> bool {
+#[inline]
+fn is_value_char(b: u8) -> bool {
     is_token(b) || matches!(b, b'[' | b']' | b':')
 }
 
