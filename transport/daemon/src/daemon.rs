@@ -90,13 +90,15 @@ pub async fn run(path: PathBuf, config: Config) -> u8 {
             return crate::exit::CONFIG;
         }
     };
-    tasks.push(tokio::spawn(crate::relay::run(
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let relay_task = tokio::spawn(crate::relay::run(
         rx,
         relay.clone(),
         senders.clone(),
         shared.clone(),
         config.sip.clone(),
-    )));
+        stop.clone(),
+    ));
     if let Some(ep) = &shared.sctp {
         tasks.push(tokio::spawn(log_events(ep.clone())));
     }
@@ -108,8 +110,17 @@ pub async fn run(path: PathBuf, config: Config) -> u8 {
         "sipsctpd started"
     );
     let code = signals(&path, config, &shared, &relay, &senders).await;
+    // Stop accepting: the receive tasks end, the relay's channel takes nothing more, and the
+    // relay drains what was already received.
     for t in &tasks {
         t.abort();
+    }
+    stop.notify_one();
+    if tokio::time::timeout(Duration::from_secs(2), relay_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("relay did not drain within 2 s");
     }
     if let Some(ep) = &shared.sctp {
         let open = ep.shutdown(Duration::from_secs(5)).await;

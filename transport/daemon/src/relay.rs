@@ -213,13 +213,15 @@ impl Senders {
     }
 }
 
-/// Runs the relay until the inbound channel closes.
+/// Runs the relay until the inbound channel closes. When `stop` is notified the channel is
+/// closed to new messages and what it already holds is relayed before returning.
 pub async fn run(
     mut rx: mpsc::Receiver<Inbound>,
     relay: Arc<RwLock<Arc<Relay>>>,
     senders: Senders,
     shared: Arc<Shared>,
     sip: config::Sip,
+    stop: Arc<tokio::sync::Notify>,
 ) {
     let mut table = TransactionTable::new(sip.transaction_capacity);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -231,6 +233,7 @@ pub async fn run(
                 let r = relay.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone());
                 handle(&r, &senders, &shared, &mut table, msg).await;
             }
+            _ = stop.notified() => rx.close(),
             _ = tick.tick() => {
                 let n = table.poll_expired(Instant::now(), sip.transaction_timeout).count();
                 if n > 0 {
