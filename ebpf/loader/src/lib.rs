@@ -1,54 +1,412 @@
 //! Loads sipsctp's eBPF programs into the running kernel, attaches them to kernel SCTP
-//! functions, and turns their ring-buffer records into typed [`KernelEvent`]s on tokio.
+//! functions, and turns their ring-buffer records into typed [`SctpEvent`]s on tokio.
 //!
-//! The programs are embedded at build time (see `build.rs`). aya-log lines written by the
-//! programs are forwarded to the `log` crate (target: the program's module path), so they end up
-//! in whatever logger the process installed.
+//! # Organization
+//! - [`btf`]: a reader of the kernel's BTF, base + split (module) blobs: struct member offsets
+//!   by name.
+//! - [`layout`]: which members the programs read, and their resolution into [`Offsets`].
+//! - [`hz`]: the kernel's tick rate, measured, to convert jiffies.
+//! - [`event`]: decoding of ring-buffer records into [`SctpEvent`].
+//! - this file: [`KernelProbes`], which loads, attaches, filters and streams.
+//!
+//! # Loading
+//! [`KernelProbes::load`] measures HZ, reads `/sys/kernel/btf/vmlinux` plus the sctp module's
+//! split BTF `/sys/kernel/btf/sctp`, resolves every member the programs read (no offset is
+//! compiled in anywhere), and hands the offsets and the filter to the programs as the
+//! `OFFSETS` and `CONFIG` globals before loading the object. Each probe (one or a few kernel
+//! functions) whose functions, members or enum values the kernel lacks stays detached with a
+//! `log::warn!` and a reason in [`KernelProbes::status`]; the others run.
+//!
+//! All programs are kprobes/kretprobes: aya 0.14's fentry/fexit can name vmlinux functions
+//! only (no module BTF object), SCTP is a module on the supported kernels, and several hooks
+//! are not fentry-able anyway (8 arguments, unions passed by value).
+//!
+//! # Kernel counters
+//! The events count what the kernel itself counts in `/proc/net/sctp/snmp` (per network
+//! namespace), because they hook the very functions that increment those counters:
+//!
+//! | snmp counter | events |
+//! |---|---|
+//! | `SctpT3Retransmits` | [`EventKind::Retransmit`] with [`RetransmitReason::T3Rtx`] (`sctp_retransmit`) |
+//! | `SctpFastRetransmits` | [`EventKind::Retransmit`] with [`RetransmitReason::FastRtx`] (`sctp_transport_lower_cwnd(.., FAST_RTX)`, see below) |
+//! | `SctpPmtudRetransmits` | [`EventKind::Retransmit`] with [`RetransmitReason::Pmtud`] |
+//! | `SctpT3RtxExpireds` | [`EventKind::T3RtxExpired`] (`sctp_sf_do_6_3_3_rtx`) |
+//! | `SctpT1InitExpireds` | [`EventKind::T1Expired`] with [`T1Timer::Init`] (`sctp_sf_t1_init_timer_expire`) |
+//! | `SctpT1CookieExpireds` | [`EventKind::T1Expired`] with [`T1Timer::Cookie`] |
+//!
+//! Fast retransmit is not seen at `sctp_retransmit`: the kernel increments
+//! `SctpFastRetransmits` in `sctp_retransmit`'s `SCTP_RTXR_FAST_RTX` branch, but the compiler
+//! inlines `sctp_retransmit` into its fast-retransmit caller (`sctp_outq_sack` via
+//! `sctp_mark_missing`, same file), where no kprobe fires — observed on Debian's 6.1 and 6.12
+//! under 20 % loss: 46 and 36 fast retransmits counted, none seen at `sctp_retransmit`. That
+//! branch's next statement is
+//! `sctp_transport_lower_cwnd(transport, SCTP_LOWER_CWND_FAST_RTX)` (another file, never
+//! inlined; no other caller passes that reason), which is where fast retransmits are taken.
+//!
+//! [`RetransmitReason::T1Rtx`] has no counter of its own (the kernel only bumps the
+//! association's `init_retries`). The `tests/tests/ebpf_*.rs` integration tests check these
+//! equalities exactly on every supported kernel.
+//!
+//! # Filtering
+//! By default ([`Scope::Daemon`]) only associations in one network namespace whose local port
+//! is one of the daemon's listening ports are reported; the ports can change at run time
+//! ([`KernelProbes::add_port`]). [`Scope::All`] reports every SCTP association on the host.
+//!
+//! aya-log lines written by the programs are forwarded to the `log` crate (target: the
+//! program's module path), and are only produced when `log`'s max level allows them at load.
 //!
 //! This crate never parses SIP and never opens SCTP sockets.
 #![warn(missing_docs)]
 
-use std::os::fd::AsRawFd as _;
+pub mod btf;
+pub mod event;
+pub mod hz;
+pub mod layout;
+
+use std::os::{fd::AsRawFd as _, unix::fs::MetadataExt as _};
 
 use aya::{
-    Ebpf,
-    maps::{MapData, PerCpuArray, RingBuf},
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::KProbe,
 };
 use aya_log::EbpfLogger;
-use sipsctp_ebpf_common::STAT_EVENTS_LOST;
-pub use sipsctp_ebpf_common::{KernelEvent, kind};
+pub use event::{
+    AssocChangeState, AssocState, DecodeError, EventKind, Jiffies, PathCommand, PathState,
+    RetransmitReason, SctpEvent, T1Timer,
+};
+pub use hz::Hz;
+use sipsctp_ebpf_common::{
+    Config, STAT_EVENTS_LOST, STAT_READ_ERRORS, STAT_STASH_MISSES, STAT_STASH_OVERFLOWS,
+};
+pub use sipsctp_ebpf_common::{KernelEvent, Offsets};
 use tokio::io::{Interest, unix::AsyncFd};
+
+use crate::{
+    btf::Btf,
+    layout::{ASSOC_STATES, EnumValue, Field, RTX_REASONS, Resolved, TRANSPORT_CMDS},
+};
 
 /// The object file of the programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipsctp-probes"));
 
-/// The kprobes this crate attaches: program name = kernel function name.
-pub const KPROBES: &[&str] = &["sctp_transport_update_rto"];
+/// One kernel function a program attaches to.
+#[derive(Clone, Copy, Debug)]
+pub struct Hook {
+    /// The program's name in the object.
+    pub program: &'static str,
+    /// The kernel function.
+    pub function: &'static str,
+}
+
+/// A probe: programs that only make sense together, the members they read and the kernel
+/// enum values they assume.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeDef {
+    /// The probe's name (see [`PROBES`]).
+    pub name: &'static str,
+    /// Its programs.
+    pub hooks: &'static [Hook],
+    /// Whether it emits events (and so needs the identity members of
+    /// [`layout::IDENTITY`]).
+    pub emits: bool,
+    /// The other members it reads.
+    pub fields: &'static [Field],
+    /// Kernel enum values it relies on.
+    pub enums: &'static [EnumValue],
+}
+
+const fn hook(program: &'static str, function: &'static str) -> Hook {
+    Hook { program, function }
+}
+
+/// Every probe the loader knows.
+pub const PROBES: &[ProbeDef] = &[
+    ProbeDef {
+        name: "retransmit",
+        hooks: &[
+            hook("sctp_retransmit", "sctp_retransmit"),
+            hook("sctp_transport_lower_cwnd", "sctp_transport_lower_cwnd"),
+        ],
+        emits: true,
+        fields: &[
+            Field::TpRto,
+            Field::TpCwnd,
+            Field::TpSsthresh,
+            Field::TpFlightSize,
+            Field::TpErrorCount,
+        ],
+        enums: RTX_REASONS,
+    },
+    ProbeDef {
+        name: "t3_rtx_expired",
+        hooks: &[hook("sctp_sf_do_6_3_3_rtx", "sctp_sf_do_6_3_3_rtx")],
+        emits: true,
+        fields: &[
+            Field::TpRto,
+            Field::TpErrorCount,
+            Field::AsocOverallErrorCount,
+            Field::TpCwnd,
+            Field::TpFlightSize,
+        ],
+        enums: &[],
+    },
+    ProbeDef {
+        name: "t1_init_expired",
+        hooks: &[hook(
+            "sctp_sf_t1_init_timer_expire",
+            "sctp_sf_t1_init_timer_expire",
+        )],
+        emits: true,
+        fields: &[
+            Field::AsocInitRetries,
+            Field::AsocMaxInitAttempts,
+            Field::TpRto,
+        ],
+        enums: &[],
+    },
+    ProbeDef {
+        name: "t1_cookie_expired",
+        hooks: &[hook(
+            "sctp_sf_t1_cookie_timer_expire",
+            "sctp_sf_t1_cookie_timer_expire",
+        )],
+        emits: true,
+        fields: &[
+            Field::AsocInitRetries,
+            Field::AsocMaxInitAttempts,
+            Field::TpRto,
+        ],
+        enums: &[],
+    },
+    ProbeDef {
+        name: "rto_update",
+        hooks: &[
+            hook("sctp_transport_update_rto", "sctp_transport_update_rto"),
+            hook("sctp_transport_update_rto_ret", "sctp_transport_update_rto"),
+        ],
+        emits: true,
+        fields: &[Field::TpRto, Field::TpSrtt, Field::TpRttvar],
+        enums: &[],
+    },
+    ProbeDef {
+        name: "assoc_new",
+        hooks: &[
+            hook("sctp_assoc_set_id", "sctp_assoc_set_id"),
+            hook("sctp_assoc_set_id_ret", "sctp_assoc_set_id"),
+        ],
+        emits: true,
+        fields: &[Field::AsocState],
+        enums: ASSOC_STATES,
+    },
+    ProbeDef {
+        name: "assoc_free",
+        hooks: &[hook("sctp_association_free", "sctp_association_free")],
+        emits: true,
+        fields: &[Field::AsocState, Field::AsocOverallErrorCount],
+        enums: ASSOC_STATES,
+    },
+    ProbeDef {
+        name: "assoc_change",
+        hooks: &[hook(
+            "sctp_ulpevent_make_assoc_change",
+            "sctp_ulpevent_make_assoc_change",
+        )],
+        emits: true,
+        fields: &[],
+        enums: &[],
+    },
+    ProbeDef {
+        name: "path_change",
+        hooks: &[hook(
+            "sctp_assoc_control_transport",
+            "sctp_assoc_control_transport",
+        )],
+        emits: true,
+        fields: &[Field::TpState, Field::TpErrorCount],
+        enums: TRANSPORT_CMDS,
+    },
+    ProbeDef {
+        name: "primary_change",
+        hooks: &[hook("sctp_assoc_set_primary", "sctp_assoc_set_primary")],
+        emits: true,
+        fields: &[],
+        enums: &[],
+    },
+    ProbeDef {
+        name: "heartbeat_sent",
+        hooks: &[hook("sctp_sf_sendbeat_8_3", "sctp_sf_sendbeat_8_3")],
+        emits: true,
+        fields: &[
+            Field::TpRto,
+            Field::TpErrorCount,
+            Field::TpParamFlags,
+            Field::TpState,
+        ],
+        enums: &[],
+    },
+    ProbeDef {
+        name: "heartbeat_ack",
+        hooks: &[hook("sctp_sf_backbeat_8_3", "sctp_sf_backbeat_8_3")],
+        emits: true,
+        fields: &[
+            Field::ChunkTransport,
+            Field::TpRto,
+            Field::TpErrorCount,
+            Field::TpState,
+        ],
+        enums: &[],
+    },
+    ProbeDef {
+        name: "socket_owners",
+        hooks: &[
+            hook("sctp_init_sock", "sctp_init_sock"),
+            hook("sctp_copy_sock", "sctp_copy_sock"),
+        ],
+        emits: false,
+        fields: &[],
+        enums: &[],
+    },
+];
+
+/// Whether a probe runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeState {
+    /// Attached.
+    Up,
+    /// Not attached.
+    Down {
+        /// Why (a missing function, member or enum value, a verifier rejection...).
+        reason: String,
+    },
+}
+
+/// A probe and its state.
+#[derive(Clone, Debug)]
+pub struct ProbeStatus {
+    /// The probe's name (see [`PROBES`]).
+    pub name: &'static str,
+    /// The kernel functions it attaches to.
+    pub functions: Vec<String>,
+    /// Up or down.
+    pub state: ProbeState,
+}
+
+impl ProbeStatus {
+    /// Whether the probe runs.
+    pub fn is_up(&self) -> bool {
+        self.state == ProbeState::Up
+    }
+}
+
+/// Which associations are reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Only associations in network namespace `netns` (an inode number, see
+    /// [`current_netns`]) whose local port is one of `ports`: the daemon's own.
+    Daemon {
+        /// Network namespace inode.
+        netns: u32,
+        /// Local (listening) ports.
+        ports: Vec<u16>,
+    },
+    /// Every SCTP association on the host, in every network namespace.
+    All,
+}
+
+impl Scope {
+    /// The calling thread's network namespace and `ports`.
+    ///
+    /// # Errors
+    /// When `/proc/thread-self/ns/net` cannot be read.
+    pub fn daemon(ports: impl IntoIterator<Item = u16>) -> Result<Scope, ProbeError> {
+        Ok(Scope::Daemon {
+            netns: current_netns()?,
+            ports: ports.into_iter().collect(),
+        })
+    }
+}
+
+/// The inode number of the calling thread's network namespace, as the kernel's
+/// `net->ns.inum` and [`SctpEvent::netns`] give it.
+///
+/// # Errors
+/// When `/proc/thread-self/ns/net` cannot be read.
+pub fn current_netns() -> Result<u32, ProbeError> {
+    netns_of("/proc/thread-self/ns/net")
+}
+
+/// The inode number of the network namespace `path` refers to (`/proc/<pid>/ns/net`,
+/// `/run/netns/<name>`).
+///
+/// # Errors
+/// When `path` cannot be read.
+pub fn netns_of(path: &str) -> Result<u32, ProbeError> {
+    let ino = std::fs::metadata(path)
+        .map_err(|source| ProbeError::Netns {
+            path: path.into(),
+            source,
+        })?
+        .ino();
+    u32::try_from(ino).map_err(|_| ProbeError::Netns {
+        path: path.into(),
+        source: std::io::Error::other(format!("inode {ino} does not fit 32 bits")),
+    })
+}
+
+/// How to load the probes.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Which associations to report.
+    pub scope: Scope,
+    /// Program name -> kernel function to attach it to instead of its own (see
+    /// [`ProbeDef::hooks`]). For kernels where the compiler renamed a function
+    /// (`sctp_foo.constprop.0`: kprobes attach to the symbol name); a name the kernel lacks
+    /// downs that probe like a missing hook does.
+    pub functions: std::collections::BTreeMap<String, String>,
+}
+
+impl LoadOptions {
+    /// `scope`, every program on its own function.
+    pub fn new(scope: Scope) -> LoadOptions {
+        LoadOptions {
+            scope,
+            functions: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Attaches `program` to kernel function `function` instead of its own.
+    pub fn function(mut self, program: &str, function: &str) -> LoadOptions {
+        self.functions
+            .insert(program.to_owned(), function.to_owned());
+        self
+    }
+}
+
+/// Counters the programs keep in the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Events dropped because the ring buffer was full.
+    pub events_lost: u64,
+    /// Events dropped because a kernel read failed while identifying the association.
+    pub read_errors: u64,
+    /// RTO updates lost because the return probe found no entry record.
+    pub stash_misses: u64,
+    /// Times the per-CPU RTO entry-record stack was full and reset.
+    pub stash_overflows: u64,
+}
 
 /// Errors while loading or reading the probes.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProbeError {
-    /// The object could not be loaded (verifier, missing BTF, no privilege...).
-    #[error("loading the eBPF programs: {0}")]
+    /// The object could not be loaded (no privilege, no BPF...).
+    #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
-    /// A program is missing from the object (a build problem).
-    #[error("program {0} is not in the eBPF object")]
-    MissingProgram(&'static str),
     /// A map is missing from the object (a build problem).
     #[error("map {0} is not in the eBPF object")]
     MissingMap(&'static str),
-    /// Loading into the kernel or attaching a program failed.
-    #[error("program {program}: {source}")]
-    Program {
-        /// The program (= kernel function) name.
-        program: &'static str,
-        /// What aya said.
-        #[source]
-        source: aya::programs::ProgramError,
-    },
-    /// A map had the wrong type or could not be read.
+    /// A map had the wrong type or could not be read or written.
     #[error("map {map}: {source}")]
     Map {
         /// The map name.
@@ -56,6 +414,18 @@ pub enum ProbeError {
         /// What aya said.
         #[source]
         source: aya::maps::MapError,
+    },
+    /// The kernel's HZ could not be found.
+    #[error("finding the kernel's HZ: {0}")]
+    Hz(#[from] hz::HzError),
+    /// A network namespace could not be identified.
+    #[error("network namespace {path}: {source}")]
+    Netns {
+        /// The namespace file.
+        path: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
     },
     /// aya-log could not be set up.
     #[error("aya-log: {0}")]
@@ -65,47 +435,139 @@ pub enum ProbeError {
     Io(#[from] std::io::Error),
 }
 
-/// The loaded and attached probes. Dropping it detaches and unloads them.
+/// The loaded programs. Dropping it detaches and unloads them.
 pub struct KernelProbes {
     ebpf: Ebpf,
     events: AsyncFd<RingBuf<MapData>>,
+    ports: HashMap<MapData, u16, u8>,
+    status: Vec<ProbeStatus>,
+    hz: Hz,
+    scope: Scope,
     malformed: u64,
-    _logs: tokio::task::JoinHandle<()>,
+    logs: tokio::task::JoinHandle<()>,
 }
 
 impl KernelProbes {
-    /// Loads the programs, attaches every probe, and starts forwarding aya-log lines to the
-    /// `log` crate.
+    /// Measures HZ, resolves struct offsets from BTF, loads the programs, attaches every probe
+    /// the kernel supports, and starts forwarding aya-log lines to the `log` crate. Probes the
+    /// kernel cannot support stay down (see [`KernelProbes::status`]), with a `log::warn!`.
     ///
-    /// Must be called within a tokio runtime (the log forwarder is a task).
+    /// Must be called within a tokio runtime (the log forwarder is a task). Blocks: about
+    /// 200 ms to measure HZ (see [`hz`]), then the kernel verifies and attaches 17 programs
+    /// (well under a second on hardware, seconds under qemu's TCG); from async code, call it in
+    /// `tokio::task::spawn_blocking`. Load it after the sctp module is loaded (an SCTP socket
+    /// exists): its BTF is read now.
     ///
     /// # Errors
-    /// When the kernel refuses the object or a program (no privilege, verifier, a hook that
-    /// does not exist on this kernel).
-    pub fn load() -> Result<KernelProbes, ProbeError> {
-        let mut ebpf = Ebpf::load(PROGRAMS)?;
+    /// When HZ cannot be measured, the object cannot be loaded at all (no privilege), or a
+    /// map is missing. A missing hook, member or BTF is not an error: it downs probes.
+    pub fn load(scope: Scope) -> Result<KernelProbes, ProbeError> {
+        KernelProbes::load_with(LoadOptions::new(scope))
+    }
+
+    /// [`KernelProbes::load`] with options (see [`LoadOptions`]).
+    ///
+    /// # Errors
+    /// As [`KernelProbes::load`].
+    pub fn load_with(options: LoadOptions) -> Result<KernelProbes, ProbeError> {
+        let LoadOptions { scope, functions } = options;
+        let t0 = std::time::Instant::now();
+        let hz = Hz::measure()?;
+        let t_hz = t0.elapsed();
+        let (btf, resolved) = match Btf::from_sys_fs(Some("sctp")) {
+            Ok(btf) => {
+                let r = layout::resolve(&btf);
+                if let Some(e) = &r.temp_flag {
+                    log::warn!(
+                        "{}: {e}; events of temporary associations (id 0, built to answer an \
+                         INIT) are not filtered out",
+                        layout::TEMP_FLAG
+                    );
+                }
+                (Ok(btf), r)
+            }
+            Err(e) => (Err(format!("kernel BTF: {e}")), Resolved::default()),
+        };
+        let config = match &scope {
+            Scope::Daemon { netns, .. } => Config {
+                netns: *netns,
+                observe_all: 0,
+            },
+            Scope::All => Config {
+                netns: 0,
+                observe_all: 1,
+            },
+        };
+        // aya-log-ebpf's levels: Error 1 .. Trace 5; 0 turns logging off.
+        let log_level: u8 = match log::max_level() {
+            log::LevelFilter::Off => 0,
+            log::LevelFilter::Error => 1,
+            log::LevelFilter::Warn => 2,
+            log::LevelFilter::Info => 3,
+            log::LevelFilter::Debug => 4,
+            log::LevelFilter::Trace => 5,
+        };
+        let t_btf = t0.elapsed();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &resolved.offsets, true)
+            .override_global("CONFIG", &config, true)
+            .override_global(aya_log::LEVEL, &log_level, false)
+            .load(PROGRAMS)?;
+        let t_object = t0.elapsed();
         let logger = EbpfLogger::init(&mut ebpf)?;
         let logs = spawn_log_forwarder(logger)?;
-        for &name in KPROBES {
-            let program: &mut KProbe = ebpf
-                .program_mut(name)
-                .ok_or(ProbeError::MissingProgram(name))?
-                .try_into()
-                .map_err(|source| ProbeError::Program {
-                    program: name,
-                    source,
-                })?;
-            program.load().map_err(|source| ProbeError::Program {
-                program: name,
+        // The ports go in before any program is attached, so that no event of theirs is lost.
+        let ports_map = ebpf
+            .take_map("PORTS")
+            .ok_or(ProbeError::MissingMap("PORTS"))?;
+        let mut ports =
+            HashMap::<_, u16, u8>::try_from(ports_map).map_err(|source| ProbeError::Map {
+                map: "PORTS",
                 source,
             })?;
-            program
-                .attach(name, 0)
-                .map_err(|source| ProbeError::Program {
-                    program: name,
+        if let Scope::Daemon { ports: list, .. } = &scope {
+            for &p in list {
+                ports.insert(p, 1, 0).map_err(|source| ProbeError::Map {
+                    map: "PORTS",
                     source,
                 })?;
+            }
         }
+
+        let mut status = Vec::with_capacity(PROBES.len());
+        for def in PROBES {
+            let state = match &btf {
+                Err(reason) => ProbeState::Down {
+                    reason: reason.clone(),
+                },
+                Ok(btf) => match probe_problem(btf, &resolved, def) {
+                    Some(reason) => ProbeState::Down { reason },
+                    None => match attach(&mut ebpf, def, &functions) {
+                        Ok(()) => ProbeState::Up,
+                        Err(reason) => ProbeState::Down { reason },
+                    },
+                },
+            };
+            if let ProbeState::Down { reason } = &state {
+                log::warn!("probe {} is down: {reason}", def.name);
+            }
+            status.push(ProbeStatus {
+                name: def.name,
+                functions: def
+                    .hooks
+                    .iter()
+                    .map(|h| function_of(h, &functions).to_owned())
+                    .collect(),
+                state,
+            });
+        }
+
+        log::debug!(
+            "load timing: HZ {t_hz:?}, BTF {:?}, object {:?}, attach {:?}",
+            t_btf - t_hz,
+            t_object - t_btf,
+            t0.elapsed() - t_object
+        );
         let map = ebpf
             .take_map("EVENTS")
             .ok_or(ProbeError::MissingMap("EVENTS"))?;
@@ -117,22 +579,76 @@ impl KernelProbes {
         // fd until the AsyncFd (which owns the RingBuf) is dropped.
         let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
+        log::debug!(
+            "sctp probes loaded: HZ {hz}, scope {scope:?}, {} of {} probes up",
+            status.iter().filter(|s| s.is_up()).count(),
+            status.len()
+        );
         Ok(KernelProbes {
             ebpf,
             events,
+            ports,
+            status,
+            hz,
+            scope,
             malformed: 0,
-            _logs: logs,
+            logs,
         })
     }
 
-    /// Waits for the next kernel event.
+    /// Every probe and whether it runs.
+    pub fn status(&self) -> &[ProbeStatus] {
+        &self.status
+    }
+
+    /// The probe called `name` (see [`PROBES`]).
+    pub fn probe(&self, name: &str) -> Option<&ProbeStatus> {
+        self.status.iter().find(|s| s.name == name)
+    }
+
+    /// The kernel's tick rate, as measured at load.
+    pub fn hz(&self) -> Hz {
+        self.hz
+    }
+
+    /// The scope given at load (ports as given then; see [`KernelProbes::add_port`]).
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Starts reporting associations whose local port is `port` (with [`Scope::Daemon`]).
+    ///
+    /// # Errors
+    /// When the kernel map refuses the entry (full: 1024 ports).
+    pub fn add_port(&mut self, port: u16) -> Result<(), ProbeError> {
+        self.ports
+            .insert(port, 1, 0)
+            .map_err(|source| ProbeError::Map {
+                map: "PORTS",
+                source,
+            })
+    }
+
+    /// Stops reporting associations whose local port is `port`.
+    ///
+    /// # Errors
+    /// When the port was not registered.
+    pub fn remove_port(&mut self, port: u16) -> Result<(), ProbeError> {
+        self.ports.remove(&port).map_err(|source| ProbeError::Map {
+            map: "PORTS",
+            source,
+        })
+    }
+
+    /// Waits for the next kernel event. Malformed records are skipped and counted
+    /// ([`KernelProbes::malformed_records`]).
     ///
     /// # Cancel safety
     /// Cancel safe: an event is consumed from the ring buffer only when it is returned.
     ///
     /// # Errors
     /// Only when polling the ring buffer's file descriptor fails.
-    pub async fn next_event(&mut self) -> Result<KernelEvent, ProbeError> {
+    pub async fn next_event(&mut self) -> Result<SctpEvent, ProbeError> {
         loop {
             if let Some(e) = self.try_next_event() {
                 return Ok(e);
@@ -143,18 +659,23 @@ impl KernelProbes {
     }
 
     /// The next kernel event if one is waiting.
-    pub fn try_next_event(&mut self) -> Option<KernelEvent> {
+    pub fn try_next_event(&mut self) -> Option<SctpEvent> {
+        let hz = self.hz;
         let ring = self.events.get_mut();
         while let Some(item) = ring.next() {
-            match KernelEvent::from_bytes(&item) {
-                Some(e) => return Some(e),
-                None => self.malformed += 1,
+            match SctpEvent::decode(&item, hz) {
+                Ok(e) => return Some(e),
+                Err(e) => {
+                    self.malformed += 1;
+                    log::debug!("skipping a malformed kernel event record: {e}");
+                }
             }
         }
         None
     }
 
-    /// Ring-buffer records too short to be an event (a build mismatch; should stay 0).
+    /// Ring-buffer records that did not decode (a build mismatch or a kernel value out of
+    /// range; should stay 0).
     pub fn malformed_records(&self) -> u64 {
         self.malformed
     }
@@ -164,6 +685,23 @@ impl KernelProbes {
     /// # Errors
     /// When the counter map cannot be read.
     pub fn events_lost(&self) -> Result<u64, ProbeError> {
+        self.stat(STAT_EVENTS_LOST)
+    }
+
+    /// All kernel-side counters.
+    ///
+    /// # Errors
+    /// When the counter map cannot be read.
+    pub fn counters(&self) -> Result<KernelCounters, ProbeError> {
+        Ok(KernelCounters {
+            events_lost: self.stat(STAT_EVENTS_LOST)?,
+            read_errors: self.stat(STAT_READ_ERRORS)?,
+            stash_misses: self.stat(STAT_STASH_MISSES)?,
+            stash_overflows: self.stat(STAT_STASH_OVERFLOWS)?,
+        })
+    }
+
+    fn stat(&self, index: u32) -> Result<u64, ProbeError> {
         let map = self
             .ebpf
             .map("STATS")
@@ -172,14 +710,91 @@ impl KernelProbes {
             map: "STATS",
             source,
         })?;
-        let per_cpu = stats
-            .get(&STAT_EVENTS_LOST, 0)
-            .map_err(|source| ProbeError::Map {
-                map: "STATS",
-                source,
-            })?;
+        let per_cpu = stats.get(&index, 0).map_err(|source| ProbeError::Map {
+            map: "STATS",
+            source,
+        })?;
         Ok(per_cpu.iter().sum())
     }
+}
+
+impl Drop for KernelProbes {
+    fn drop(&mut self) {
+        self.logs.abort();
+    }
+}
+
+/// The kernel function `hook`'s program attaches to: its own, or the one `functions` names.
+fn function_of<'a>(
+    hook: &'a Hook,
+    functions: &'a std::collections::BTreeMap<String, String>,
+) -> &'a str {
+    functions
+        .get(hook.program)
+        .map_or(hook.function, String::as_str)
+}
+
+/// Why `def` cannot run on this kernel, from BTF alone.
+fn probe_problem(btf: &Btf, resolved: &Resolved, def: &ProbeDef) -> Option<String> {
+    let identity: &[Field] = if def.emits { layout::IDENTITY } else { &[] };
+    resolved
+        .check(btf, identity, &[])
+        .or_else(|| resolved.check(btf, def.fields, def.enums))
+}
+
+/// Loads and attaches every program of `def`; on any failure unloads the ones already done.
+fn attach(
+    ebpf: &mut Ebpf,
+    def: &ProbeDef,
+    functions: &std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    let mut done: Vec<&'static str> = Vec::new();
+    let mut result = Ok(());
+    for h in def.hooks {
+        let r = (|| -> Result<(), String> {
+            let program: &mut KProbe = ebpf
+                .program_mut(h.program)
+                .ok_or_else(|| format!("program {} is not in the eBPF object", h.program))?
+                .try_into()
+                .map_err(|e| format!("program {}: {e}", h.program))?;
+            program
+                .load()
+                .map_err(|e| format!("loading {}: {}", h.program, verbose(&e)))?;
+            done.push(h.program);
+            let function = function_of(h, functions);
+            program
+                .attach(function, 0)
+                .map_err(|e| format!("attaching to {function}: {}", verbose(&e)))?;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            result = Err(e);
+            break;
+        }
+    }
+    if result.is_err() {
+        for name in done {
+            if let Some(p) = ebpf.program_mut(name) {
+                let unloaded = <&mut KProbe>::try_from(p).map(|k| k.unload());
+                if let Ok(Err(e)) = unloaded {
+                    log::warn!("unloading {name}: {e}");
+                }
+            }
+        }
+    }
+    result
+}
+
+/// An error with its sources (aya puts the OS error and the verifier log there).
+fn verbose(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
 }
 
 /// Drives aya-log's ring buffer: each readable wake-up flushes the records into `log`.
@@ -207,4 +822,62 @@ fn spawn_log_forwarder(
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::btf::tests::kernel_like;
+
+    fn def(name: &str) -> &'static ProbeDef {
+        PROBES.iter().find(|d| d.name == name).unwrap()
+    }
+
+    #[test]
+    fn probe_table_is_consistent() {
+        let names: BTreeSet<_> = PROBES.iter().map(|d| d.name).collect();
+        assert_eq!(names.len(), PROBES.len(), "duplicate probe names");
+        let programs: Vec<_> = PROBES
+            .iter()
+            .flat_map(|d| d.hooks.iter().map(|h| h.program))
+            .collect();
+        let unique: BTreeSet<_> = programs.iter().collect();
+        assert_eq!(unique.len(), programs.len(), "a program in two probes");
+    }
+
+    #[test]
+    fn a_probe_is_down_for_a_missing_member_or_enum_and_only_that_probe() {
+        let (base, split) = kernel_like();
+        let btf = Btf::parse(&base).unwrap().parse_split(&split).unwrap();
+        let mut resolved = layout::resolve(&btf);
+        // The hand-made kernel lacks most members: every emitting probe is down for one.
+        let reason = probe_problem(&btf, &resolved, def("retransmit")).unwrap();
+        assert!(reason.contains("sctp_"), "{reason}");
+        // The socket-owner probe reads no member.
+        assert_eq!(probe_problem(&btf, &resolved, def("socket_owners")), None);
+        // With every member present, what remains are the enums the kernel lacks or changed.
+        resolved.missing.clear();
+        assert_eq!(probe_problem(&btf, &resolved, def("assoc_change")), None);
+        let reason = probe_problem(&btf, &resolved, def("path_change")).unwrap();
+        assert!(reason.contains("sctp_transport_cmd"), "{reason}");
+        let mut only_cwnd = layout::resolve(&btf);
+        only_cwnd.missing.retain(|f, _| *f == Field::TpCwnd);
+        let reason = probe_problem(&btf, &only_cwnd, def("t3_rtx_expired")).unwrap();
+        assert!(reason.contains("sctp_transport.cwnd"), "{reason}");
+        assert_eq!(probe_problem(&btf, &only_cwnd, def("primary_change")), None);
+    }
+
+    #[test]
+    fn function_overrides_apply_per_program() {
+        let o = LoadOptions::new(Scope::All).function("sctp_retransmit", "sctp_retransmit.isra.0");
+        let h = &def("retransmit").hooks[0];
+        assert_eq!(function_of(h, &o.functions), "sctp_retransmit.isra.0");
+        let other = &def("retransmit").hooks[1];
+        assert_eq!(
+            function_of(other, &o.functions),
+            "sctp_transport_lower_cwnd"
+        );
+    }
 }
