@@ -1,5 +1,6 @@
 //! The admin HTTP API (loopback by default): `/metrics`, `/health`, the SCTP views
-//! (`/sctp/options`, `/sctp/info`, `/sctp/assocs`) and runtime parameter changes
+//! (`/sctp/options`, `/sctp/info`, `/sctp/assocs`), recent kernel events
+//! (`/kernel/events?limit=N`) and runtime parameter changes
 //! (`PUT /cfg/sctp/{name}?scope=future|current|all`, body = the integer). Errors are JSON.
 //! Writes need `Authorization: Bearer <token>` when a token is configured (mandatory when the
 //! API listens beyond loopback).
@@ -111,6 +112,19 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
         },
         (&Method::GET, "/sctp/options") => sctp_options(shared, query(&req).contains_key("kernel")),
         (&Method::GET, "/sctp/assocs") => sctp_assocs(shared),
+        (&Method::GET, "/kernel/events") => {
+            let limit = match query(&req).get("limit").map(|l| l.parse::<usize>()) {
+                None => 100,
+                Some(Ok(n)) if n <= crate::kernel::RECENT => n,
+                Some(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit: an integer 0..={}", crate::kernel::RECENT),
+                    );
+                }
+            };
+            json_reply(StatusCode::OK, &shared.recent.to_json(limit))
+        }
         (&Method::PUT, p) if p.starts_with("/cfg/sctp/") => {
             if let Some(denied) = authorize(shared, peer, &req) {
                 return denied;

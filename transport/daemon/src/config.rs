@@ -131,6 +131,17 @@ pub struct Sip {
     pub transaction_timeout: Duration,
 }
 
+/// The kernel eyes (`[ebpf]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ebpf {
+    /// auto, on or off.
+    pub mode: crate::kernel::Mode,
+    /// Observe all SCTP on the host, not only the daemon's associations.
+    pub observe_all: bool,
+    /// The fallback's polling interval.
+    pub poll_interval: Duration,
+}
+
 /// The whole, validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -146,6 +157,8 @@ pub struct Config {
     pub log: Log,
     /// SIP settings.
     pub sip: Sip,
+    /// Kernel eyes.
+    pub ebpf: Ebpf,
 }
 
 /// A configuration error, naming what is wrong and where.
@@ -195,6 +208,16 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     sip: RawSip,
+    #[serde(default)]
+    ebpf: RawEbpf,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEbpf {
+    mode: Option<crate::kernel::Mode>,
+    observe_all: Option<bool>,
+    poll_interval_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -377,7 +400,16 @@ impl Config {
                 "must be 1000 ..= 300000",
             ));
         }
+        let poll_ms = raw.ebpf.poll_interval_ms.unwrap_or(5000);
+        if !(100..=600_000).contains(&poll_ms) {
+            return Err(invalid("ebpf.poll_interval_ms", "must be 100 ..= 600000"));
+        }
         Ok(Config {
+            ebpf: Ebpf {
+                mode: raw.ebpf.mode.unwrap_or(crate::kernel::Mode::Auto),
+                observe_all: raw.ebpf.observe_all.unwrap_or(false),
+                poll_interval: Duration::from_millis(poll_ms),
+            },
             listen,
             routes,
             sctp,
@@ -451,7 +483,15 @@ pub fn default_config_text() -> String {
          \n\
          [log]\n\
          # level = \"info\"    # error | warn | info | debug | trace\n\
-         # format = \"text\"   # text | json\n",
+         # format = \"text\"   # text | json\n\
+         \n\
+         # Kernel eyes: eBPF probes on the kernel's SCTP code (needs root or CAP_BPF +\n\
+         # CAP_PERFMON, BTF and kprobes). auto: use them when they can run, else say why and\n\
+         # poll /proc/net/sctp/snmp and getsockopt; on: required; off: poll only.\n\
+         [ebpf]\n\
+         # mode = \"auto\"\n\
+         # observe_all = false   # true: every SCTP association of the host, not only ours\n\
+         # poll_interval_ms = 5000\n",
     );
     s
 }

@@ -102,6 +102,33 @@ pub async fn run(path: PathBuf, config: Config) -> u8 {
     if let Some(ep) = &shared.sctp {
         tasks.push(tokio::spawn(log_events(ep.clone())));
     }
+    let ports: Vec<u16> = senders
+        .local_addrs()
+        .iter()
+        .filter(|(p, _)| *p == Proto::Sctp)
+        .map(|(_, a)| a.port())
+        .collect();
+    let eyes = crate::kernel::Settings {
+        mode: config.ebpf.mode,
+        observe_all: config.ebpf.observe_all,
+        ports,
+        poll: config.ebpf.poll_interval,
+    };
+    match crate::kernel::start(
+        eyes,
+        shared.metrics.kernel.clone(),
+        shared.recent.clone(),
+        shared.sctp.clone(),
+    )
+    .await
+    {
+        Ok(t) => tasks.push(t),
+        Err(reason) => {
+            tracing::error!(%reason, "[ebpf] mode = \"on\" but the probes cannot run");
+            eprintln!("sipsctpd: cannot start: eBPF: {reason}");
+            return crate::exit::STARTUP;
+        }
+    }
     tracing::info!(
         listeners = ?shared.listeners,
         admin = %config.admin.listen,
@@ -227,6 +254,7 @@ async fn start(
         admin_token: config.admin.token.clone(),
         listeners,
         started: Instant::now(),
+        recent: Arc::new(crate::kernel::Recent::default()),
     });
     tasks.push(tokio::spawn(admin::serve(admin_listener, shared.clone())));
     Ok((shared, Senders { sctp, udp, tcp }))

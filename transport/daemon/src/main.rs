@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod daemon;
+mod kernel;
 mod metrics;
 mod net;
 mod relay;

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub transactions_expired: IntCounter,
     /// `sipsctp_sip_transactions_untracked_total` (table full).
     pub transactions_untracked: IntCounter,
+    /// The kernel metrics (eBPF or polling).
+    pub kernel: std::sync::Arc<crate::kernel::KernelMetrics>,
 }
 
 const SCTP_COUNTER_HELP: [(&str, &str); 9] = [
@@ -159,7 +161,9 @@ impl Metrics {
         ] {
             registry.register(c)?;
         }
+        let kernel = std::sync::Arc::new(crate::kernel::KernelMetrics::register(&registry)?);
         Ok(Metrics {
+            kernel,
             registry,
             sctp_counters,
             sctp_dropped,

@@ -19,6 +19,8 @@ pub struct Shared {
     pub listeners: Vec<String>,
     /// When the daemon started.
     pub started: Instant,
+    /// Recent kernel events and the kernel eyes' status.
+    pub recent: Arc<crate::kernel::Recent>,
 }
 
 impl Shared {
@@ -37,6 +39,7 @@ impl Shared {
             "status": "ok",
             "uptime_seconds": self.started.elapsed().as_secs(),
             "listeners": self.listeners,
+            "kernel": self.recent.status.lock().map(|s| s.clone()).unwrap_or_default(),
         })
     }
 }

@@ -1,0 +1,485 @@
+//! The daemon's kernel eyes: the eBPF probes on kernel SCTP (`[ebpf] mode = "auto" | "on" |
+//! "off"`), their metrics and the recent-events view; and, when eBPF cannot run or is off, the
+//! coarser fallback: `/proc/net/sctp/snmp` and per-association getsockopt, polled.
+//!
+//! Metrics (same names from both sources; `sipsctp_kernel_source{source}` says which feeds
+//! them): `sipsctp_kernel_retransmissions_total{reason}`,
+//! `sipsctp_kernel_timer_expirations_total{timer}`, `sipsctp_kernel_rto_seconds`,
+//! `sipsctp_kernel_srtt_seconds`, `sipsctp_kernel_association_events_total{event}`,
+//! `sipsctp_kernel_path_events_total{event}`, `sipsctp_kernel_heartbeats_total{direction}`,
+//! `sipsctp_ebpf_events_lost_total`, `sipsctp_ebpf_probe_up{probe}`.
+//!
+//! The snmp counters are host-wide (every SCTP association of the network namespace), the
+//! eBPF ones are the daemon's own associations (its netns and listening ports) unless
+//! `observe_all` is set.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+use serde_json::{Value, json};
+use sipsctp_ebpf::{
+    KernelProbes, Scope,
+    event::{AssocChangeState, EventKind, PathCommand, RetransmitReason, SctpEvent, T1Timer},
+};
+use sipsctp_sctp::endpoint::SctpEndpoint;
+
+/// How many recent events `/kernel/events` can show.
+pub const RECENT: usize = 1024;
+
+/// The kernel metrics.
+pub struct KernelMetrics {
+    retransmissions: IntCounterVec,
+    timers: IntCounterVec,
+    rto: Histogram,
+    srtt: Histogram,
+    assoc_events: IntCounterVec,
+    path_events: IntCounterVec,
+    heartbeats: IntCounterVec,
+    events_lost: IntCounter,
+    probe_up: IntGaugeVec,
+    source: IntGaugeVec,
+    last_lost: Mutex<u64>,
+}
+
+fn seconds_buckets() -> Vec<f64> {
+    vec![
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+    ]
+}
+
+impl KernelMetrics {
+    /// Registers the kernel metrics in `registry`, every label value pre-set to 0.
+    ///
+    /// # Errors
+    /// Only on a programming error (duplicate names).
+    pub fn register(registry: &Registry) -> prometheus::Result<KernelMetrics> {
+        let counter = |name: &str, help: &str, label: &str, values: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+            for v in values {
+                c.with_label_values(&[v]);
+            }
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let retransmissions = counter(
+            "sipsctp_kernel_retransmissions_total",
+            "SCTP retransmissions by reason (eBPF: sctp_retransmit / lower_cwnd; poll: /proc/net/sctp/snmp)",
+            "reason",
+            &["t3_rtx", "fast_rtx", "pmtud", "t1_rtx"],
+        )?;
+        let timers = counter(
+            "sipsctp_kernel_timer_expirations_total",
+            "SCTP retransmission timer expiries",
+            "timer",
+            &["t3_rtx", "t1_init", "t1_cookie"],
+        )?;
+        let assoc_events = counter(
+            "sipsctp_kernel_association_events_total",
+            "SCTP association lifecycle events seen in the kernel",
+            "event",
+            &[
+                "comm_up",
+                "comm_lost",
+                "restart",
+                "shutdown_comp",
+                "cant_str_assoc",
+                "new",
+                "free",
+            ],
+        )?;
+        let path_events = counter(
+            "sipsctp_kernel_path_events_total",
+            "SCTP path events seen in the kernel",
+            "event",
+            &["up", "down", "potentially_failed", "primary_change"],
+        )?;
+        let heartbeats = counter(
+            "sipsctp_kernel_heartbeats_total",
+            "SCTP heartbeats sent and acknowledged",
+            "direction",
+            &["sent", "acked"],
+        )?;
+        let histogram = |name: &str, help: &str| {
+            let h =
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(seconds_buckets()))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok::<_, prometheus::Error>(h)
+        };
+        let rto = histogram(
+            "sipsctp_kernel_rto_seconds",
+            "SCTP path retransmission timeout at each update (poll: at each poll, per path)",
+        )?;
+        let srtt = histogram(
+            "sipsctp_kernel_srtt_seconds",
+            "SCTP path smoothed round-trip time at each update (poll: at each poll, per path)",
+        )?;
+        let events_lost = IntCounter::new(
+            "sipsctp_ebpf_events_lost_total",
+            "Kernel events the probes could not deliver (ring buffer full)",
+        )?;
+        registry.register(Box::new(events_lost.clone()))?;
+        let probe_up = IntGaugeVec::new(
+            Opts::new(
+                "sipsctp_ebpf_probe_up",
+                "1 when the probe is attached, 0 when it could not be",
+            ),
+            &["probe"],
+        )?;
+        registry.register(Box::new(probe_up.clone()))?;
+        let source = IntGaugeVec::new(
+            Opts::new(
+                "sipsctp_kernel_source",
+                "Where the kernel metrics come from: ebpf, or poll (/proc/net/sctp/snmp + getsockopt)",
+            ),
+            &["source"],
+        )?;
+        registry.register(Box::new(source.clone()))?;
+        Ok(KernelMetrics {
+            retransmissions,
+            timers,
+            rto,
+            srtt,
+            assoc_events,
+            path_events,
+            heartbeats,
+            events_lost,
+            probe_up,
+            source,
+            last_lost: Mutex::new(0),
+        })
+    }
+
+    fn set_source(&self, ebpf: bool) {
+        self.source
+            .with_label_values(&["ebpf"])
+            .set(i64::from(ebpf));
+        self.source
+            .with_label_values(&["poll"])
+            .set(i64::from(!ebpf));
+    }
+
+    /// Counts one kernel event.
+    pub fn observe(&self, e: &SctpEvent) {
+        match e.kind {
+            EventKind::RtoUpdate { rto, srtt, .. } => {
+                self.rto.observe(rto.to_duration().as_secs_f64());
+                self.srtt.observe(srtt.to_duration().as_secs_f64());
+            }
+            EventKind::Retransmit { reason, .. } => {
+                let r = match reason {
+                    RetransmitReason::T3Rtx => "t3_rtx",
+                    RetransmitReason::FastRtx => "fast_rtx",
+                    RetransmitReason::Pmtud => "pmtud",
+                    RetransmitReason::T1Rtx => "t1_rtx",
+                };
+                self.retransmissions.with_label_values(&[r]).inc();
+            }
+            EventKind::T3RtxExpired { .. } => self.timers.with_label_values(&["t3_rtx"]).inc(),
+            EventKind::T1Expired { timer, .. } => self
+                .timers
+                .with_label_values(&[match timer {
+                    T1Timer::Init => "t1_init",
+                    T1Timer::Cookie => "t1_cookie",
+                }])
+                .inc(),
+            EventKind::AssocNew { .. } => self.assoc_events.with_label_values(&["new"]).inc(),
+            EventKind::AssocFree { .. } => self.assoc_events.with_label_values(&["free"]).inc(),
+            EventKind::AssocChange { state, .. } => {
+                let s = match state {
+                    AssocChangeState::CommUp => "comm_up",
+                    AssocChangeState::CommLost => "comm_lost",
+                    AssocChangeState::Restart => "restart",
+                    AssocChangeState::ShutdownComp => "shutdown_comp",
+                    AssocChangeState::CantStrAssoc => "cant_str_assoc",
+                };
+                self.assoc_events.with_label_values(&[s]).inc();
+            }
+            EventKind::PathChange { command, .. } => {
+                let c = match command {
+                    PathCommand::Up => "up",
+                    PathCommand::Down => "down",
+                    PathCommand::PotentiallyFailed => "potentially_failed",
+                };
+                self.path_events.with_label_values(&[c]).inc();
+            }
+            EventKind::PrimaryChange { .. } => self
+                .path_events
+                .with_label_values(&["primary_change"])
+                .inc(),
+            EventKind::HeartbeatSent { enabled: true, .. } => {
+                self.heartbeats.with_label_values(&["sent"]).inc()
+            }
+            EventKind::HeartbeatSent { .. } => {}
+            EventKind::HeartbeatAck { .. } => self.heartbeats.with_label_values(&["acked"]).inc(),
+            _ => {}
+        }
+    }
+}
+
+/// The most recent kernel events, for `GET /kernel/events`.
+#[derive(Default)]
+pub struct Recent {
+    events: Mutex<VecDeque<SctpEvent>>,
+    /// Why eBPF is not in use, when it is not.
+    pub status: Mutex<String>,
+}
+
+impl Recent {
+    fn push(&self, e: SctpEvent) {
+        let mut q = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == RECENT {
+            q.pop_front();
+        }
+        q.push_back(e);
+    }
+
+    /// The last `limit` events, oldest first, as JSON.
+    pub fn to_json(&self, limit: usize) -> Value {
+        let q = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let skip = q.len().saturating_sub(limit);
+        let events: Vec<Value> = q
+            .iter()
+            .skip(skip)
+            .map(|e| {
+                json!({
+                    "time_ns": u64::try_from(e.time.as_nanos()).unwrap_or(u64::MAX),
+                    "assoc_id": e.assoc_id,
+                    "netns": e.netns,
+                    "local_port": e.local_port,
+                    "peer_port": e.peer_port,
+                    "peer": e.peer.map(|a| a.to_string()),
+                    "owner_pid": e.owner,
+                    "event": format!("{:?}", e.kind),
+                })
+            })
+            .collect();
+        let status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        json!({ "source": status, "events": events })
+    }
+}
+
+/// `[ebpf] mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Use eBPF when it can run; say why not and poll otherwise.
+    Auto,
+    /// eBPF is required: the daemon does not start without it.
+    On,
+    /// Poll only.
+    Off,
+}
+
+/// Loads the probes (blocking work: BTF parsing, HZ measurement, verification) on the blocking
+/// pool.
+async fn load(scope: Scope) -> Result<KernelProbes, String> {
+    match tokio::task::spawn_blocking(move || KernelProbes::load(scope)).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("loader task failed: {e}")),
+    }
+}
+
+/// What the kernel eyes need.
+pub struct Settings {
+    /// `[ebpf] mode`.
+    pub mode: Mode,
+    /// Observe every SCTP association of the host, not only the daemon's.
+    pub observe_all: bool,
+    /// The daemon's SCTP listening ports (the probes' filter).
+    pub ports: Vec<u16>,
+    /// The fallback's polling interval.
+    pub poll: Duration,
+}
+
+/// Starts the kernel eyes. With `Mode::On` the probes are loaded before this returns (an error
+/// stops the start); otherwise in the background.
+///
+/// # Errors
+/// `Mode::On` and the probes cannot run.
+pub async fn start(
+    settings: Settings,
+    metrics: Arc<KernelMetrics>,
+    recent: Arc<Recent>,
+    sctp: Option<Arc<SctpEndpoint>>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let Settings {
+        mode,
+        observe_all,
+        ports,
+        poll,
+    } = settings;
+    let scope = if observe_all {
+        Ok(Scope::All)
+    } else {
+        Scope::daemon(ports).map_err(|e| e.to_string())
+    };
+    let set_status = |s: String| {
+        if let Ok(mut st) = recent.status.lock() {
+            *st = s;
+        }
+    };
+    match mode {
+        Mode::Off => {
+            tracing::info!(
+                "eBPF off (configured): kernel metrics come from /proc/net/sctp/snmp and getsockopt polling"
+            );
+            set_status("poll: eBPF off in the configuration".into());
+            metrics.set_source(false);
+            Ok(tokio::spawn(poll_loop(poll, metrics, sctp)))
+        }
+        Mode::On => {
+            let probes = load(scope?).await?;
+            report(&probes, &metrics);
+            set_status("ebpf".into());
+            metrics.set_source(true);
+            Ok(tokio::spawn(event_loop(probes, metrics, recent)))
+        }
+        Mode::Auto => Ok(tokio::spawn(async move {
+            let loaded = match scope {
+                Ok(s) => load(s).await,
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok(probes) => {
+                    report(&probes, &metrics);
+                    if let Ok(mut st) = recent.status.lock() {
+                        *st = "ebpf".into();
+                    }
+                    metrics.set_source(true);
+                    event_loop(probes, metrics, recent).await;
+                }
+                Err(reason) => {
+                    tracing::warn!(
+                        %reason,
+                        "eBPF unavailable: kernel metrics fall back to /proc/net/sctp/snmp and getsockopt polling"
+                    );
+                    if let Ok(mut st) = recent.status.lock() {
+                        *st = format!("poll: eBPF unavailable: {reason}");
+                    }
+                    metrics.set_source(false);
+                    poll_loop(poll, metrics, sctp).await;
+                }
+            }
+        })),
+    }
+}
+
+fn report(probes: &KernelProbes, metrics: &KernelMetrics) {
+    let mut up = 0;
+    for s in probes.status() {
+        metrics
+            .probe_up
+            .with_label_values(&[s.name])
+            .set(i64::from(s.is_up()));
+        match &s.state {
+            sipsctp_ebpf::ProbeState::Up => up += 1,
+            sipsctp_ebpf::ProbeState::Down { reason } => {
+                tracing::warn!(probe = s.name, %reason, "eBPF probe unavailable")
+            }
+        }
+    }
+    tracing::info!(probes_up = up, probes = probes.status().len(), hz = ?probes.hz(), "eBPF probes attached");
+}
+
+async fn event_loop(mut probes: KernelProbes, metrics: Arc<KernelMetrics>, recent: Arc<Recent>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            e = probes.next_event() => match e {
+                Ok(e) => {
+                    metrics.observe(&e);
+                    recent.push(e);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading kernel events failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = tick.tick() => {
+                if let Ok(lost) = probes.events_lost() {
+                    let mut last = metrics.last_lost.lock().unwrap_or_else(|p| p.into_inner());
+                    metrics.events_lost.inc_by(lost.saturating_sub(*last));
+                    *last = lost.max(*last);
+                }
+            }
+        }
+    }
+}
+
+/// Parses `/proc/net/sctp/snmp` ("Name<whitespace>value" lines).
+pub fn parse_snmp(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_owned(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+async fn poll_loop(every: Duration, metrics: Arc<KernelMetrics>, sctp: Option<Arc<SctpEndpoint>>) {
+    // (snmp counter, metric, label)
+    const MAP: [(&str, bool, &str); 6] = [
+        ("SctpT3Retransmits", true, "t3_rtx"),
+        ("SctpFastRetransmits", true, "fast_rtx"),
+        ("SctpPmtudRetransmits", true, "pmtud"),
+        ("SctpT3RtxExpireds", false, "t3_rtx"),
+        ("SctpT1InitExpireds", false, "t1_init"),
+        ("SctpT1CookieExpireds", false, "t1_cookie"),
+    ];
+    let mut last: Option<BTreeMap<String, u64>> = None;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        // A procfs read: no disk behind it, fine on the async thread.
+        match std::fs::read_to_string("/proc/net/sctp/snmp") {
+            Ok(text) => {
+                let now = parse_snmp(&text);
+                if let Some(prev) = &last {
+                    for (name, retransmission, label) in MAP {
+                        let d = now
+                            .get(name)
+                            .copied()
+                            .unwrap_or(0)
+                            .saturating_sub(prev.get(name).copied().unwrap_or(0));
+                        let c = if retransmission {
+                            &metrics.retransmissions
+                        } else {
+                            &metrics.timers
+                        };
+                        c.with_label_values(&[label]).inc_by(d);
+                    }
+                }
+                last = Some(now);
+            }
+            Err(e) => tracing::debug!(error = %e, "reading /proc/net/sctp/snmp"),
+        }
+        if let Some(ep) = &sctp {
+            for a in ep.assocs() {
+                for p in &a.paths {
+                    metrics.rto.observe(f64::from(p.rto_ms) / 1000.0);
+                    metrics.srtt.observe(f64::from(p.srtt_ms) / 1000.0);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snmp_lines_parse() {
+        let m = parse_snmp("SctpCurrEstab                   \t2\nSctpT3Retransmits \t17\nbogus\n");
+        assert_eq!(m.get("SctpT3Retransmits"), Some(&17));
+        assert_eq!(m.get("SctpCurrEstab"), Some(&2));
+        assert_eq!(m.len(), 2);
+    }
+}
