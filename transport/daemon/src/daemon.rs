@@ -137,8 +137,21 @@ pub async fn run(path: PathBuf, config: Config) -> u8 {
         "sipsctpd started"
     );
     let code = signals(&path, config, &shared, &relay, &senders).await;
-    // Stop accepting: the receive tasks end, the relay's channel takes nothing more, and the
-    // relay drains what was already received.
+    // 1. No new SCTP associations. 2. SHUTDOWN the existing ones while everything still
+    // receives and relays (a peer whose data is not read cannot finish its SHUTDOWN, and
+    // answers to requests in flight still go out). 3. Stop receiving; the relay drains what was
+    // already received.
+    if let Some(ep) = &shared.sctp {
+        if let Err(e) = ep.stop_accepting() {
+            tracing::warn!(error = %e, "could not stop accepting SCTP associations");
+        }
+        let open = ep.shutdown(Duration::from_secs(5)).await;
+        if open > 0 {
+            tracing::warn!(open, "SCTP associations still open after 5 s of SHUTDOWN");
+        } else {
+            tracing::info!("all SCTP associations shut down");
+        }
+    }
     for t in &tasks {
         t.abort();
     }
@@ -148,14 +161,6 @@ pub async fn run(path: PathBuf, config: Config) -> u8 {
         .is_err()
     {
         tracing::warn!("relay did not drain within 2 s");
-    }
-    if let Some(ep) = &shared.sctp {
-        let open = ep.shutdown(Duration::from_secs(5)).await;
-        if open > 0 {
-            tracing::warn!(open, "SCTP associations still open after 5 s of SHUTDOWN");
-        } else {
-            tracing::info!("all SCTP associations shut down");
-        }
     }
     tracing::info!("sipsctpd stopped");
     code

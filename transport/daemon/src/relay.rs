@@ -265,6 +265,7 @@ async fn handle(
     };
     // Parse once: for the counters and for the core.
     let mut request_method: Option<String> = None;
+    let mut response: Option<(String, u16)> = None;
     let decision = match Message::parse_with(&msg.data, &relay.limits) {
         Ok(p) if p.is_request() => {
             let method = p
@@ -282,16 +283,28 @@ async fn handle(
                 .map(|c| c.method.as_str().to_owned())
                 .unwrap_or_default();
             m.response(&method, status, label(t), Direction::In);
+            response = Some((method, status));
             relay.core.handle_response(&p, from)
         }
         Err(e) => {
             tracing::debug!(peer = %msg.peer, proto = %msg.proto, error = %e, "malformed SIP message");
+            // A request whose head still parses (e.g. a wrong Content-Length) is answered 400:
+            // count it as the request it is.
+            if let Ok(head) = Message::parse_head(&msg.data, &relay.limits)
+                && head.is_request()
+            {
+                let method = head
+                    .method()
+                    .map(|x| x.as_str().to_owned())
+                    .unwrap_or_default();
+                m.request(&method, label(t), Direction::In);
+                request_method = Some(method);
+            }
             relay.core.handle(&msg.data, from, local)
         }
     };
     match decision {
         Decision::Forward { to, bytes, tx } => {
-            let is_request = request_method.is_some();
             let dest_label = label(to.transport);
             let now = Instant::now();
             if let Err(e) = senders.send(to, bytes).await {
@@ -320,15 +333,11 @@ async fn handle(
                 }
                 (Some(method), None) => m.request(method, dest_label, Direction::Out),
                 (None, key) => {
-                    let Ok(p) = Message::parse_with(&msg.data, &relay.limits) else {
+                    let Some((method, status)) = &response else {
                         return;
                     };
-                    let status = p.status().unwrap_or(0);
-                    let method = p
-                        .cseq()
-                        .map(|c| c.method.as_str().to_owned())
-                        .unwrap_or_default();
-                    m.response(&method, status, dest_label, Direction::Out);
+                    let status = *status;
+                    m.response(method, status, dest_label, Direction::Out);
                     if let Some(key) = key
                         && let Some(done) = table.on_response(now, &key, status)
                     {
@@ -341,7 +350,6 @@ async fn handle(
                     }
                 }
             }
-            let _ = is_request;
         }
         Decision::Respond { to, bytes, status } => {
             let method = request_method.unwrap_or_default();

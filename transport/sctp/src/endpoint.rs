@@ -283,6 +283,9 @@ pub enum SendError {
     /// No such listener.
     #[error("no SCTP listener {0:?}")]
     UnknownSocket(SocketId),
+    /// The endpoint is shutting down and `dest` has no association.
+    #[error("to {0}: shutting down, no new associations")]
+    ShuttingDown(SocketAddr),
     /// The kernel refused the message.
     #[error("to {dest}: {source}")]
     Socket {
@@ -367,6 +370,8 @@ struct State {
 }
 
 struct Inner {
+    /// Set by `stop_accepting`: no new associations, not even outbound ones.
+    closing: std::sync::atomic::AtomicBool,
     listeners: Vec<Listener>,
     state: Mutex<State>,
     counters: Counters,
@@ -461,6 +466,7 @@ impl SctpEndpoint {
             .collect();
         let (events, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
+            closing: std::sync::atomic::AtomicBool::new(false),
             listeners,
             state: Mutex::new(State {
                 table,
@@ -617,22 +623,45 @@ impl SctpEndpoint {
         self.inner.send(socket, dest, data, budget)
     }
 
-    /// Shuts every association down gracefully (SHUTDOWN after queued data) and waits up to
-    /// `limit` for them to finish. Returns how many were still open.
-    pub async fn shutdown(&self, limit: Duration) -> usize {
+    /// Stops accepting new associations (`listen(fd, 0)` on every listener: the kernel answers
+    /// new INITs with ABORT) and stops opening them: from now on a send to a destination
+    /// without an association fails with [`SendError::ShuttingDown`], and nothing is resent by
+    /// address. Existing associations keep working until [`SctpEndpoint::shutdown`].
+    ///
+    /// # Errors
+    /// The first listener the kernel refused it for.
+    pub fn stop_accepting(&self) -> Result<(), EndpointError> {
+        self.inner
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for l in &self.inner.listeners {
-            for assoc in l.sock.assoc_ids().unwrap_or_default() {
-                let _ = l.sock.shutdown_assoc(assoc);
-            }
+            l.sock
+                .stop_listening()
+                .map_err(|source| EndpointError::Socket {
+                    addrs: l.addrs.clone(),
+                    source,
+                })?;
         }
+        Ok(())
+    }
+
+    /// Shuts every association down gracefully (SHUTDOWN after queued data) and waits up to
+    /// `limit` for them to finish; associations that appear meanwhile (e.g. opened by a send)
+    /// are shut down too. Keep receiving while this runs: a peer whose data is not read cannot
+    /// complete its SHUTDOWN. Returns how many were still open.
+    pub async fn shutdown(&self, limit: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut asked = std::collections::HashSet::new();
         loop {
-            let open: usize = self
-                .inner
-                .listeners
-                .iter()
-                .map(|l| l.sock.assoc_ids().map(|v| v.len()).unwrap_or(0))
-                .sum();
+            let mut open = 0;
+            for l in &self.inner.listeners {
+                for assoc in l.sock.assoc_ids().unwrap_or_default() {
+                    open += 1;
+                    if asked.insert((l.id, assoc)) {
+                        let _ = l.sock.shutdown_assoc(assoc);
+                    }
+                }
+            }
             if open == 0 || tokio::time::Instant::now() >= deadline {
                 return open;
             }
@@ -705,8 +734,12 @@ impl Inner {
     ) -> Result<SendOutcome, SendError> {
         let l = self.listener(socket)?;
         let idx = usize::try_from(socket.0).unwrap_or(usize::MAX);
+        let closing = self.closing.load(std::sync::atomic::Ordering::SeqCst);
         let route = {
             let mut st = self.lock();
+            if closing && st.table.lookup(socket, dest).is_none() {
+                return Err(SendError::ShuttingDown(dest));
+            }
             let route = st.table.route(socket, dest)?;
             if let Some(q) = st.queues.get_mut(idx)
                 && q.has(&route)
@@ -770,10 +803,15 @@ impl Inner {
         };
         match l.sock.try_send(data, target, opts) {
             Ok(_) => Ok(()),
-            Err(e) if matches!(route, Route::Assoc(_)) && is_stale_assoc(&e) => l
-                .sock
-                .try_send(data, SendTarget::Addr(dest), opts)
-                .map(|_| ()),
+            Err(e)
+                if matches!(route, Route::Assoc(_))
+                    && is_stale_assoc(&e)
+                    && !self.closing.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                l.sock
+                    .try_send(data, SendTarget::Addr(dest), opts)
+                    .map(|_| ())
+            }
             Err(e) => Err(e),
         }
     }
@@ -930,8 +968,9 @@ impl Inner {
                         .and_then(|a| a.primary)
                 });
                 let whole = payload.len() == payload_len && !payload.is_empty();
+                let closing = self.closing.load(std::sync::atomic::Ordering::SeqCst);
                 match dest {
-                    Some(dest) if error == 0 && context > 0 && whole => {
+                    Some(dest) if error == 0 && context > 0 && whole && !closing => {
                         Counters::bump(&self.counters.send_force_retry);
                         let left = context - 1;
                         self.emit(AssocEvent::SendRetried {

@@ -454,6 +454,19 @@ impl SctpSocket {
         self.control(assoc, reason, SendControl::Abort, "sendmsg(SCTP_ABORT)")
     }
 
+    /// Stops accepting new associations (`listen(fd, 0)`): the kernel answers new INITs with
+    /// ABORT; existing associations are not affected.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] when listen(2) fails.
+    pub fn stop_listening(&self) -> Result<()> {
+        self.fd
+            .get_ref()
+            .listen(0)
+            .map_err(|e| Error::socket("listen(0)", e))
+    }
+
     /// Shuts association `assoc` down gracefully (RFC 6458 `SCTP_EOF`): queued data is still
     /// delivered, then SHUTDOWN; a SHUTDOWN_COMP notification follows.
     ///

@@ -1,0 +1,855 @@
+//! `sipsctpd` relaying real calls between real peers, inside the VM:
+//!
+//! - sipp UAC over SCTP -> sipsctpd -> sipp UAS over UDP, sipp's built-in `uac`/`uas`
+//!   (INVITE/ACK/BYE): 500 calls on one association (`-t s1`) and 100 calls on one association
+//!   each (`-t sn`), none failed; the daemon's counters equal what sipp sent (INVITE and BYE
+//!   exactly once per call in over SCTP and out over UDP; ACK and the responses at least once
+//!   and relayed one for one; every INVITE and BYE transaction completed), exactly 1 and
+//!   100 associations respectively, and `promtool check metrics` accepts `/metrics`;
+//! - SCTP (`-t s1`) -> sipsctpd -> SCTP (sipp UAS `-t s1`): 1000 calls over exactly two
+//!   associations (the UAC's and one to the UAS: responses return on the association their
+//!   request came on) and every message relayed exactly once;
+//! - UDP -> sipsctpd -> SCTP: 300 calls over one association to the UAS;
+//! - Kamailio (sctp module) as the SCTP upstream behind a domain route: sipp OPTIONS over SCTP
+//!   and over UDP answered by Kamailio (its Server header checked by the scenario), the
+//!   replies coming back on the daemon's association; the keep-alive (an OPTIONS to the
+//!   daemon itself) answered 200 with nothing sent to Kamailio;
+//! - 10 % netem loss on the SCTP leg (the UAC in its own network namespace behind a veth,
+//!   loss on both ends of the veth; the UDP leg on loopback is clean): every one of 100 calls
+//!   completes, SCTP retransmits (the kernel counts them), and SIP never does (INVITE and BYE
+//!   arrive exactly once each).
+//!
+//! Rates and call counts fit the VM: its CPUs are emulated (TCG), and the debug build of the
+//! daemon relays some 150 SIP messages per second there (sipp's UDP peers retransmit after
+//! 500 ms, so the UDP legs must stay below what saturates the daemon).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use sipsctp_tests::{
+    daemon::{
+        Daemon, Metrics, Peer, ToolRun, data_file, json_u64, promtool_check, require_tool,
+        run_tool_sampling, scratch, sctp_snmp, sipp, sipp_in, sipp_totals, tail, wait_port,
+        wait_until,
+    },
+    netns::{Netns, ip},
+    require_sctp, vm_kernel,
+};
+
+/// A daemon configuration: listeners `(proto, addresses, port)`, routes `(domain, upstream)`,
+/// the admin address, and extra TOML (e.g. an `[sctp]` table).
+fn config(
+    listen: &[(&str, &[&str], u16)],
+    routes: &[(Option<&str>, &str)],
+    admin: &str,
+    extra: &str,
+) -> String {
+    let mut s = String::new();
+    for (proto, addrs, port) in listen {
+        let addrs: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+        s.push_str(&format!(
+            "[[listen]]\nproto = \"{proto}\"\naddresses = [{}]\nport = {port}\n\n",
+            addrs.join(", ")
+        ));
+    }
+    for (domain, upstream) in routes {
+        s.push_str("[[route]]\n");
+        if let Some(d) = domain {
+            s.push_str(&format!("domain = \"{d}\"\n"));
+        }
+        s.push_str(&format!("upstream = \"{upstream}\"\n\n"));
+    }
+    s.push_str(&format!("[admin]\nlisten = \"{admin}\"\n\n{extra}\n"));
+    s
+}
+
+/// sipp's built-in UAS (`-sn uas`) on `ip:port` over `transport` (`u1`, `s1`), in the
+/// background; returns once its port is open.
+fn uas(dir: &Path, transport: &str, ip: &str, port: u16) -> Peer {
+    uas_with(dir, None, transport, ip, port)
+}
+
+/// As [`uas`], with scenario file `scenario` instead of the built-in one when given.
+fn uas_with(dir: &Path, scenario: Option<&Path>, transport: &str, ip: &str, port: u16) -> Peer {
+    let mut c = sipp(dir, None);
+    match scenario {
+        Some(f) => c.arg("-sf").arg(f),
+        None => c.args(["-sn", "uas"]),
+    };
+    c.args(["-t", transport, "-i", ip, "-p", &port.to_string()]);
+    let mut p = Peer::spawn(
+        &format!("sipp UAS -t {transport} on {ip}:{port}"),
+        c,
+        dir.join("uas.log"),
+    );
+    wait_port(port, transport.starts_with('u'), &mut p);
+    p
+}
+
+/// One sipp UAC run.
+struct Uac<'a> {
+    /// `-sn uac` when `None`, else `-sf` this file.
+    scenario: Option<PathBuf>,
+    transport: &'a str,
+    local_ip: &'a str,
+    local_port: u16,
+    remote: SocketAddr,
+    calls: u32,
+    rate: u32,
+    netns: Option<&'a str>,
+}
+
+/// What a UAC run left: its run, successful and failed calls, its directory.
+struct UacRun {
+    run: ToolRun,
+    ok: u64,
+    failed: u64,
+    dir: PathBuf,
+}
+
+impl UacRun {
+    fn show(&self) -> String {
+        let errors = std::fs::read_to_string(self.dir.join("sipp-errors.log")).unwrap_or_default();
+        format!(
+            "sipp {} after {:.1} s, {} successful, {} failed\n--- sipp output (tail) ---\n{}\n\
+             --- sipp errors (tail) ---\n{}",
+            self.run.status,
+            self.run.took.as_secs_f64(),
+            self.ok,
+            self.failed,
+            tail(&self.run.output, 30),
+            tail(&errors, 30)
+        )
+    }
+
+    /// Panics unless sipp exited 0 with `calls` successful calls and none failed.
+    fn assert_all_ok(&self, calls: u32, what: &str) {
+        assert!(
+            self.run.status.success() && (self.ok, self.failed) == (u64::from(calls), 0),
+            "kernel {}: {what}: expected {calls} successful calls, 0 failed, exit 0: {}",
+            vm_kernel(),
+            self.show()
+        );
+    }
+}
+
+impl Uac<'_> {
+    fn run(&self, dir: &Path, each: impl FnMut()) -> UacRun {
+        let dir = dir.join(format!("uac-{}-{}", self.transport, self.local_port));
+        std::fs::create_dir_all(&dir).expect("uac dir");
+        let stat = dir.join("stat.csv");
+        let mut c = sipp_in(self.netns, &dir, Some(&stat));
+        match &self.scenario {
+            None => c.args(["-sn", "uac"]),
+            Some(f) => c.arg("-sf").arg(f),
+        };
+        c.args(["-t", self.transport, "-i", self.local_ip])
+            .args(["-p", &self.local_port.to_string()])
+            .args(["-m", &self.calls.to_string(), "-r", &self.rate.to_string()])
+            .args(["-timeout", "120s", "-timeout_error"])
+            .arg(self.remote.to_string());
+        let run = run_tool_sampling("sipp-uac", c, &dir, Duration::from_secs(150), each);
+        let (ok, failed) = if stat.is_file() {
+            sipp_totals(&stat)
+        } else {
+            (0, 0)
+        };
+        UacRun {
+            run,
+            ok,
+            failed,
+            dir,
+        }
+    }
+}
+
+/// The eBPF kernel probes off: loading them takes the emulated CPUs of the VM some 10 s per
+/// daemon start, which the relay tests do not need to pay each time (the s1 -> UDP counters test
+/// and the SIGTERM tests keep the default, probes on).
+const EBPF_OFF: &str = "[ebpf]\nmode = \"off\"\n";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("a socket address")
+}
+
+/// Every SIP drop counter of the daemon, non-zero ones only.
+fn sip_drops(m: &Metrics) -> Vec<String> {
+    m.text
+        .lines()
+        .filter(|l| {
+            (l.starts_with("sipsctp_sip_messages_dropped_total")
+                || l.starts_with("sipsctp_sctp_messages_dropped_total")
+                || l.starts_with("sipsctp_sip_transactions_"))
+                && !l.ends_with(" 0")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How many associations `/sctp/assocs` lists.
+fn assocs_listed(d: &Daemon) -> usize {
+    let (status, body) = d.get("/sctp/assocs");
+    assert_eq!(status, 200, "GET /sctp/assocs: {body}");
+    body.matches("\"assoc_id\"").count()
+}
+
+/// The histogram count of completed transactions `method`/`class`.
+fn completed(m: &Metrics, method: &str, class: &str) -> u64 {
+    m.sum(
+        "sipsctp_sip_transaction_duration_seconds_count",
+        &[("method", method), ("status_class", class)],
+    )
+}
+
+/// Calls for the SCTP -> SCTP run (both legs reliable: sipp never retransmits, so the run
+/// only takes as long as the daemon needs; about 40 s in the VM, whose TCG-emulated CPUs
+/// let the debug build relay some 150 messages per second).
+const CALLS: u32 = 1000;
+
+/// sipp UAC over SCTP (`transport`: `s1` or `sn`) -> sipsctpd -> sipp UAS over UDP: `calls`
+/// calls at `rate`; checks sipp's totals, the daemon's counters against them, the association
+/// count, and `promtool check metrics`.
+fn sctp_to_udp(
+    name: &str,
+    transport: &str,
+    calls: u32,
+    rate: u32,
+    base: u16,
+    admin: &str,
+    extra: &str,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    let (daemon_port, uac_port, uas_port) = (base, base + 10, base + 20);
+    let dir = scratch(name);
+    let _uas = uas(&dir, "u1", "127.0.0.1", uas_port);
+    let d = Daemon::start(
+        name,
+        addr(admin),
+        &config(
+            &[
+                ("sctp", &["127.0.0.1"], daemon_port),
+                ("udp", &["127.0.0.1"], daemon_port),
+            ],
+            &[(None, &format!("udp:127.0.0.1:{uas_port}"))],
+            admin,
+            extra,
+        ),
+    );
+    let mut peak = 0usize;
+    let r = Uac {
+        scenario: None,
+        transport,
+        local_ip: "127.0.0.1",
+        local_port: uac_port,
+        remote: SocketAddr::from(([127, 0, 0, 1], daemon_port)),
+        calls,
+        rate,
+        netns: None,
+    }
+    .run(&dir, || peak = peak.max(assocs_listed(&d)));
+    r.assert_all_ok(
+        calls,
+        &format!("sipp -t {transport} -> sipsctpd -> sipp UAS over UDP"),
+    );
+    // sipp exited: its associations end with it.
+    let closed = wait_until(Duration::from_secs(10), || {
+        json_u64(&d.get("/sctp/info").1, "opened_connections") == Some(0)
+    });
+    let m = d.settle();
+    assert!(
+        closed,
+        "associations still open 10 s after sipp: {}",
+        d.get("/sctp/info").1
+    );
+    promtool_check(&m.text);
+
+    let n = u64::from(calls);
+    let show = m.nonzero();
+    // Requests: sipp over SCTP never retransmits, so INVITE and BYE arrive exactly once per
+    // call; each is relayed once over UDP.
+    for method in ["INVITE", "BYE"] {
+        assert_eq!(
+            (
+                m.requests(method, "sctp", "in"),
+                m.requests(method, "udp", "out")
+            ),
+            (n, n),
+            "kernel {}: {method} in over SCTP, out over UDP:\n{show}",
+            vm_kernel()
+        );
+    }
+    // ACK: once per call, plus one for each 200 the UDP UAS retransmitted before the ACK came.
+    let acks = m.requests("ACK", "sctp", "in");
+    assert!(acks >= n, "ACK in over SCTP: {acks} < {n}:\n{show}");
+    assert_eq!(
+        m.requests("ACK", "udp", "out"),
+        acks,
+        "every ACK relayed:\n{show}"
+    );
+    // Responses: 180 once per call (the UAS never retransmits it); 200 to INVITE at least
+    // once per call (retransmitted over UDP until the ACK arrives); 200 to BYE once.
+    assert_eq!(
+        (
+            m.responses("INVITE", "1xx", "udp", "in"),
+            m.responses("INVITE", "1xx", "sctp", "out")
+        ),
+        (n, n),
+        "180 Ringing in over UDP, out over SCTP:\n{show}"
+    );
+    let ok_in = m.responses("INVITE", "2xx", "udp", "in");
+    assert!(ok_in >= n, "200 to INVITE in over UDP: {ok_in}:\n{show}");
+    assert!(
+        m.responses("INVITE", "2xx", "sctp", "out") >= n,
+        "200 to INVITE out over SCTP:\n{show}"
+    );
+    assert_eq!(
+        (
+            m.responses("BYE", "2xx", "udp", "in"),
+            m.responses("BYE", "2xx", "sctp", "out")
+        ),
+        (n, n),
+        "200 to BYE:\n{show}"
+    );
+    // The transaction table saw every INVITE and BYE complete with a 2xx.
+    assert_eq!(
+        (completed(&m, "INVITE", "2xx"), completed(&m, "BYE", "2xx")),
+        (n, n),
+        "completed transactions:\n{show}"
+    );
+    // s1: one association for all calls; sn: one per call. Each closed by sipp, none lost.
+    let assocs = if transport == "s1" { 1 } else { n };
+    assert_eq!(
+        (
+            m.value("sipsctp_sctp_established_total"),
+            m.value("sipsctp_sctp_comm_lost_total"),
+        ),
+        (assocs, 0),
+        "kernel {}: SCTP counters (established, comm_lost):\n{show}",
+        vm_kernel()
+    );
+    // A 200 the UDP UAS retransmitted after sipp had ended the call (and closed its
+    // association) cannot be delivered: the only sends allowed to fail.
+    let late = ok_in - n;
+    let failed = m.value("sipsctp_sctp_send_failed_total");
+    assert!(
+        failed <= late && m.sip_dropped("send_failed") <= late,
+        "kernel {}: {failed} SCTP sends failed, {} SIP messages dropped as send_failed; only \
+         the {late} retransmitted 200s may:\n{show}",
+        vm_kernel(),
+        m.sip_dropped("send_failed")
+    );
+    if transport == "s1" {
+        assert_eq!(peak, 1, "/sctp/assocs listed at most one association");
+    }
+    let drops: Vec<String> = sip_drops(&m)
+        .into_iter()
+        .filter(|l| !l.contains("send_failed"))
+        .collect();
+    assert!(
+        drops.is_empty(),
+        "no other drops, no expired transactions: {drops:?}"
+    );
+    eprintln!(
+        "kernel {}: sipp -t {transport} -> sipsctpd -> UDP UAS: {n} calls in {:.1} s, 0 failed, \
+         {assocs} association(s) (at most {peak} open at once), ACK {acks}, 200-to-INVITE \
+         {ok_in}; counters exact; promtool check metrics passed",
+        vm_kernel(),
+        r.run.took.as_secs_f64()
+    );
+}
+
+#[test]
+fn daemon_sctp_s1_to_udp_300_calls_match_the_counters() {
+    sctp_to_udp("sctp-s1-to-udp", "s1", 300, 20, 5100, "127.0.0.1:9460", "");
+}
+
+#[test]
+fn daemon_sctp_sn_to_udp_100_calls_one_association_each() {
+    sctp_to_udp(
+        "sctp-sn-to-udp",
+        "sn",
+        100,
+        10,
+        5160,
+        "127.0.0.1:9461",
+        EBPF_OFF,
+    );
+}
+
+#[test]
+fn daemon_sctp_s1_to_sctp_1000_calls_on_one_association_each_way() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    let dir = scratch("sctp-to-sctp");
+    let _uas = uas(&dir, "s1", "127.0.0.1", 5280);
+    let admin = "127.0.0.1:9462";
+    let d = Daemon::start(
+        "sctp-to-sctp",
+        addr(admin),
+        &config(
+            &[("sctp", &["127.0.0.1"], 5260)],
+            &[(None, "sctp:127.0.0.1:5280")],
+            admin,
+            EBPF_OFF,
+        ),
+    );
+    let mut peak = 0usize;
+    let r = Uac {
+        scenario: None,
+        transport: "s1",
+        local_ip: "127.0.0.1",
+        local_port: 5270,
+        remote: addr("127.0.0.1:5260"),
+        calls: CALLS,
+        rate: 200,
+        netns: None,
+    }
+    .run(&dir, || peak = peak.max(assocs_listed(&d)));
+    r.assert_all_ok(CALLS, "sipp -t s1 -> sipsctpd -> sipp UAS -t s1");
+    let m = d.settle();
+    let show = m.nonzero();
+    let n = u64::from(CALLS);
+    // Reliable on both legs: no SIP retransmission anywhere, every message exactly once.
+    for method in ["INVITE", "ACK", "BYE"] {
+        assert_eq!(
+            (
+                m.requests(method, "sctp", "in"),
+                m.requests(method, "sctp", "out")
+            ),
+            (n, n),
+            "kernel {}: {method} in and out over SCTP:\n{show}",
+            vm_kernel()
+        );
+    }
+    for (method, class) in [("INVITE", "1xx"), ("INVITE", "2xx"), ("BYE", "2xx")] {
+        assert_eq!(
+            (
+                m.responses(method, class, "sctp", "in"),
+                m.responses(method, class, "sctp", "out")
+            ),
+            (n, n),
+            "{class} to {method} in and out over SCTP:\n{show}"
+        );
+    }
+    // One association from sipp's single socket, one to the UAS: the responses went back on
+    // the association their request came on (a new one would show here).
+    assert_eq!(
+        (m.value("sipsctp_sctp_established_total"), peak),
+        (2, 2),
+        "kernel {}: associations established, and the most /sctp/assocs listed during the \
+         run:\n{show}",
+        vm_kernel()
+    );
+    assert!(sip_drops(&m).is_empty(), "{:?}", sip_drops(&m));
+    // sipp's association ended with sipp; the one to the UAS stays.
+    let one_left = wait_until(Duration::from_secs(10), || assocs_listed(&d) == 1);
+    let (_, list) = d.get("/sctp/assocs");
+    assert!(
+        one_left && list.contains("\"primary\":\"127.0.0.1:5280\""),
+        "after sipp's exit only the association to the UAS is left: {list}"
+    );
+    eprintln!(
+        "kernel {}: sipp -t s1 -> sipsctpd -> sipp UAS -t s1: {n} calls in {:.1} s, 0 failed, \
+         2 associations",
+        vm_kernel(),
+        r.run.took.as_secs_f64()
+    );
+}
+
+/// Calls for UDP -> SCTP: the UDP UAC retransmits an INVITE unanswered after 500 ms, and sipp's
+/// UAS over SCTP aborts a call on a retransmitted INVITE (it expects none on a reliable
+/// transport), so the rate stays where the VM answers well within 500 ms.
+const UDP_CALLS: u32 = 200;
+
+#[test]
+fn daemon_udp_to_sctp_200_calls() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    let dir = scratch("udp-to-sctp");
+    let _uas = uas(&dir, "s1", "127.0.0.1", 5380);
+    let admin = "127.0.0.1:9463";
+    let d = Daemon::start(
+        "udp-to-sctp",
+        addr(admin),
+        &config(
+            &[
+                ("sctp", &["127.0.0.1"], 5360),
+                ("udp", &["127.0.0.1"], 5360),
+            ],
+            &[(None, "sctp:127.0.0.1:5380")],
+            admin,
+            EBPF_OFF,
+        ),
+    );
+    let r = Uac {
+        scenario: None,
+        transport: "u1",
+        local_ip: "127.0.0.1",
+        local_port: 5370,
+        remote: addr("127.0.0.1:5360"),
+        calls: UDP_CALLS,
+        rate: 15,
+        netns: None,
+    }
+    .run(&dir, || {});
+    r.assert_all_ok(UDP_CALLS, "sipp -t u1 -> sipsctpd -> sipp UAS -t s1");
+    let m = d.settle();
+    let show = m.nonzero();
+    let n = u64::from(UDP_CALLS);
+    for method in ["INVITE", "ACK", "BYE"] {
+        let inn = m.requests(method, "udp", "in");
+        assert!(inn >= n, "{method} in over UDP: {inn}:\n{show}");
+        assert_eq!(
+            m.requests(method, "sctp", "out"),
+            inn,
+            "{method} relayed:\n{show}"
+        );
+    }
+    assert_eq!(
+        (
+            m.responses("INVITE", "2xx", "sctp", "in"),
+            m.responses("BYE", "2xx", "sctp", "in")
+        ),
+        (
+            m.responses("INVITE", "2xx", "udp", "out"),
+            m.responses("BYE", "2xx", "udp", "out")
+        ),
+        "every 200 relayed:\n{show}"
+    );
+    assert_eq!(
+        m.value("sipsctp_sctp_established_total"),
+        1,
+        "one association, to the UAS, for all calls:\n{show}"
+    );
+    assert!(sip_drops(&m).is_empty(), "{:?}", sip_drops(&m));
+    eprintln!(
+        "kernel {}: sipp -t u1 -> sipsctpd -> sipp UAS -t s1: {n} calls in {:.1} s, 0 failed, \
+         INVITE in {} (UDP retransmissions included)",
+        vm_kernel(),
+        r.run.took.as_secs_f64(),
+        m.requests("INVITE", "udp", "in")
+    );
+}
+
+#[test]
+fn daemon_kamailio_sctp_upstream_answers_options_and_keepalive_stays_local() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    require_tool("kamailio");
+    let dir = scratch("kamailio");
+    let mut kam_cmd = Command::new("kamailio");
+    kam_cmd
+        .arg("-f")
+        .arg(data_file("kamailio.cfg"))
+        .args(["-DD", "-E", "-m", "32", "-M", "8"])
+        .current_dir(&dir);
+    let mut kam = Peer::spawn("kamailio", kam_cmd, dir.join("kamailio.log"));
+    wait_port(5390, false, &mut kam);
+    let admin = "127.0.0.1:9465";
+    let d = Daemon::start(
+        "kamailio",
+        addr(admin),
+        &config(
+            &[
+                ("sctp", &["127.0.0.1"], 5560),
+                ("udp", &["127.0.0.1"], 5560),
+            ],
+            &[(Some("kamailio.test"), "sctp:127.0.0.1:5390")],
+            admin,
+            EBPF_OFF,
+        ),
+    );
+    let scenario = data_file("options_kamailio.xml");
+    let n = 100u32;
+    for (transport, port) in [("s1", 5570), ("u1", 5571)] {
+        let r = Uac {
+            scenario: Some(scenario.clone()),
+            transport,
+            local_ip: "127.0.0.1",
+            local_port: port,
+            remote: addr("127.0.0.1:5560"),
+            calls: n,
+            rate: 20,
+            netns: None,
+        }
+        .run(&dir, || {});
+        r.assert_all_ok(
+            n,
+            &format!("sipp OPTIONS -t {transport} -> sipsctpd -> Kamailio over SCTP"),
+        );
+        kam.assert_running();
+    }
+    // Late UDP retransmissions relayed, nothing in flight any more.
+    let m = d.settle();
+    let out = m.requests("OPTIONS", "sctp", "out");
+    assert!(
+        out >= u64::from(2 * n) && m.responses("OPTIONS", "2xx", "sctp", "in") >= u64::from(2 * n),
+        "OPTIONS to Kamailio and its 200s:\n{}",
+        m.nonzero()
+    );
+    assert_eq!(
+        m.requests("OPTIONS", "sctp", "in"),
+        u64::from(n),
+        "the SCTP UAC's OPTIONS arrive once each:\n{}",
+        m.nonzero()
+    );
+    // Kamailio's 200s came back on the daemon's association: sipp's one plus the daemon's to
+    // Kamailio, no third.
+    let (_, list) = d.get("/sctp/assocs");
+    assert!(
+        list.contains("\"primary\":\"127.0.0.1:5390\""),
+        "the association to Kamailio: {list}"
+    );
+    assert_eq!(
+        m.value("sipsctp_sctp_established_total"),
+        2,
+        "kernel {}: sipp's association and the one to Kamailio:\n{}\n{list}",
+        vm_kernel(),
+        m.nonzero()
+    );
+
+    // The keep-alive: answered by the daemon, nothing to Kamailio.
+    let r = Uac {
+        scenario: Some(data_file("options_keepalive.xml")),
+        transport: "s1",
+        local_ip: "127.0.0.1",
+        local_port: 5572,
+        remote: addr("127.0.0.1:5560"),
+        calls: 50,
+        rate: 50,
+        netns: None,
+    }
+    .run(&dir, || {});
+    r.assert_all_ok(50, "sipp OPTIONS keep-alive -t s1 to sipsctpd");
+    let m2 = d.settle();
+    assert_eq!(
+        m2.requests("OPTIONS", "sctp", "out"),
+        out,
+        "kernel {}: a keep-alive reached the upstream:\n{}",
+        vm_kernel(),
+        m2.nonzero()
+    );
+    assert_eq!(m2.requests("OPTIONS", "sctp", "in"), u64::from(n) + 50);
+    assert_eq!(
+        m2.responses("OPTIONS", "2xx", "sctp", "out"),
+        u64::from(n) + 50,
+        "the 200s to the SCTP UAC: Kamailio's relayed, then the daemon's own:\n{}",
+        m2.nonzero()
+    );
+    assert!(sip_drops(&m2).is_empty(), "{:?}", sip_drops(&m2));
+    eprintln!(
+        "kernel {}: sipp OPTIONS over SCTP and UDP -> sipsctpd -> Kamailio over SCTP: {} \
+         answered by Kamailio; 50 keep-alives answered by sipsctpd, none forwarded",
+        vm_kernel(),
+        2 * n
+    );
+}
+
+/// Removes the namespace (and with it the veth) even when the test fails.
+struct LossLink {
+    ns: Netns,
+}
+
+impl Drop for LossLink {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", "sxd-loss0"])
+            .output();
+    }
+}
+
+/// `dropped N` of the netem qdisc on `dev` (in `ns` when given).
+fn netem_dropped(ns: Option<&str>, dev: &str) -> u64 {
+    let mut c = Command::new("tc");
+    if let Some(ns) = ns {
+        c.args(["-n", ns]);
+    }
+    let out = c
+        .args(["-s", "qdisc", "show", "dev", dev])
+        .output()
+        .expect("tc -s qdisc show");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("dropped ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `dropped` in tc's statistics of {dev}: {text}"))
+}
+
+#[test]
+fn daemon_calls_complete_with_10_percent_loss_on_the_sctp_leg() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    require_tool("tc");
+    require_tool("ip");
+    // The UAC in its own namespace, 10.77.0.2, behind a veth to the daemon's 10.77.0.1; netem
+    // drops 10 % of what leaves either end. The UDP leg (daemon <-> UAS) stays on loopback.
+    let link = LossLink {
+        ns: Netns::new("sxd-loss"),
+    };
+    let ns = link.ns.name().to_owned();
+    ip(&[
+        "link",
+        "add",
+        "sxd-loss0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "sxd-loss1",
+        "netns",
+        &ns,
+    ]);
+    ip(&["addr", "add", "10.77.0.1/24", "dev", "sxd-loss0"]);
+    ip(&["link", "set", "sxd-loss0", "up"]);
+    link.ns
+        .ip(&["addr", "add", "10.77.0.2/24", "dev", "sxd-loss1"]);
+    link.ns.ip(&["link", "set", "sxd-loss1", "up"]);
+    sipsctp_tests::netns::tc(&[
+        "qdisc",
+        "add",
+        "dev",
+        "sxd-loss0",
+        "root",
+        "netem",
+        "loss",
+        "10%",
+    ]);
+    link.ns.tc(&[
+        "qdisc",
+        "add",
+        "dev",
+        "sxd-loss1",
+        "root",
+        "netem",
+        "loss",
+        "10%",
+    ]);
+    // Faster SCTP recovery in the UAC's namespace (the daemon's side: its [sctp] table).
+    for (k, v) in [
+        ("net.sctp.rto_min", "100"),
+        ("net.sctp.rto_initial", "300"),
+        ("net.sctp.rto_max", "1000"),
+    ] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns, "sysctl", "-w", &format!("{k}={v}")])
+            .output()
+            .expect("sysctl in the namespace");
+        assert!(
+            out.status.success(),
+            "sysctl {k}={v} in {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dir = scratch("loss");
+    // No 180: sipsctpd sends SIP unordered over SCTP (RFC 4168 allows it, against head-of-line
+    // blocking), so on a lossy leg a 180 SCTP had to retransmit can arrive after the 200,
+    // which sipp's built-in UAC takes for an unexpected message (a real UA ignores it).
+    let _uas = uas_with(
+        &dir,
+        Some(&data_file("uas_no_ringing.xml")),
+        "u1",
+        "127.0.0.1",
+        5680,
+    );
+    let admin = "127.0.0.1:9466";
+    let d = Daemon::start(
+        "loss",
+        addr(admin),
+        &config(
+            &[
+                ("sctp", &["10.77.0.1"], 5660),
+                ("udp", &["127.0.0.1"], 5660),
+            ],
+            &[(None, "udp:127.0.0.1:5680")],
+            admin,
+            &format!(
+                "{EBPF_OFF}[sctp]\nsctp_srto_initial = 300\nsctp_srto_min = 100\n\
+                 sctp_srto_max = 1000\n"
+            ),
+        ),
+    );
+    let snmp0 = sctp_snmp();
+    let calls = 100u32;
+    let r = Uac {
+        scenario: None,
+        transport: "s1",
+        local_ip: "10.77.0.2",
+        local_port: 5670,
+        remote: addr("10.77.0.1:5660"),
+        calls,
+        rate: 10,
+        netns: Some(&ns),
+    }
+    .run(&dir, || {});
+    let snmp1 = sctp_snmp();
+    let dropped = (
+        netem_dropped(None, "sxd-loss0"),
+        netem_dropped(Some(&ns), "sxd-loss1"),
+    );
+    r.assert_all_ok(
+        calls,
+        "sipp -t s1 over a 10 % lossy link -> sipsctpd -> UDP UAS",
+    );
+    let m = d.settle();
+    let show = m.nonzero();
+    let n = u64::from(calls);
+    // SCTP, not SIP, repaired the losses: each INVITE and BYE arrived exactly once.
+    assert_eq!(
+        (
+            m.requests("INVITE", "sctp", "in"),
+            m.requests("BYE", "sctp", "in")
+        ),
+        (n, n),
+        "kernel {}: INVITE and BYE in over the lossy SCTP leg:\n{show}",
+        vm_kernel()
+    );
+    assert_eq!(m.responses("BYE", "2xx", "sctp", "out"), n, "{show}");
+    assert_eq!(
+        (
+            m.value("sipsctp_sctp_established_total"),
+            m.value("sipsctp_sctp_comm_lost_total")
+        ),
+        (1, 0),
+        "one association, never lost:\n{show}"
+    );
+    let rtx = |s: &std::collections::BTreeMap<String, u64>| {
+        s.get("SctpT3Retransmits").copied().unwrap_or(0)
+            + s.get("SctpFastRetransmits").copied().unwrap_or(0)
+    };
+    assert!(
+        dropped.0 > 0 && dropped.1 > 0 && rtx(&snmp1) > rtx(&snmp0),
+        "netem dropped {dropped:?} packets (daemon side, UAC side); the daemon's namespace \
+         retransmitted {} times",
+        rtx(&snmp1) - rtx(&snmp0)
+    );
+    eprintln!(
+        "kernel {}: {n} calls over a 10 % lossy SCTP leg in {:.1} s, 0 failed; netem dropped \
+         {} + {} packets, the daemon's side retransmitted {} times; INVITE/BYE in exactly {n}",
+        vm_kernel(),
+        r.run.took.as_secs_f64(),
+        dropped.0,
+        dropped.1,
+        rtx(&snmp1) - rtx(&snmp0)
+    );
+}

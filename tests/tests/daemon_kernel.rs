@@ -1,0 +1,282 @@
+//! sipsctpd's kernel eyes in the VM: with `[ebpf] mode = "on"` the probes attach and
+//! `/metrics` and `/kernel/events` show the daemon's own associations (retransmissions under
+//! netem loss, the association's life); with `mode = "off"`, and unprivileged with
+//! `mode = "auto"`, the daemon runs, says why eBPF is off, and the fallback numbers (polled from
+//! `/proc/net/sctp/snmp`) appear and equal the kernel's counters.
+//!
+//! Traffic: sipp over SCTP sending OPTIONS to the daemon itself (answered 200 by it).
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use sipsctp_tests::{
+    daemon::{Daemon, Metrics, daemon_binary, data_file, require_tool, scratch, try_http},
+    netns::tc,
+    vm_kernel,
+};
+
+fn snmp() -> BTreeMap<String, u64> {
+    std::fs::read_to_string("/proc/net/sctp/snmp")
+        .expect("/proc/net/sctp/snmp (sctp loaded)")
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_owned(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, name: &str) -> u64 {
+    after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
+}
+
+fn config(sip_port: u16, admin: SocketAddr, mode: &str) -> String {
+    format!(
+        r#"
+[[listen]]
+proto = "sctp"
+addresses = ["127.0.0.1"]
+port = {sip_port}
+[[listen]]
+proto = "udp"
+addresses = ["127.0.0.1"]
+port = {sip_port}
+[[route]]
+upstream = "udp:127.0.0.1:9"
+[sctp]
+sctp_srto_min = 100
+sctp_srto_initial = 200
+sctp_srto_max = 400
+[admin]
+listen = "{admin}"
+[ebpf]
+mode = "{mode}"
+poll_interval_ms = 200
+"#
+    )
+}
+
+/// Adds `loss` on `lo` for the guard's lifetime.
+struct Loss;
+
+impl Loss {
+    fn on_lo(loss: &str) -> Loss {
+        tc(&["qdisc", "add", "dev", "lo", "root", "netem", "loss", loss]);
+        Loss
+    }
+}
+
+impl Drop for Loss {
+    fn drop(&mut self) {
+        let _ = Command::new("tc")
+            .args(["qdisc", "del", "dev", "lo", "root"])
+            .output();
+    }
+}
+
+/// `calls` OPTIONS from sipp over one SCTP association (`-t s1`) to the daemon itself.
+fn options_over_sctp(name: &str, sip_port: u16, calls: u32) {
+    require_tool("sipp");
+    let dir = scratch(&format!("{name}/sipp"));
+    let out = Command::new("sipp")
+        .arg("-sf")
+        .arg(data_file("kernel_options.xml"))
+        .args([
+            "-t",
+            "s1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &(sip_port + 10).to_string(),
+        ])
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "20",
+            "-timeout",
+            "120",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sipp");
+    assert!(
+        out.status.success(),
+        "kernel {}: sipp failed ({}):\n{}",
+        vm_kernel(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn wait_kernel_source(admin: SocketAddr, want: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Ok((200, body)) = try_http(admin, "GET", "/health", "")
+            && let Some(k) = body
+                .split("\"kernel\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+            && k.starts_with(want)
+        {
+            return k.to_owned();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "kernel {}: the daemon's kernel eyes did not become `{want}` within 60 s",
+            vm_kernel()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ebpf_on_shows_the_daemons_own_retransmissions_and_association() {
+    let admin: SocketAddr = "127.0.0.1:19461".parse().unwrap();
+    let port = 15160;
+    let d = Daemon::start("kernel_on", admin, &config(port, admin, "on"));
+    wait_kernel_source(admin, "ebpf");
+    let m = d.metrics();
+    assert_eq!(m.sum("sipsctp_kernel_source", &[("source", "ebpf")]), 1);
+    for line in m
+        .nonzero()
+        .lines()
+        .filter(|l| l.starts_with("sipsctp_ebpf_probe_up"))
+    {
+        assert!(line.ends_with(" 1"), "a probe is down: {line}");
+    }
+    assert!(m.sum("sipsctp_ebpf_probe_up", &[]) >= 12, "{}", m.nonzero());
+
+    let before = snmp();
+    {
+        let _loss = Loss::on_lo("10%");
+        options_over_sctp("kernel_on", port, 150);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = snmp();
+    let m = d.metrics();
+    let ours = m.sum("sipsctp_kernel_retransmissions_total", &[]);
+    let kernel =
+        delta(&before, &after, "SctpT3Retransmits") + delta(&before, &after, "SctpFastRetransmits");
+    assert!(
+        ours > 0,
+        "no retransmission seen under 10% loss; kernel counted {kernel}"
+    );
+    // The daemon sees its own side only (local port = its listener); the kernel counts both.
+    assert!(ours <= kernel, "eBPF {ours} > kernel {kernel}");
+    assert_eq!(
+        m.sum(
+            "sipsctp_kernel_association_events_total",
+            &[("event", "comm_up")]
+        ),
+        1
+    );
+    assert_eq!(m.value("sipsctp_ebpf_events_lost_total"), 0);
+    assert!(m.value("sipsctp_kernel_rto_seconds_count") > 0);
+    let (status, body) = d.get("/kernel/events?limit=5");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.matches("\"local_port\":").count(), 5, "{body}");
+    assert_eq!(
+        body.matches(&format!("\"local_port\":{port}")).count(),
+        5,
+        "only the daemon's: {body}"
+    );
+    let (status, _) = d.get("/kernel/events?limit=nope");
+    assert_eq!(status, 400);
+    eprintln!(
+        "kernel {}: eBPF retransmissions {ours} (the kernel counted {kernel} on both sides)",
+        vm_kernel()
+    );
+}
+
+#[test]
+fn ebpf_off_polls_the_kernel_counters() {
+    let admin: SocketAddr = "127.0.0.1:19462".parse().unwrap();
+    let port = 15170;
+    let d = Daemon::start("kernel_off", admin, &config(port, admin, "off"));
+    let why = wait_kernel_source(admin, "poll");
+    assert!(why.contains("off in the configuration"), "{why}");
+    assert!(
+        d.stderr().contains("eBPF off (configured)"),
+        "{}",
+        d.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let m0 = d.metrics();
+    let before = snmp();
+    {
+        let _loss = Loss::on_lo("10%");
+        options_over_sctp("kernel_off", port, 150);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = snmp();
+    std::thread::sleep(Duration::from_millis(800));
+    let m1 = d.metrics();
+    assert_eq!(m1.sum("sipsctp_kernel_source", &[("source", "poll")]), 1);
+    let grew = |m: &Metrics, m0: &Metrics, reason: &str| {
+        m.sum(
+            "sipsctp_kernel_retransmissions_total",
+            &[("reason", reason)],
+        ) - m0.sum(
+            "sipsctp_kernel_retransmissions_total",
+            &[("reason", reason)],
+        )
+    };
+    // Host-wide counters, polled every 200 ms: equal to the kernel's over the same interval
+    // (nothing else runs SCTP in the VM meanwhile).
+    assert_eq!(
+        grew(&m1, &m0, "t3_rtx"),
+        delta(&before, &after, "SctpT3Retransmits")
+    );
+    assert_eq!(
+        grew(&m1, &m0, "fast_rtx"),
+        delta(&before, &after, "SctpFastRetransmits")
+    );
+    assert!(
+        m1.value("sipsctp_kernel_rto_seconds_count") > 0,
+        "no per-association getsockopt poll"
+    );
+    assert_eq!(m1.sum("sipsctp_ebpf_probe_up", &[]), 0);
+}
+
+#[test]
+fn unprivileged_auto_says_why_and_falls_back() {
+    require_tool("setpriv");
+    let admin: SocketAddr = "127.0.0.1:19463".parse().unwrap();
+    let port = 15180;
+    let dir = scratch("kernel_unprivileged");
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, config(port, admin, "auto")).unwrap();
+    let log = dir.join("stderr.log");
+    let mut child = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(daemon_binary())
+        .arg("--config")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start sipsctpd as nobody");
+    let why = wait_kernel_source(admin, "poll");
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(why.starts_with("poll: eBPF unavailable:"), "{why}");
+    assert!(stderr.contains("eBPF unavailable"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    eprintln!("kernel {}: unprivileged: {why}", vm_kernel());
+}
