@@ -14,8 +14,9 @@ use tokio_sctp::{SctpListener, SctpSocket, SctpStream, SendOptions};
 
 /// `/proc/net/sctp/snmp` of the calling thread's network namespace, by counter name.
 pub fn snmp() -> BTreeMap<String, u64> {
-    let text = std::fs::read_to_string("/proc/net/sctp/snmp")
-        .unwrap_or_else(|e| panic!("reading /proc/net/sctp/snmp: {e}"));
+    // /proc/net is the process's (main thread's) namespace; thread-self is the caller's.
+    let text = std::fs::read_to_string("/proc/thread-self/net/sctp/snmp")
+        .unwrap_or_else(|e| panic!("reading /proc/thread-self/net/sctp/snmp: {e}"));
     parse_snmp(&text)
 }
 
@@ -53,8 +54,8 @@ pub struct AssocLine {
 
 /// `/proc/net/sctp/assocs` of the calling thread's network namespace.
 pub fn assocs() -> Vec<AssocLine> {
-    let text = std::fs::read_to_string("/proc/net/sctp/assocs")
-        .unwrap_or_else(|e| panic!("reading /proc/net/sctp/assocs: {e}"));
+    let text = std::fs::read_to_string("/proc/thread-self/net/sctp/assocs")
+        .unwrap_or_else(|e| panic!("reading /proc/thread-self/net/sctp/assocs: {e}"));
     parse_assocs(&text)
 }
 
@@ -83,6 +84,18 @@ pub async fn wait_assocs_gone(ports: &[u16], limit: Duration) {
     assert!(
         gone,
         "associations on ports {ports:?} still exist after {limit:?}: {:?}",
+        assocs()
+    );
+}
+
+/// Waits until the namespace has no SCTP association at all: what earlier tests left (an
+/// association still shutting down, say) would otherwise move the namespace-wide
+/// `/proc/net/sctp/snmp` counters during a test that compares them with its own numbers.
+pub async fn wait_sctp_idle(limit: Duration) {
+    let idle = crate::eventually(limit, || assocs().is_empty()).await;
+    assert!(
+        idle,
+        "SCTP associations left by earlier tests after {limit:?}: {:?}",
         assocs()
     );
 }

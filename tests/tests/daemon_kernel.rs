@@ -209,6 +209,14 @@ fn ebpf_off_polls_the_kernel_counters() {
         "{}",
         d.stderr()
     );
+    // The snmp counters are namespace-wide: start from a quiet namespace (nothing left over
+    // from earlier tests), and let a poll pass.
+    let idle = sipsctp_tests::daemon::wait_until(Duration::from_secs(60), || {
+        std::fs::read_to_string("/proc/net/sctp/assocs")
+            .map(|t| t.lines().count() <= 1)
+            .unwrap_or(false)
+    });
+    assert!(idle, "SCTP associations left by earlier tests");
     std::thread::sleep(Duration::from_millis(500));
     let m0 = d.metrics();
     let before = snmp();

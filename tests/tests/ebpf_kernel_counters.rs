@@ -64,6 +64,8 @@ async fn retransmissions_and_timer_expiries_equal_the_kernel_counters_under_loss
         probes.add_port(p).unwrap();
     }
 
+    // The snmp counters are namespace-wide: start from a quiet namespace.
+    sipsctp_tests::kernel_sctp::wait_sctp_idle(Duration::from_secs(60)).await;
     let before = snmp();
     // Every first INIT is lost (so each association has at least one T1-init expiry), then
     // 20 % of all packets.
