@@ -262,7 +262,19 @@ async fn start(
         recent: Arc::new(crate::kernel::Recent::default()),
     });
     tasks.push(tokio::spawn(admin::serve(admin_listener, shared.clone())));
-    Ok((shared, Senders { sctp, udp, tcp }))
+    let sctp_from = sctp
+        .as_deref()
+        .map(Senders::sctp_from)
+        .unwrap_or([sipsctp_sctp::assoc::SocketId(0); 2]);
+    Ok((
+        shared,
+        Senders {
+            sctp,
+            sctp_from,
+            udp,
+            tcp,
+        },
+    ))
 }
 
 /// Logs what happens to associations: the operator's view of the SCTP side.

@@ -140,6 +140,8 @@ pub fn framer(max_message_size: usize) -> crate::net::Framer {
 pub struct Senders {
     /// SCTP.
     pub sctp: Option<Arc<SctpEndpoint>>,
+    /// The SCTP listener to send IPv4 / IPv6 destinations from (chosen once at start).
+    pub sctp_from: [SocketId; 2],
     /// UDP.
     pub udp: Option<Arc<Udp>>,
     /// TCP.
@@ -158,6 +160,25 @@ pub enum SendError {
 }
 
 impl Senders {
+    /// The SCTP listeners to send from, per destination family: the first IPv4 listener for
+    /// IPv4 (an IPv6 one can reach IPv4 too), the first IPv6 listener for IPv6.
+    pub fn sctp_from(ep: &SctpEndpoint) -> [SocketId; 2] {
+        let listeners = ep.listeners();
+        let pick = |v6: bool| {
+            listeners
+                .iter()
+                .find(|(_, a)| a.iter().any(|x| x.is_ipv6() == v6))
+                .or_else(|| {
+                    listeners
+                        .iter()
+                        .find(|(_, a)| a.iter().any(SocketAddr::is_ipv6))
+                })
+                .map(|(id, _)| *id)
+                .unwrap_or(SocketId(0))
+        };
+        [pick(false), pick(true)]
+    }
+
     /// Every bound listener address with its transport.
     pub fn local_addrs(&self) -> Vec<(Proto, SocketAddr)> {
         let mut v = Vec::new();
@@ -184,15 +205,7 @@ impl Senders {
         match to.transport {
             Transport::Sctp => {
                 let ep = self.sctp.as_ref().ok_or(SendError::NoTransport("sctp"))?;
-                let socket = ep
-                    .listeners()
-                    .into_iter()
-                    .find(|(_, a)| {
-                        a.iter()
-                            .any(|x| x.is_ipv4() == to.addr.is_ipv4() || x.is_ipv6())
-                    })
-                    .map(|(id, _)| id)
-                    .unwrap_or(SocketId(0));
+                let socket = self.sctp_from[usize::from(to.addr.is_ipv6())];
                 ep.send(socket, to.addr, &bytes)
                     .map(|_| ())
                     .map_err(|e| SendError::Transport(e.to_string()))
