@@ -7,7 +7,6 @@
 //! Traffic: sipp over SCTP sending OPTIONS to the daemon itself (answered 200 by it).
 
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -15,24 +14,9 @@ use std::{
 
 use sipsctp_tests::{
     daemon::{Daemon, Metrics, daemon_binary, data_file, require_tool, scratch, try_http},
-    netns::tc,
+    kernel_sctp::{NetemOnLo, delta, snmp},
     vm_kernel,
 };
-
-fn snmp() -> BTreeMap<String, u64> {
-    std::fs::read_to_string("/proc/net/sctp/snmp")
-        .expect("/proc/net/sctp/snmp (sctp loaded)")
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            Some((it.next()?.to_owned(), it.next()?.parse().ok()?))
-        })
-        .collect()
-}
-
-fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, name: &str) -> u64 {
-    after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
-}
 
 fn config(sip_port: u16, admin: SocketAddr, mode: &str) -> String {
     format!(
@@ -58,24 +42,6 @@ mode = "{mode}"
 poll_interval_ms = 200
 "#
     )
-}
-
-/// Adds `loss` on `lo` for the guard's lifetime.
-struct Loss;
-
-impl Loss {
-    fn on_lo(loss: &str) -> Loss {
-        tc(&["qdisc", "add", "dev", "lo", "root", "netem", "loss", loss]);
-        Loss
-    }
-}
-
-impl Drop for Loss {
-    fn drop(&mut self) {
-        let _ = Command::new("tc")
-            .args(["qdisc", "del", "dev", "lo", "root"])
-            .output();
-    }
 }
 
 /// `calls` OPTIONS from sipp over one SCTP association (`-t s1`) to the daemon itself.
@@ -157,7 +123,7 @@ fn ebpf_on_shows_the_daemons_own_retransmissions_and_association() {
 
     let before = snmp();
     {
-        let _loss = Loss::on_lo("10%");
+        let _loss = NetemOnLo::add(&["loss", "10%"]);
         options_over_sctp("kernel_on", port, 150);
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -221,7 +187,7 @@ fn ebpf_off_polls_the_kernel_counters() {
     let m0 = d.metrics();
     let before = snmp();
     {
-        let _loss = Loss::on_lo("10%");
+        let _loss = NetemOnLo::add(&["loss", "10%"]);
         options_over_sctp("kernel_off", port, 150);
     }
     std::thread::sleep(Duration::from_millis(200));
