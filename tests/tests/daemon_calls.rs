@@ -103,24 +103,28 @@ struct Uac<'a> {
     netns: Option<&'a str>,
 }
 
-/// What a UAC run left: its run, successful and failed calls, its directory.
+/// What a UAC run left: its run, successful and failed calls, its directory, and how the
+/// kernel's SCTP counters moved meanwhile (non-zero changes).
 struct UacRun {
     run: ToolRun,
     ok: u64,
     failed: u64,
     dir: PathBuf,
+    snmp: Vec<(String, u64)>,
 }
 
 impl UacRun {
     fn show(&self) -> String {
         let errors = std::fs::read_to_string(self.dir.join("sipp-errors.log")).unwrap_or_default();
         format!(
-            "sipp {} after {:.1} s, {} successful, {} failed\n--- sipp output (tail) ---\n{}\n\
+            "sipp {} after {:.1} s, {} successful, {} failed\n--- kernel SCTP counters that \
+             moved meanwhile ---\n{:?}\n--- sipp output (tail) ---\n{}\n\
              --- sipp errors (tail) ---\n{}",
             self.run.status,
             self.run.took.as_secs_f64(),
             self.ok,
             self.failed,
+            self.snmp,
             tail(&self.run.output, 30),
             tail(&errors, 30)
         )
@@ -152,7 +156,16 @@ impl Uac<'_> {
             .args(["-m", &self.calls.to_string(), "-r", &self.rate.to_string()])
             .args(["-timeout", "120s", "-timeout_error"])
             .arg(self.remote.to_string());
+        let before = sctp_snmp();
         let run = run_tool_sampling("sipp-uac", c, &dir, Duration::from_secs(150), each);
+        let after = sctp_snmp();
+        let snmp = after
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let d = v.saturating_sub(before.get(&k).copied().unwrap_or(0));
+                (d > 0 && !k.starts_with("SctpCurr")).then_some((k, d))
+            })
+            .collect();
         let (ok, failed) = if stat.is_file() {
             sipp_totals(&stat)
         } else {
@@ -163,6 +176,7 @@ impl Uac<'_> {
             ok,
             failed,
             dir,
+            snmp,
         }
     }
 }
@@ -417,6 +431,11 @@ fn daemon_sctp_s1_to_sctp_1000_calls_on_one_association_each_way() {
     }
     .run(&dir, || peak = peak.max(assocs_listed(&d)));
     r.assert_all_ok(CALLS, "sipp -t s1 -> sipsctpd -> sipp UAS -t s1");
+    println!(
+        "kernel {}: SCTP counters during the run: {:?}",
+        vm_kernel(),
+        r.snmp
+    );
     let m = d.settle();
     let show = m.nonzero();
     let n = u64::from(CALLS);
@@ -452,6 +471,11 @@ fn daemon_sctp_s1_to_sctp_1000_calls_on_one_association_each_way() {
         vm_kernel()
     );
     assert!(sip_drops(&m).is_empty(), "{:?}", sip_drops(&m));
+    assert_eq!(
+        m.value("sipsctp_sctp_send_queue_messages"),
+        0,
+        "messages still waiting in the send queue after the run:\n{show}"
+    );
     // sipp's association ended with sipp; the one to the UAS stays.
     let one_left = wait_until(Duration::from_secs(10), || assocs_listed(&d) == 1);
     let (_, list) = d.get("/sctp/assocs");

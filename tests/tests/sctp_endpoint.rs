@@ -1,7 +1,8 @@
 //! The SCTP endpoint (Kamailio's sctp transport, done here) against the VM's kernel SCTP:
 //! the 19 parameters set and read back with getsockopt, runtime changes with their scope, the
 //! association limit, association tracking across peers, send retries after a peer restart,
-//! PR-SCTP lifetime expiry under 100% loss, and whole-message reassembly.
+//! PR-SCTP lifetime expiry under 100% loss, whole-message reassembly, and message order kept
+//! through the send queue when a slow reader fills the kernel's send buffer.
 //!
 //! Peers are plain one-to-many [`SctpSocket`]s or the independent `tokio-sctp` crate.
 
@@ -399,6 +400,101 @@ async fn messages_round_trip_whole_with_a_small_partial_delivery_point() {
         assert_eq!(n, size);
         assert!(buf[..] == msg[..], "{size} B echo differs");
     }
+}
+
+/// A reader slower than the sender: the kernel's send buffer fills (EAGAIN), messages wait in
+/// the endpoint's send queue and are drained from another thread while new ones keep coming.
+/// Every message must arrive, and in the order it was sent: a message sent directly must never
+/// overtake one the drainer has taken off the queue but not yet handed to the kernel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_every_message_in_order_through_the_send_queue() {
+    require_sctp();
+    const N: u32 = 3000;
+    const SIZE: usize = 1000;
+    let (ep, mut rx, addr) = endpoint(&[(Param::SocketSndbuf, 16 * 1024)]);
+    let client = SctpStream::connect(addr).await.expect("tokio-sctp connect");
+    client
+        .sendmsg(b"hello", None, &tokio_sctp::SendOptions::default())
+        .await
+        .unwrap();
+    let hello = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("hello within 10 s")
+        .expect("endpoint open");
+
+    let reader = tokio::spawn(async move {
+        // Let the windows and the queue fill before reading at all.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut buf = BytesMut::with_capacity(4 * SIZE);
+        let mut got = Vec::with_capacity(N as usize);
+        while got.len() < N as usize {
+            buf.clear();
+            let (n, _, _) =
+                tokio::time::timeout(Duration::from_secs(20), client.recvmsg_eor_buf(&mut buf))
+                    .await
+                    .unwrap_or_else(|_| panic!("stalled after {} messages", got.len()))
+                    .expect("client recv");
+            assert_eq!(n, SIZE, "message {} has the wrong size", got.len());
+            got.push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+            if got.len() % 4 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        got
+    });
+
+    let (mut queued, mut full_waits) = (0u32, 0u32);
+    let mut drained_then_sent = 0u32;
+    for seq in 0..N {
+        let mut msg = vec![0xa5u8; SIZE];
+        msg[..4].copy_from_slice(&seq.to_be_bytes());
+        loop {
+            match ep.send(hello.socket, hello.peer, &msg) {
+                Ok(SendOutcome::Sent) => break,
+                Ok(SendOutcome::Queued) => {
+                    queued += 1;
+                    // Wait for the drainer to take the last queued message, then send the
+                    // next at once: the moment a direct send could overtake the message the
+                    // drainer is handing to the kernel.
+                    let t = std::time::Instant::now();
+                    while ep.info().queued > 0 && t.elapsed() < Duration::from_secs(10) {
+                        tokio::task::yield_now().await;
+                    }
+                    drained_then_sent += 1;
+                    break;
+                }
+                Err(SendError::QueueFull { .. }) => {
+                    // Not taken: offer the same message again once the queue drains.
+                    full_waits += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(e) => panic!("send {seq}: {e}"),
+            }
+        }
+    }
+    let got = reader.await.expect("reader task");
+    let out_of_order: Vec<(usize, u32)> = got
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| **s != *i as u32)
+        .map(|(i, s)| (i, *s))
+        .take(5)
+        .collect();
+    assert!(
+        out_of_order.is_empty(),
+        "messages out of order (position, seq): {out_of_order:?}; {queued} went through the queue"
+    );
+    let c = ep.counters();
+    assert!(
+        queued > 0 && c.sendq_full > 0,
+        "the send queue was never used (queued {queued}, sendq_full {}): the test proves nothing",
+        c.sendq_full
+    );
+    println!(
+        "kernel {}: {N} messages in order; {queued} queued, {drained_then_sent} sent as the queue emptied, sendq_full {}, {full_waits} waits on a full queue",
+        vm_kernel(),
+        c.sendq_full
+    );
 }
 
 /// Adds 100% loss on `lo` for the guard's lifetime.

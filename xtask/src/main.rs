@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Setup(o) => setup::run(&o).map(|()| 0),
         Task::Vm(o) => vm::run_cli(&o),
-        Task::Test(o) => test::run(&o).map(|()| 0),
+        Task::Test(o) => test::run(&o),
         Task::Demo(o) => demo::run(&o),
         Task::Bench(o) => bench::run(&o).map(|()| 0),
     };

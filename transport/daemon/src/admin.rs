@@ -105,6 +105,7 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
                         "opened_connections": i.opened,
                         "tracked_connections": i.tracked,
                         "total_connections": i.total,
+                        "send_queue_messages": i.queued,
                     }),
                 )
             }

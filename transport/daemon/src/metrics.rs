@@ -6,7 +6,10 @@ use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-use sipsctp_sctp::counters::{CounterSnapshot, DropCause};
+use sipsctp_sctp::{
+    counters::{CounterSnapshot, DropCause},
+    endpoint::EndpointInfo,
+};
 use std::sync::Mutex;
 
 /// Direction of a SIP message relative to the daemon.
@@ -34,6 +37,7 @@ pub struct Metrics {
     sctp_dropped: IntCounterVec,
     sctp_opened: IntGauge,
     sctp_tracked: IntGauge,
+    sctp_queued: IntGauge,
     last: Mutex<CounterSnapshot>,
     /// `sipsctp_sip_requests_total{method,transport,direction}`.
     pub requests: IntCounterVec,
@@ -109,6 +113,10 @@ impl Metrics {
             "sipsctp_sctp_current_tracked_connections",
             "SCTP associations tracked now (-1 with sctp_assoc_tracking = 0)",
         )?;
+        let sctp_queued = IntGauge::new(
+            "sipsctp_sctp_send_queue_messages",
+            "SCTP messages waiting for room in the kernel's send buffer",
+        )?;
         let requests = IntCounterVec::new(
             Opts::new(
                 "sipsctp_sip_requests_total",
@@ -152,6 +160,7 @@ impl Metrics {
             Box::new(sctp_dropped.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sctp_opened.clone()),
             Box::new(sctp_tracked.clone()),
+            Box::new(sctp_queued.clone()),
             Box::new(requests.clone()),
             Box::new(responses.clone()),
             Box::new(dropped.clone()),
@@ -169,6 +178,7 @@ impl Metrics {
             sctp_dropped,
             sctp_opened,
             sctp_tracked,
+            sctp_queued,
             last: Mutex::new(CounterSnapshot::default()),
             requests,
             responses,
@@ -180,7 +190,7 @@ impl Metrics {
     }
 
     /// Copies the transport's counters in (by their increase since the last call).
-    pub fn sync_sctp(&self, now: &CounterSnapshot, opened: u64, tracked: i64) {
+    pub fn sync_sctp(&self, now: &CounterSnapshot, info: &EndpointInfo) {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         for ((name, counter), ((_, new), (_, old))) in self
             .sctp_counters
@@ -197,8 +207,10 @@ impl Metrics {
         }
         *last = *now;
         self.sctp_opened
-            .set(i64::try_from(opened).unwrap_or(i64::MAX));
-        self.sctp_tracked.set(tracked);
+            .set(i64::try_from(info.opened).unwrap_or(i64::MAX));
+        self.sctp_tracked.set(info.tracked);
+        self.sctp_queued
+            .set(i64::try_from(info.queued).unwrap_or(i64::MAX));
     }
 
     /// Counts a SIP request.
@@ -280,12 +292,19 @@ mod tests {
             send_force_retry: 1,
             ..CounterSnapshot::default()
         };
-        m.sync_sctp(&s, 2, 2);
-        m.sync_sctp(&s, 2, 2);
+        let info = EndpointInfo {
+            opened: 2,
+            tracked: 2,
+            total: 3,
+            queued: 5,
+        };
+        m.sync_sctp(&s, &info);
+        m.sync_sctp(&s, &info);
         let text = m.render();
         assert!(text.contains("sipsctp_sctp_established_total 3"), "{text}");
         assert!(text.contains("sipsctp_sctp_send_force_retry_total 1"));
         assert!(text.contains("sipsctp_sctp_current_opened_connections 2"));
+        assert!(text.contains("sipsctp_sctp_send_queue_messages 5"));
         assert!(text.contains("sipsctp_sctp_messages_dropped_total{reason=\"too_large\"} 0"));
     }
 

@@ -27,9 +27,7 @@ impl Shared {
     /// Copies the transport counters into the metrics (at each scrape).
     pub fn refresh_metrics(&self) {
         if let Some(ep) = &self.sctp {
-            let info = ep.info();
-            self.metrics
-                .sync_sctp(&ep.counters(), info.opened, info.tracked);
+            self.metrics.sync_sctp(&ep.counters(), &ep.info());
         }
     }
 

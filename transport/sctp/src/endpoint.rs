@@ -333,6 +333,8 @@ pub struct EndpointInfo {
     pub tracked: i64,
     /// Associations established since start.
     pub total: u64,
+    /// Messages waiting in the send queues for room in the kernel's send buffer.
+    pub queued: u64,
 }
 
 /// One association, as the kernel describes it.
@@ -512,6 +514,7 @@ impl SctpEndpoint {
             opened: st.table.opened(),
             tracked: st.table.tracked(),
             total: self.inner.counters.snapshot().established,
+            queued: st.queues.iter().map(|q| q.len() as u64).sum(),
         }
     }
 
@@ -1141,7 +1144,13 @@ async fn send_loop(inner: Arc<Inner>, i: usize) {
             continue;
         };
         let opts = inner.send_options(l.id, p.dest, p.budget);
-        match inner.try_send_route(l, route, p.dest, &p.data, &opts) {
+        let sent = inner.try_send_route(l, route, p.dest, &p.data, &opts);
+        if !matches!(&sent, Err(e) if e.is_would_block())
+            && let Some(q) = inner.lock().queues.get_mut(i)
+        {
+            q.done(&route);
+        }
+        match sent {
             Ok(()) => {}
             Err(e) if e.is_would_block() => {
                 if let Some(q) = inner.lock().queues.get_mut(i) {

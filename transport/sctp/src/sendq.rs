@@ -1,6 +1,11 @@
 //! Bounded per-destination queues for messages the kernel could not take yet (EAGAIN on a
 //! full send buffer). A full queue is an error returned to the caller, never a silent drop.
 //! Pure data structure; the transport drains it when the socket is writable again.
+//!
+//! Order per destination holds across the drainer: the item it has taken stays *in flight*
+//! until it reports back ([`SendQueues::done`] or [`SendQueues::unpop`]), and [`SendQueues::has`]
+//! says yes meanwhile, so a new message for that destination queues behind it instead of
+//! overtaking it on the wire.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -19,6 +24,8 @@ pub struct SendQueues<K, T> {
     queues: HashMap<K, VecDeque<T>>,
     limit: usize,
     len: usize,
+    /// The key whose item the (single) drainer has taken and not yet reported back.
+    in_flight: Option<K>,
 }
 
 impl<K: Eq + Hash + Clone, T> SendQueues<K, T> {
@@ -28,6 +35,7 @@ impl<K: Eq + Hash + Clone, T> SendQueues<K, T> {
             queues: HashMap::new(),
             limit,
             len: 0,
+            in_flight: None,
         }
     }
 
@@ -45,19 +53,30 @@ impl<K: Eq + Hash + Clone, T> SendQueues<K, T> {
         Ok(())
     }
 
-    /// Whether anything waits for `key` (new sends must queue behind it to keep order).
+    /// Whether anything waits for `key`, or is in flight to it (new sends must queue behind
+    /// it to keep order).
     pub fn has(&self, key: &K) -> bool {
-        self.queues.get(key).is_some_and(|q| !q.is_empty())
+        self.in_flight.as_ref() == Some(key) || self.queues.get(key).is_some_and(|q| !q.is_empty())
     }
 
-    /// Takes the oldest item of any non-empty queue.
+    /// The drainer takes the oldest item of any non-empty queue; that key is in flight until
+    /// [`SendQueues::done`] or [`SendQueues::unpop`].
     pub fn pop_any(&mut self) -> Option<(K, T)> {
         let key = self.queues.iter().find(|(_, q)| !q.is_empty())?.0.clone();
-        self.pop(&key).map(|t| (key, t))
+        let t = self.pop(&key)?;
+        self.in_flight = Some(key.clone());
+        Some((key, t))
+    }
+
+    /// The drainer is finished with the item it took for `key` (sent, or failed for good).
+    pub fn done(&mut self, key: &K) {
+        if self.in_flight.as_ref() == Some(key) {
+            self.in_flight = None;
+        }
     }
 
     /// Takes the oldest item for `key`.
-    pub fn pop(&mut self, key: &K) -> Option<T> {
+    fn pop(&mut self, key: &K) -> Option<T> {
         let q = self.queues.get_mut(key)?;
         let t = q.pop_front();
         if q.is_empty() {
@@ -69,8 +88,9 @@ impl<K: Eq + Hash + Clone, T> SendQueues<K, T> {
         t
     }
 
-    /// Puts an item back at the front (the kernel refused it again).
+    /// Puts the drainer's item back at the front (the kernel refused it again).
     pub fn unpop(&mut self, key: K, item: T) {
+        self.done(&key);
         self.queues.entry(key).or_default().push_front(item);
         self.len += 1;
     }
@@ -113,5 +133,27 @@ mod tests {
         assert_eq!(q.take(&"b"), vec![9]);
         assert!(q.is_empty());
         assert_eq!(q.pop_any(), None);
+    }
+
+    #[test]
+    fn the_drainers_item_keeps_its_key_busy_until_reported() {
+        let mut q = SendQueues::new(4);
+        q.push("a", 1).unwrap();
+        let (k, item) = q.pop_any().unwrap();
+        assert_eq!((k, item), ("a", 1));
+        // The queue is empty, but 1 is still on its way: 2 must wait behind it.
+        assert!(q.has(&"a"));
+        assert!(!q.has(&"b"));
+        q.unpop("a", 1);
+        assert!(q.has(&"a"));
+        assert_eq!(q.pop_any(), Some(("a", 1)));
+        q.done(&"b");
+        assert!(
+            q.has(&"a"),
+            "done for another key leaves this one in flight"
+        );
+        q.done(&"a");
+        assert!(!q.has(&"a"));
+        assert!(q.is_empty());
     }
 }
