@@ -93,6 +93,48 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     n(11) + n(12)
 }
 
+/// One thread of a process: its name and its capability sets (`CapInh`, `CapPrm`, `CapEff`,
+/// `CapBnd`, `CapAmb` from `/proc/<pid>/task/<tid>/status`, as masks).
+#[derive(Debug, Clone)]
+pub struct ThreadCaps {
+    /// The thread's id.
+    pub tid: u32,
+    /// Its name (`comm`).
+    pub name: String,
+    /// `Cap*` field name (without the `Cap` prefix) to mask.
+    pub sets: BTreeMap<String, u64>,
+}
+
+/// The capability sets of every thread of `pid`.
+pub fn thread_capabilities(pid: u32) -> Vec<ThreadCaps> {
+    let mut out = Vec::new();
+    let dir = format!("/proc/{pid}/task");
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+        let Ok(entry) = entry else { continue };
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        // A thread may end between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let mut name = String::new();
+        let mut sets = BTreeMap::new();
+        for line in status.lines() {
+            if let Some(n) = line.strip_prefix("Name:") {
+                name = n.trim().to_owned();
+            } else if let Some(rest) = line.strip_prefix("Cap")
+                && let Some((set, hex)) = rest.split_once(':')
+                && let Ok(mask) = u64::from_str_radix(hex.trim(), 16)
+            {
+                sets.insert(set.to_owned(), mask);
+            }
+        }
+        out.push(ThreadCaps { tid, name, sets });
+    }
+    out
+}
+
 /// Sends `sig` to process `pid`.
 pub fn signal(pid: u32, sig: libc::c_int) {
     let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");

@@ -4,6 +4,12 @@
 //! `mode = "auto"`, the daemon runs, says why eBPF is off, and the fallback numbers (polled from
 //! `/proc/net/sctp/snmp`) appear and equal the kernel's counters.
 //!
+//! Capabilities: once the probes are attached no thread of the daemon holds any (started as
+//! root: the bounding set is emptied too), and the probes keep reporting; started as nobody
+//! with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (what the systemd unit grants), the probes attach
+//! too; with CAP_BPF and CAP_PERFMON only, under Debian's `perf_event_paranoid = 3`, no kprobe
+//! attaches and the daemon says so, naming the sysctl.
+//!
 //! Traffic: sipp over SCTP sending OPTIONS to the daemon itself (answered 200 by it).
 
 use std::{
@@ -13,7 +19,10 @@ use std::{
 };
 
 use sipsctp_tests::{
-    daemon::{Daemon, Metrics, daemon_binary, data_file, require_tool, scratch, try_http},
+    daemon::{
+        Daemon, Metrics, daemon_binary, data_file, require_tool, scratch, thread_capabilities,
+        try_http,
+    },
     kernel_sctp::{NetemOnLo, delta, snmp},
     vm_kernel,
 };
@@ -81,6 +90,31 @@ fn options_over_sctp(name: &str, sip_port: u16, calls: u32) {
         out.status,
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// No thread of `pid` holds a capability (inheritable, permitted, effective, ambient; and
+/// the bounding set when `bounding`), and the eBPF loader thread is gone.
+fn assert_holds_no_capabilities(pid: u32, bounding: bool) {
+    let threads = thread_capabilities(pid);
+    assert!(threads.len() > 1, "threads of {pid}: {threads:?}");
+    for t in &threads {
+        assert_ne!(t.name, "ebpf-attach", "the loader thread is still there");
+        let mut sets = vec!["Inh", "Prm", "Eff", "Amb"];
+        if bounding {
+            sets.push("Bnd");
+        }
+        for set in sets {
+            assert_eq!(
+                t.sets.get(set).copied(),
+                Some(0),
+                "kernel {}: thread {} ({}) still has Cap{set}: {:x?}",
+                vm_kernel(),
+                t.tid,
+                t.name,
+                t.sets
+            );
+        }
+    }
 }
 
 fn wait_kernel_source(admin: SocketAddr, want: &str) -> String {
@@ -157,6 +191,15 @@ fn ebpf_on_shows_the_daemons_own_retransmissions_and_association() {
     );
     let (status, _) = d.get("/kernel/events?limit=nope");
     assert_eq!(status, 400);
+    // Everything above was read after the capabilities were dropped.
+    assert_holds_no_capabilities(d.pid(), true);
+    let (_, health) = d.get("/health");
+    assert!(health.contains("\"capabilities\":\"none\""), "{health}");
+    let stderr = d.stderr();
+    assert!(
+        stderr.contains("capabilities dropped") && !stderr.contains("cannot read the eBPF"),
+        "{stderr}"
+    );
     eprintln!(
         "kernel {}: eBPF retransmissions {ours} (the kernel counted {kernel} on both sides)",
         vm_kernel()
@@ -253,4 +296,115 @@ fn unprivileged_auto_says_why_and_falls_back() {
     assert!(stderr.contains("eBPF unavailable"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     eprintln!("kernel {}: unprivileged: {why}", vm_kernel());
+}
+
+#[test]
+fn nobody_with_the_units_capabilities_attaches_then_holds_nothing() {
+    require_tool("setpriv");
+    let admin: SocketAddr = "127.0.0.1:19464".parse().unwrap();
+    let port = 15190;
+    let dir = scratch("kernel_capabilities");
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, config(port, admin, "on")).unwrap();
+    let log = dir.join("stderr.log");
+    // What the systemd unit grants (its AmbientCapabilities, CAP_NET_BIND_SERVICE aside).
+    let mut child = as_nobody_with("bpf,perfmon,sys_admin", &cfg, &log);
+    let source = std::panic::catch_unwind(|| wait_kernel_source(admin, "ebpf"));
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    if source.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "kernel {}: no eBPF as nobody with CAP_BPF+CAP_PERFMON:\n{}",
+            vm_kernel(),
+            stderr()
+        );
+    }
+    let pid = child.id();
+    let checks = std::panic::catch_unwind(|| {
+        assert_holds_no_capabilities(pid, false);
+        let (_, metrics) = try_http(admin, "GET", "/metrics", "").expect("GET /metrics");
+        let m = Metrics::parse(&metrics);
+        assert!(m.sum("sipsctp_ebpf_probe_up", &[]) >= 12, "{}", m.nonzero());
+        options_over_sctp("kernel_capabilities", port, 5);
+        std::thread::sleep(Duration::from_millis(500));
+        let (status, body) = try_http(admin, "GET", "/metrics", "").expect("GET /metrics");
+        assert_eq!(status, 200);
+        let m = Metrics::parse(&body);
+        assert_eq!(
+            m.sum(
+                "sipsctp_kernel_association_events_total",
+                &[("event", "comm_up")]
+            ),
+            1,
+            "{}",
+            m.nonzero()
+        );
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = stderr();
+    if let Err(e) = checks {
+        eprintln!("--- sipsctpd stderr ---\n{stderr}");
+        std::panic::resume_unwind(e);
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `sipsctpd --config cfg` as nobody with only the capabilities `caps` (setpriv names, e.g.
+/// `bpf,perfmon`) inheritable and ambient, its stderr to `log`.
+fn as_nobody_with(caps: &str, cfg: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    let caps: Vec<String> = caps.split(',').map(|c| format!("+{c}")).collect();
+    let caps = format!("-all,{}", caps.join(","));
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps={caps}"))
+        .arg(format!("--ambient-caps={caps}"))
+        .arg(daemon_binary())
+        .arg("--config")
+        .arg(cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start sipsctpd as nobody")
+}
+
+#[test]
+fn cap_perfmon_alone_under_perf_event_paranoid_3_falls_back_and_names_the_sysctl() {
+    require_tool("setpriv");
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .expect("perf_event_paranoid")
+        .trim()
+        .parse::<i32>()
+        .expect("a number");
+    let admin: SocketAddr = "127.0.0.1:19465".parse().unwrap();
+    let dir = scratch("kernel_perfmon_only");
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, config(15200, admin, "auto")).unwrap();
+    let log = dir.join("stderr.log");
+    let mut child = as_nobody_with("bpf,perfmon", &cfg, &log);
+    let source = std::panic::catch_unwind(|| {
+        wait_kernel_source(admin, if paranoid >= 3 { "poll" } else { "ebpf" })
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let Ok(source) = source else {
+        panic!(
+            "kernel {}: perf_event_paranoid {paranoid}, CAP_BPF+CAP_PERFMON: unexpected kernel \
+             source:\n{stderr}",
+            vm_kernel()
+        );
+    };
+    if paranoid >= 3 {
+        assert!(
+            source.contains("no probe could be attached") && source.contains("perf_event_paranoid"),
+            "{source}"
+        );
+    }
+    eprintln!(
+        "kernel {}: perf_event_paranoid {paranoid}, CAP_BPF+CAP_PERFMON: {source}",
+        vm_kernel()
+    );
 }

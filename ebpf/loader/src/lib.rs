@@ -427,6 +427,14 @@ pub enum ProbeError {
         #[source]
         source: std::io::Error,
     },
+    /// Not one probe could be attached: eBPF is of no use here.
+    #[error("no probe could be attached; the first reason: {first}{hint}")]
+    NoProbeAttached {
+        /// Why the first probe is down.
+        first: String,
+        /// What to do about it, when known (empty otherwise).
+        hint: &'static str,
+    },
     /// aya-log could not be set up.
     #[error("aya-log: {0}")]
     Log(#[from] aya_log::Error),
@@ -456,7 +464,9 @@ impl KernelProbes {
     /// 200 ms to measure HZ (see [`hz`]), then the kernel verifies and attaches 17 programs
     /// (well under a second on hardware, seconds under qemu's TCG); from async code, call it in
     /// `tokio::task::spawn_blocking`. Load it after the sctp module is loaded (an SCTP socket
-    /// exists): its BTF is read now.
+    /// exists): its BTF is read now. To attach outside the runtime (on a thread that holds
+    /// privileges the rest of the process should not), use [`KernelProbes::attach`] and
+    /// [`AttachedProbes::start`].
     ///
     /// # Errors
     /// When HZ cannot be measured, the object cannot be loaded at all (no privilege), or a
@@ -470,6 +480,17 @@ impl KernelProbes {
     /// # Errors
     /// As [`KernelProbes::load`].
     pub fn load_with(options: LoadOptions) -> Result<KernelProbes, ProbeError> {
+        KernelProbes::attach(options)?.start()
+    }
+
+    /// The privileged half of [`KernelProbes::load_with`]: measures HZ, reads BTF, loads and
+    /// attaches, without tokio. Needs CAP_BPF and CAP_PERFMON (or root); what it returns needs
+    /// neither: reading the ring buffers and the maps through their open descriptors works
+    /// once the capabilities are dropped.
+    ///
+    /// # Errors
+    /// As [`KernelProbes::load`].
+    pub fn attach(options: LoadOptions) -> Result<AttachedProbes, ProbeError> {
         let LoadOptions { scope, functions } = options;
         let t0 = std::time::Instant::now();
         let hz = Hz::measure()?;
@@ -515,7 +536,6 @@ impl KernelProbes {
             .load(PROGRAMS)?;
         let t_object = t0.elapsed();
         let logger = EbpfLogger::init(&mut ebpf)?;
-        let logs = spawn_log_forwarder(logger)?;
         // The ports go in before any program is attached, so that no event of theirs is lost.
         let ports_map = ebpf
             .take_map("PORTS")
@@ -568,6 +588,14 @@ impl KernelProbes {
             t_object - t_btf,
             t0.elapsed() - t_object
         );
+        if !status.iter().any(ProbeStatus::is_up)
+            && let Some(ProbeState::Down { reason }) = status.first().map(|s| &s.state)
+        {
+            return Err(ProbeError::NoProbeAttached {
+                first: reason.clone(),
+                hint: hint_for(reason),
+            });
+        }
         let map = ebpf
             .take_map("EVENTS")
             .ok_or(ProbeError::MissingMap("EVENTS"))?;
@@ -575,15 +603,62 @@ impl KernelProbes {
             map: "EVENTS",
             source,
         })?;
+        log::debug!(
+            "sctp probes attached: HZ {hz}, scope {scope:?}, {} of {} probes up",
+            status.iter().filter(|s| s.is_up()).count(),
+            status.len()
+        );
+        Ok(AttachedProbes {
+            ebpf,
+            ring,
+            logger,
+            ports,
+            status,
+            hz,
+            scope,
+        })
+    }
+}
+
+/// Probes loaded and attached but not yet read: what [`KernelProbes::attach`] returns. No
+/// tokio inside, so it can be made on a thread of its own and handed to the runtime, where
+/// [`AttachedProbes::start`] begins reading. Dropping it detaches and unloads the programs.
+pub struct AttachedProbes {
+    ebpf: Ebpf,
+    ring: RingBuf<MapData>,
+    logger: EbpfLogger<&'static dyn log::Log>,
+    ports: HashMap<MapData, u16, u8>,
+    status: Vec<ProbeStatus>,
+    hz: Hz,
+    scope: Scope,
+}
+
+impl AttachedProbes {
+    /// Every probe and whether it runs.
+    pub fn status(&self) -> &[ProbeStatus] {
+        &self.status
+    }
+
+    /// Registers the ring buffers with tokio and starts forwarding aya-log lines: from here
+    /// on [`KernelProbes::next_event`] delivers. Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    /// [`ProbeError::Io`] when a ring buffer cannot be registered with tokio.
+    pub fn start(self) -> Result<KernelProbes, ProbeError> {
+        let AttachedProbes {
+            ebpf,
+            ring,
+            logger,
+            ports,
+            status,
+            hz,
+            scope,
+        } = self;
         // SAFETY: the RingBuf owns its map's fd; it stays open and `as_raw_fd` returns that same
         // fd until the AsyncFd (which owns the RingBuf) is dropped.
         let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
-        log::debug!(
-            "sctp probes loaded: HZ {hz}, scope {scope:?}, {} of {} probes up",
-            status.iter().filter(|s| s.is_up()).count(),
-            status.len()
-        );
+        let logs = spawn_log_forwarder(logger)?;
         Ok(KernelProbes {
             ebpf,
             events,
@@ -595,7 +670,9 @@ impl KernelProbes {
             logs,
         })
     }
+}
 
+impl KernelProbes {
     /// Every probe and whether it runs.
     pub fn status(&self) -> &[ProbeStatus] {
         &self.status
@@ -798,6 +875,18 @@ fn verbose(e: &dyn std::error::Error) -> String {
 }
 
 /// Drives aya-log's ring buffer: each readable wake-up flushes the records into `log`.
+/// Advice for a reason every probe failed with, when there is one.
+fn hint_for(reason: &str) -> &'static str {
+    if reason.contains("perf_event_open") && reason.contains("Permission denied") {
+        // Debian's kernels add perf_event_paranoid = 3 (their default), under which
+        // perf_event_open needs CAP_SYS_ADMIN; at 2 or below CAP_PERFMON is enough.
+        " (kprobes need CAP_PERFMON with kernel.perf_event_paranoid <= 2, or CAP_SYS_ADMIN: \
+         Debian's default of 3 allows perf_event_open only with CAP_SYS_ADMIN)"
+    } else {
+        ""
+    }
+}
+
 fn spawn_log_forwarder(
     logger: EbpfLogger<&'static dyn log::Log>,
 ) -> Result<tokio::task::JoinHandle<()>, ProbeError> {

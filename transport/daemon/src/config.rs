@@ -262,6 +262,15 @@ struct RawSip {
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9460";
 
 impl Config {
+    /// The ports of the SCTP listeners, as configured (0 = any).
+    pub fn sctp_ports(&self) -> Vec<u16> {
+        self.listen
+            .iter()
+            .filter(|l| l.proto == Proto::Sctp)
+            .flat_map(|l| l.addrs.iter().map(SocketAddr::port))
+            .collect()
+    }
+
     /// Reads and validates `path`.
     ///
     /// # Errors

@@ -70,7 +70,7 @@ fn addrs_of(config: &Config, proto: Proto) -> Vec<Vec<SocketAddr>> {
 }
 
 /// Runs the daemon until a stop signal; returns the exit code.
-pub async fn run(path: PathBuf, config: Config) -> u8 {
+pub async fn run(path: PathBuf, config: Config, attaching: Option<crate::kernel::Attaching>) -> u8 {
     let started = Instant::now();
     let (tx, rx) = mpsc::channel::<Inbound>(8192);
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
@@ -110,7 +110,7 @@ pub async fn run(path: PathBuf, config: Config) -> u8 {
         .collect();
     let eyes = crate::kernel::Settings {
         mode: config.ebpf.mode,
-        observe_all: config.ebpf.observe_all,
+        attaching,
         ports,
         poll: config.ebpf.poll_interval,
     };

@@ -12,6 +12,10 @@
 //! The snmp counters are host-wide (every SCTP association of the network namespace), the
 //! eBPF ones are the daemon's own associations (its netns and listening ports) unless
 //! `observe_all` is set.
+//!
+//! The probes are attached by a thread of their own ([`Attaching`]), started before the daemon
+//! drops its capabilities (see [`crate::privileges`]) and gone once they are attached; the
+//! runtime then reads them without any capability.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -24,7 +28,7 @@ use prometheus::{
 };
 use serde_json::{Value, json};
 use sipsctp_ebpf::{
-    KernelProbes, Scope,
+    AttachedProbes, KernelProbes, Scope,
     event::{AssocChangeState, EventKind, PathCommand, RetransmitReason, SctpEvent, T1Timer},
 };
 use sipsctp_sctp::endpoint::SctpEndpoint;
@@ -276,13 +280,66 @@ pub enum Mode {
     Off,
 }
 
-/// Loads the probes (blocking work: BTF parsing, HZ measurement, verification) on the blocking
-/// pool.
-async fn load(scope: Scope) -> Result<KernelProbes, String> {
-    match tokio::task::spawn_blocking(move || KernelProbes::load(scope)).await {
-        Ok(Ok(p)) => Ok(p),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("loader task failed: {e}")),
+/// The eBPF loader thread. It is started on the main thread before the capabilities are
+/// dropped, so it alone keeps them; it loads and attaches the probes (blocking work: HZ
+/// measurement, BTF parsing, verification), hands them over and exits.
+pub struct Attaching {
+    result: tokio::sync::oneshot::Receiver<Result<AttachedProbes, String>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Attaching {
+    /// Starts the loader for `[ebpf]` and the configured SCTP listening ports; `None` when
+    /// eBPF is off or the thread cannot be created (then the probes are reported down).
+    pub fn spawn(ebpf: &crate::config::Ebpf, ports: Vec<u16>) -> Option<Attaching> {
+        if ebpf.mode == Mode::Off {
+            return None;
+        }
+        let observe_all = ebpf.observe_all;
+        let (tx, result) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("ebpf-attach".into())
+            .spawn(move || {
+                // The sctp module's BTF is read while attaching: have the module loaded.
+                if let Err(e) = sipsctp_sctp::SctpSocket::kernel_supports_sctp() {
+                    tracing::debug!(error = %e, "no SCTP socket could be opened before attaching");
+                }
+                let scope = if observe_all {
+                    Ok(Scope::All)
+                } else {
+                    Scope::daemon(ports.into_iter().filter(|p| *p != 0))
+                };
+                let attached = scope
+                    .and_then(|s| KernelProbes::attach(sipsctp_ebpf::LoadOptions::new(s)))
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(attached);
+            });
+        match thread {
+            Ok(thread) => Some(Attaching { result, thread }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the eBPF loader thread");
+                None
+            }
+        }
+    }
+
+    /// Waits for the probes, makes sure the loader thread (the last holder of the
+    /// capabilities) is gone, and starts reading; `ports` are the listening ports as bound
+    /// (a configured port 0 is known only now).
+    async fn finish(self, ports: &[u16]) -> Result<KernelProbes, String> {
+        let attached = self
+            .result
+            .await
+            .map_err(|_| "the eBPF loader thread ended without an answer".to_owned());
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        let mut probes = attached??.start().map_err(|e| e.to_string())?;
+        if matches!(probes.scope(), Scope::Daemon { .. }) {
+            for &p in ports {
+                probes.add_port(p).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(probes)
     }
 }
 
@@ -290,9 +347,9 @@ async fn load(scope: Scope) -> Result<KernelProbes, String> {
 pub struct Settings {
     /// `[ebpf] mode`.
     pub mode: Mode,
-    /// Observe every SCTP association of the host, not only the daemon's.
-    pub observe_all: bool,
-    /// The daemon's SCTP listening ports (the probes' filter).
+    /// The loader started by `main` (`None` with eBPF off, or when it could not start).
+    pub attaching: Option<Attaching>,
+    /// The daemon's SCTP listening ports, as bound (the probes' filter).
     pub ports: Vec<u16>,
     /// The fallback's polling interval.
     pub poll: Duration,
@@ -311,14 +368,15 @@ pub async fn start(
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let Settings {
         mode,
-        observe_all,
+        attaching,
         ports,
         poll,
     } = settings;
-    let scope = if observe_all {
-        Ok(Scope::All)
-    } else {
-        Scope::daemon(ports).map_err(|e| e.to_string())
+    let load = async move {
+        match attaching {
+            Some(a) => a.finish(&ports).await,
+            None => Err("the eBPF loader thread could not be started".to_owned()),
+        }
     };
     let set_status = |s: String| {
         if let Ok(mut st) = recent.status.lock() {
@@ -335,18 +393,14 @@ pub async fn start(
             Ok(tokio::spawn(poll_loop(poll, metrics, sctp)))
         }
         Mode::On => {
-            let probes = load(scope?).await?;
+            let probes = load.await?;
             report(&probes, &metrics);
             set_status("ebpf".into());
             metrics.set_source(true);
             Ok(tokio::spawn(event_loop(probes, metrics, recent)))
         }
         Mode::Auto => Ok(tokio::spawn(async move {
-            let loaded = match scope {
-                Ok(s) => load(s).await,
-                Err(e) => Err(e),
-            };
-            match loaded {
+            match load.await {
                 Ok(probes) => {
                     report(&probes, &metrics);
                     if let Ok(mut st) = recent.status.lock() {
@@ -390,6 +444,7 @@ fn report(probes: &KernelProbes, metrics: &KernelMetrics) {
 
 async fn event_loop(mut probes: KernelProbes, metrics: Arc<KernelMetrics>, recent: Arc<Recent>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut warned = false;
     loop {
         tokio::select! {
             e = probes.next_event() => match e {
@@ -403,10 +458,17 @@ async fn event_loop(mut probes: KernelProbes, metrics: Arc<KernelMetrics>, recen
                 }
             },
             _ = tick.tick() => {
-                if let Ok(lost) = probes.events_lost() {
-                    let mut last = metrics.last_lost.lock().unwrap_or_else(|p| p.into_inner());
-                    metrics.events_lost.inc_by(lost.saturating_sub(*last));
-                    *last = lost.max(*last);
+                match probes.events_lost() {
+                    Ok(lost) => {
+                        let mut last = metrics.last_lost.lock().unwrap_or_else(|p| p.into_inner());
+                        metrics.events_lost.inc_by(lost.saturating_sub(*last));
+                        *last = lost.max(*last);
+                    }
+                    Err(e) if !warned => {
+                        warned = true;
+                        tracing::warn!(error = %e, "cannot read the eBPF lost-events counter; sipsctp_ebpf_events_lost_total stays behind");
+                    }
+                    Err(_) => {}
                 }
             }
         }

@@ -7,6 +7,7 @@ mod daemon;
 mod kernel;
 mod metrics;
 mod net;
+mod privileges;
 mod relay;
 mod state;
 
@@ -74,6 +75,10 @@ fn main() -> ExitCode {
         return ExitCode::from(exit::OK);
     }
     init_logging(&config.log);
+    // Still the only thread: start the eBPF loader (it keeps the capabilities until the probes
+    // are attached, then exits), then drop them here, before the runtime creates its threads.
+    let attaching = kernel::Attaching::spawn(&config.ebpf, config.sctp_ports());
+    drop_capabilities(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -85,7 +90,27 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::RUNTIME);
         }
     };
-    ExitCode::from(runtime.block_on(run(path, config)))
+    ExitCode::from(runtime.block_on(daemon::run(path, config, attaching)))
+}
+
+/// Drops every capability but `CAP_NET_BIND_SERVICE` when a port below 1024 is to be bound
+/// (see [`privileges`]); says what it did.
+fn drop_capabilities(config: &Config) {
+    let ports = config
+        .listen
+        .iter()
+        .flat_map(|l| l.addrs.iter().map(|a| a.port()))
+        .chain([config.admin.listen.port()]);
+    match privileges::drop_all_except(privileges::needed(ports)) {
+        Ok(d) if d.held.is_empty() => tracing::debug!("no capabilities held"),
+        Ok(d) => tracing::info!(
+            dropped = %d.held.without(d.kept),
+            kept = %d.kept,
+            bounding_set_reduced = d.bounding_reduced,
+            "capabilities dropped (the eBPF loader thread keeps them until the probes are attached)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not drop capabilities"),
+    }
 }
 
 fn init_logging(log: &config::Log) {
@@ -105,8 +130,4 @@ fn init_logging(log: &config::Log) {
     } else {
         builder.init();
     }
-}
-
-async fn run(path: PathBuf, config: Config) -> u8 {
-    daemon::run(path, config).await
 }

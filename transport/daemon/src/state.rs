@@ -38,6 +38,10 @@ impl Shared {
             "uptime_seconds": self.started.elapsed().as_secs(),
             "listeners": self.listeners,
             "kernel": self.recent.status.lock().map(|s| s.clone()).unwrap_or_default(),
+            // Of the thread answering; every thread of the runtime has the same.
+            "capabilities": crate::privileges::current()
+                .map(|(effective, _)| effective.to_string())
+                .unwrap_or_else(|e| e.to_string()),
         })
     }
 }

@@ -205,6 +205,15 @@ fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> Error {
 }
 
 impl SctpSocket {
+    /// Opens and closes an SCTP socket: fails when the kernel has no SCTP (loading the sctp
+    /// module on demand when it can, as any SCTP socket does).
+    ///
+    /// # Errors
+    /// What `socket(2)` said (`EPROTONOSUPPORT` without SCTP).
+    pub fn kernel_supports_sctp() -> io::Result<()> {
+        Socket::new(Family::V4).map(drop)
+    }
+
     /// Creates a one-to-many SCTP socket bound to `addrs`: the first with bind(2), the others
     /// added with `SCTP_SOCKOPT_BINDX_ADD` (multi-homing; an extra address with port 0 gets the
     /// port of the first). The socket is IPv6 (`AF_INET6`) when any address is IPv6, else
