@@ -273,21 +273,7 @@ fn unprivileged_auto_says_why_and_falls_back() {
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, config(port, admin, "auto")).unwrap();
     let log = dir.join("stderr.log");
-    let mut child = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(daemon_binary())
-        .arg("--config")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start sipsctpd as nobody");
+    let mut child = as_nobody_with(&[], &cfg, &log);
     let why = wait_kernel_source(admin, "poll");
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = child.kill();
@@ -308,7 +294,7 @@ fn nobody_with_the_units_capabilities_attaches_then_holds_nothing() {
     std::fs::write(&cfg, config(port, admin, "on")).unwrap();
     let log = dir.join("stderr.log");
     // What the systemd unit grants (its AmbientCapabilities, CAP_NET_BIND_SERVICE aside).
-    let mut child = as_nobody_with("bpf,perfmon,sys_admin", &cfg, &log);
+    let mut child = as_nobody_with(&["bpf", "perfmon", "sys_admin"], &cfg, &log);
     let source = std::panic::catch_unwind(|| wait_kernel_source(admin, "ebpf"));
     let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
     if source.is_err() {
@@ -352,10 +338,16 @@ fn nobody_with_the_units_capabilities_attaches_then_holds_nothing() {
 }
 
 /// `sipsctpd --config cfg` as nobody with only the capabilities `caps` (setpriv names, e.g.
-/// `bpf,perfmon`) inheritable and ambient, its stderr to `log`.
-fn as_nobody_with(caps: &str, cfg: &std::path::Path, log: &std::path::Path) -> std::process::Child {
-    let caps: Vec<String> = caps.split(',').map(|c| format!("+{c}")).collect();
-    let caps = format!("-all,{}", caps.join(","));
+/// `bpf`) inheritable and ambient, its stderr to `log`.
+fn as_nobody_with(
+    caps: &[&str],
+    cfg: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let caps: String = std::iter::once("-all".to_owned())
+        .chain(caps.iter().map(|c| format!("+{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
     Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(format!("--inh-caps={caps}"))
@@ -383,7 +375,7 @@ fn cap_perfmon_alone_under_perf_event_paranoid_3_falls_back_and_names_the_sysctl
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, config(15200, admin, "auto")).unwrap();
     let log = dir.join("stderr.log");
-    let mut child = as_nobody_with("bpf,perfmon", &cfg, &log);
+    let mut child = as_nobody_with(&["bpf", "perfmon"], &cfg, &log);
     let source = std::panic::catch_unwind(|| {
         wait_kernel_source(admin, if paranoid >= 3 { "poll" } else { "ebpf" })
     });
