@@ -1,5 +1,7 @@
-//! `cargo xtask bench`: the transport's criterion benchmarks (`transport/sctp/benches`). They
-//! open no sockets, so they run on the host. Criterion prints its report as it goes; at the end
+//! `cargo xtask bench`: the criterion benchmarks of the transport (`transport/sctp/benches`:
+//! per-message bookkeeping) and of the kernel event path (`ebpf/loader/benches`: ring-buffer
+//! record to typed event, against a raw-copy baseline). They open no sockets and attach no
+//! probes, so they run on the host. Criterion prints its report as it goes; at the end
 //! this prints one line per benchmark of this run (the mean and its 95 % interval), read from
 //! criterion's `target/criterion/**/new/` files.
 
@@ -27,12 +29,14 @@ pub struct Options {
 /// Runs the benchmarks and prints the summary.
 pub fn run(o: &Options) -> Result<()> {
     let start = SystemTime::now();
-    step("cargo bench -p sipsctp-sctp");
-    exec(
-        cargo()
-            .args(["bench", "-p", "sipsctp-sctp", "--bench", "*", "--"])
-            .args(&o.args),
-    )?;
+    for package in ["sipsctp-sctp", "sipsctp-ebpf"] {
+        step(format!("cargo bench -p {package}"));
+        exec(
+            cargo()
+                .args(["bench", "-p", package, "--bench", "*", "--"])
+                .args(&o.args),
+        )?;
+    }
     let mut rows = Vec::new();
     collect(&target_dir().join("criterion"), start, &mut rows)?;
     if rows.is_empty() {

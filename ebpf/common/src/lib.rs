@@ -196,6 +196,14 @@ impl KernelEvent {
         // bit pattern is a valid value of its integer fields; the read is unaligned-safe.
         Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<KernelEvent>()) })
     }
+
+    /// The record as the programs write it to the ring buffer (for tests and benchmarks).
+    pub fn to_bytes(&self) -> [u8; KERNEL_EVENT_SIZE] {
+        // SAFETY: `KernelEvent` is `repr(C)` with explicit padding fields, so all its
+        // KERNEL_EVENT_SIZE bytes are initialized; `[u8; N]` has no invalid bit pattern, and
+        // transmute_copy reads the value by copy (no alignment needed for the u8 array).
+        unsafe { core::mem::transmute_copy::<KernelEvent, [u8; KERNEL_EVENT_SIZE]>(self) }
+    }
 }
 
 /// Byte offsets of the kernel struct members the programs read, resolved by the loader from
@@ -389,10 +397,7 @@ mod tests {
             values: [3, 0, 0, 9, 1, 2],
             ..KernelEvent::default()
         };
-        // SAFETY: reading the bytes of a repr(C) Copy value that lives for the whole borrow.
-        let bytes = unsafe {
-            core::slice::from_raw_parts((&e as *const KernelEvent).cast::<u8>(), KERNEL_EVENT_SIZE)
-        };
+        let bytes = &e.to_bytes()[..];
         assert_eq!(KernelEvent::from_bytes(bytes), Some(e));
         assert_eq!(
             KernelEvent::from_bytes(&bytes[..KERNEL_EVENT_SIZE - 1]),

@@ -497,11 +497,7 @@ mod tests {
     use super::*;
 
     fn bytes(e: &KernelEvent) -> Vec<u8> {
-        // SAFETY: reading the bytes of a repr(C) Copy value that lives for the whole borrow.
-        unsafe {
-            std::slice::from_raw_parts((e as *const KernelEvent).cast::<u8>(), KERNEL_EVENT_SIZE)
-        }
-        .to_vec()
+        e.to_bytes().to_vec()
     }
 
     fn hz() -> Hz {
