@@ -78,7 +78,7 @@ fn main() -> ExitCode {
     // Still the only thread: start the eBPF loader (it keeps the capabilities until the probes
     // are attached, then exits), then drop them here, before the runtime creates its threads.
     let attaching = kernel::Attaching::spawn(&config.ebpf, config.sctp_ports());
-    drop_capabilities(&config);
+    drop_capabilities(&config, attaching.is_some());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
 
 /// Drops every capability but `CAP_NET_BIND_SERVICE` when a port below 1024 is to be bound
 /// (see [`privileges`]); says what it did.
-fn drop_capabilities(config: &Config) {
+fn drop_capabilities(config: &Config, loader: bool) {
     let ports = config
         .listen
         .iter()
@@ -107,7 +107,12 @@ fn drop_capabilities(config: &Config) {
             dropped = %d.held.without(d.kept),
             kept = %d.kept,
             bounding_set_reduced = d.bounding_reduced,
-            "capabilities dropped (the eBPF loader thread keeps them until the probes are attached)"
+            "capabilities dropped{}",
+            if loader {
+                " (the eBPF loader thread keeps them until the probes are attached, then exits)"
+            } else {
+                ""
+            }
         ),
         Err(e) => tracing::warn!(error = %e, "could not drop capabilities"),
     }

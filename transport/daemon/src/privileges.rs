@@ -169,16 +169,16 @@ pub fn drop_all_except(keep: CapSet) -> Result<Dropped, PrivilegeError> {
     let now = sys::get()?;
     let kept = now.permitted.and(keep);
     // The bounding set first: shrinking it needs CAP_SETPCAP, which the capset below removes.
-    let bounding_reduced = if now.effective.has(CAP_SETPCAP) {
+    // Best effort, every capability tried: a refusal (e.g. a seccomp filter) must not keep the
+    // other sets whole.
+    let mut bounding_reduced = now.effective.has(CAP_SETPCAP);
+    if bounding_reduced {
         for cap in 0..=sys::last_cap() {
-            if !keep.has(cap) && sys::in_bounding(cap) {
-                sys::drop_bounding(cap)?;
+            if !keep.has(cap) && sys::in_bounding(cap) && sys::drop_bounding(cap).is_err() {
+                bounding_reduced = false;
             }
         }
-        true
-    } else {
-        false
-    };
+    }
     sys::clear_ambient();
     sys::set(sys::Sets {
         effective: kept,
