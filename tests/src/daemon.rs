@@ -810,18 +810,6 @@ pub fn sctp_assocs_on(port: u16) -> Vec<(u16, u16)> {
         .collect()
 }
 
-/// `/proc/net/sctp/snmp` (`SctpCurrEstab`, `SctpShutdowns`, `SctpAborteds`, ...).
-pub fn sctp_snmp() -> BTreeMap<String, u64> {
-    let text = std::fs::read_to_string("/proc/net/sctp/snmp")
-        .unwrap_or_else(|e| panic!("/proc/net/sctp/snmp: {e}"));
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            Some((it.next()?.to_owned(), it.next()?.parse().ok()?))
-        })
-        .collect()
-}
-
 /// Waits up to 10 s until `port` is open: UDP (`udp`) or a listening SCTP endpoint.
 pub fn wait_port(port: u16, udp: bool, who: &mut Peer) {
     let up = wait_until(Duration::from_secs(10), || {

@@ -33,9 +33,9 @@ use std::{
 use sipsctp_tests::{
     daemon::{
         Daemon, Metrics, Peer, ToolRun, data_file, json_u64, promtool_check, require_tool,
-        run_tool_sampling, scratch, sctp_snmp, sipp, sipp_in, sipp_totals, tail, wait_port,
-        wait_until,
+        run_tool_sampling, scratch, sipp, sipp_in, sipp_totals, tail, wait_port, wait_until,
     },
+    kernel_sctp,
     netns::{Netns, ip},
     require_sctp, vm_kernel,
 };
@@ -156,9 +156,9 @@ impl Uac<'_> {
             .args(["-m", &self.calls.to_string(), "-r", &self.rate.to_string()])
             .args(["-timeout", "120s", "-timeout_error"])
             .arg(self.remote.to_string());
-        let before = sctp_snmp();
+        let before = kernel_sctp::snmp();
         let run = run_tool_sampling("sipp-uac", c, &dir, Duration::from_secs(150), each);
-        let after = sctp_snmp();
+        let after = kernel_sctp::snmp();
         let snmp = after
             .into_iter()
             .filter_map(|(k, v)| {
@@ -819,7 +819,7 @@ fn daemon_calls_complete_with_10_percent_loss_on_the_sctp_leg() {
             ),
         ),
     );
-    let snmp0 = sctp_snmp();
+    let snmp0 = kernel_sctp::snmp();
     let calls = 100u32;
     let r = Uac {
         scenario: None,
@@ -832,7 +832,7 @@ fn daemon_calls_complete_with_10_percent_loss_on_the_sctp_leg() {
         netns: Some(&ns),
     }
     .run(&dir, || {});
-    let snmp1 = sctp_snmp();
+    let snmp1 = kernel_sctp::snmp();
     let dropped = (
         netem_dropped(None, "sxd-loss0"),
         netem_dropped(Some(&ns), "sxd-loss1"),

@@ -26,11 +26,8 @@ use sipsctp_sctp::{
 };
 
 use sipsctp_tests::{
-    daemon::{
-        Daemon, Peer, json_u64, scratch, sctp_assocs_on, sctp_snmp, sipp, tail, wait_port,
-        wait_until,
-    },
-    require_sctp, vm_kernel,
+    daemon::{Daemon, Peer, json_u64, scratch, sctp_assocs_on, sipp, tail, wait_port, wait_until},
+    kernel_sctp, require_sctp, vm_kernel,
 };
 
 /// Everything `probe` received within `limit`: (notifications, SIP messages).
@@ -174,13 +171,13 @@ fn sigterm_under_load(uac_transport: &str, rate: u32, base: u16, admin: &str, ex
         "the UAC's and the UAS's associations are open: {info}"
     );
     let m = d.metrics();
-    let snmp0 = sctp_snmp();
+    let snmp0 = kernel_sctp::snmp();
 
     let t0 = Instant::now();
     d.signal(libc::SIGTERM);
     let status = d.wait_exit(Duration::from_secs(15));
     let took = t0.elapsed();
-    let snmp1 = sctp_snmp();
+    let snmp1 = kernel_sctp::snmp();
     let left = {
         let mut left = sctp_assocs_on(daemon_port);
         // The peers' halves go with the SHUTDOWN COMPLETE; give the kernel a moment.
