@@ -17,6 +17,12 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ $up = 1 ] || fail "sipsctpd did not come up"
+# In mode auto the probes attach in the background (seconds under emulation): wait for them,
+# so that the kernel metrics below cover every call.
+for _ in $(seq 1 600); do
+  curl -s http://127.0.0.1:9460/health | grep -q '"kernel":"loading' || break
+  sleep 0.1
+done
 curl -s http://127.0.0.1:9460/health; echo
 echo "== sipp UAC over SCTP (one association per call, -t sn): $CALLS INVITE/ACK/BYE calls"
 # -t sn: a socket per call; -l caps concurrent calls below -max_socket.

@@ -399,29 +399,32 @@ pub async fn start(
             metrics.set_source(true);
             Ok(tokio::spawn(event_loop(probes, metrics, recent)))
         }
-        Mode::Auto => Ok(tokio::spawn(async move {
-            match load.await {
-                Ok(probes) => {
-                    report(&probes, &metrics);
-                    if let Ok(mut st) = recent.status.lock() {
-                        *st = "ebpf".into();
+        Mode::Auto => {
+            set_status("loading: attaching the eBPF probes".into());
+            Ok(tokio::spawn(async move {
+                match load.await {
+                    Ok(probes) => {
+                        report(&probes, &metrics);
+                        if let Ok(mut st) = recent.status.lock() {
+                            *st = "ebpf".into();
+                        }
+                        metrics.set_source(true);
+                        event_loop(probes, metrics, recent).await;
                     }
-                    metrics.set_source(true);
-                    event_loop(probes, metrics, recent).await;
-                }
-                Err(reason) => {
-                    tracing::warn!(
-                        %reason,
-                        "eBPF unavailable: kernel metrics fall back to /proc/net/sctp/snmp and getsockopt polling"
-                    );
-                    if let Ok(mut st) = recent.status.lock() {
-                        *st = format!("poll: eBPF unavailable: {reason}");
+                    Err(reason) => {
+                        tracing::warn!(
+                            %reason,
+                            "eBPF unavailable: kernel metrics fall back to /proc/net/sctp/snmp and getsockopt polling"
+                        );
+                        if let Ok(mut st) = recent.status.lock() {
+                            *st = format!("poll: eBPF unavailable: {reason}");
+                        }
+                        metrics.set_source(false);
+                        poll_loop(poll, metrics, sctp).await;
                     }
-                    metrics.set_source(false);
-                    poll_loop(poll, metrics, sctp).await;
                 }
-            }
-        })),
+            }))
+        }
     }
 }
 
