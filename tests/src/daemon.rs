@@ -474,6 +474,16 @@ impl Daemon {
         http(self.admin, "GET", path, "")
     }
 
+    /// The non-zero `sipsctp_` samples of `GET /metrics`, or why they could not be read (never
+    /// panics: for failure messages).
+    pub fn metrics_for_message(&self) -> String {
+        match try_http(self.admin, "GET", "/metrics", "") {
+            Ok((200, body)) => Metrics::parse(&body).nonzero(),
+            Ok((status, body)) => format!("GET /metrics: {status} {body}"),
+            Err(e) => format!("GET /metrics: {e}"),
+        }
+    }
+
     /// `GET /metrics`, parsed (panics unless 200).
     pub fn metrics(&self) -> Metrics {
         let (status, body) = self.get("/metrics");
