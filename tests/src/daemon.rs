@@ -163,6 +163,40 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The first `n` lines of each kind in a daemon log, in order, and how many there were of
+/// each: a kind is the level and target with the `event=` name (or the message up to its first
+/// digit), so a burst of one event shows as a few lines and a count.
+pub fn log_digest(log: &str, n: usize) -> String {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    let mut out = Vec::new();
+    for line in log.lines() {
+        // "<timestamp>  LEVEL target: message"
+        let rest = line.split_once(' ').map_or(line, |(_, r)| r.trim_start());
+        let kind: String = match rest.split_once("event=") {
+            Some((head, ev)) => {
+                let name: String = ev.chars().take_while(|c| c.is_alphanumeric()).collect();
+                format!("{head}event={name}")
+            }
+            None => rest.chars().take_while(|c| !c.is_ascii_digit()).collect(),
+        };
+        match seen.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, count)) => {
+                *count += 1;
+                if *count <= n {
+                    out.push(line.to_string());
+                }
+            }
+            None => {
+                seen.push((kind, 1));
+                out.push(line.to_string());
+            }
+        }
+    }
+    out.push("(lines of each kind:)".to_string());
+    out.extend(seen.into_iter().map(|(k, c)| format!("{c:>7}  {k}")));
+    out.join("\n")
+}
+
 /// The last `n` lines of `s`.
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
@@ -535,10 +569,14 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
         if std::thread::panicking() {
+            let log = self.stderr();
             eprintln!(
-                "--- sipsctpd ({}) stderr, last 40 lines ---\n{}",
+                "--- sipsctpd ({}) log digest: the first 3 lines of each kind ---\n{}\n\
+                 --- sipsctpd ({}) stderr, last 40 lines ---\n{}",
                 self.name,
-                tail(&self.stderr(), 40)
+                log_digest(&log, 3),
+                self.name,
+                tail(&log, 40)
             );
         }
     }

@@ -354,8 +354,9 @@ fn sctp_to_udp(
             m.value("sipsctp_sctp_comm_lost_total"),
         ),
         (assocs, 0),
-        "kernel {}: SCTP counters (established, comm_lost):\n{show}",
-        vm_kernel()
+        "kernel {}: SCTP counters (established, comm_lost):\n{show}\n{}",
+        vm_kernel(),
+        r.show()
     );
     // A 200 the UDP UAS retransmitted after sipp had ended the call (and closed its
     // association) cannot be delivered: the only sends allowed to fail.

@@ -49,9 +49,10 @@ pub enum FrameVerdict {
 /// Splits a stream: what the SIP layer says about the bytes buffered so far.
 pub type Framer = Arc<dyn Fn(&[u8]) -> FrameVerdict + Send + Sync>;
 
-/// The UDP sockets.
+/// The UDP sockets, each with the address it is bound to (read once: sends pick a socket by
+/// address family, and a `getsockname` per message would be wasted).
 pub struct Udp {
-    sockets: Vec<Arc<UdpSocket>>,
+    sockets: Vec<(Arc<UdpSocket>, SocketAddr)>,
 }
 
 impl Udp {
@@ -62,30 +63,26 @@ impl Udp {
     pub async fn bind(addrs: &[SocketAddr]) -> Result<Udp, (SocketAddr, io::Error)> {
         let mut sockets = Vec::new();
         for a in addrs {
-            sockets.push(Arc::new(UdpSocket::bind(a).await.map_err(|e| (*a, e))?));
+            let s = UdpSocket::bind(a).await.map_err(|e| (*a, e))?;
+            let local = s.local_addr().map_err(|e| (*a, e))?;
+            sockets.push((Arc::new(s), local));
         }
         Ok(Udp { sockets })
     }
 
     /// Bound addresses.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
+        self.sockets.iter().map(|(_, local)| *local).collect()
     }
 
     /// Starts one receive task per socket.
     pub fn spawn_receivers(&self, tx: mpsc::Sender<Inbound>, max: usize) -> Vec<JoinHandle<()>> {
         self.sockets
             .iter()
-            .map(|s| {
-                let s = s.clone();
+            .map(|(s, local)| {
+                let (s, local) = (s.clone(), *local);
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let local = s
-                        .local_addr()
-                        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                     // One byte more than the limit tells an oversized datagram from a full one.
                     let mut buf = vec![0u8; max + 1];
                     loop {
@@ -119,10 +116,10 @@ impl Udp {
     /// # Errors
     /// No socket of that family, or the send failed.
     pub async fn send(&self, dest: SocketAddr, data: &[u8]) -> io::Result<()> {
-        let s = self
+        let (s, _) = self
             .sockets
             .iter()
-            .find(|s| s.local_addr().is_ok_and(|l| l.is_ipv4() == dest.is_ipv4()))
+            .find(|(_, local)| local.is_ipv4() == dest.is_ipv4())
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::AddrNotAvailable,
