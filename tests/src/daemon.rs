@@ -10,6 +10,7 @@ use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -595,11 +596,16 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Starts `cmd` with stdout and stderr into `log`. Panics when it cannot start.
+    /// Starts `cmd` with stdout and stderr into `log`, in a process group of its own (Kamailio
+    /// forks workers that hold its sockets: dropping the peer kills the whole group). Panics
+    /// when it cannot start.
     pub fn spawn(what: &str, mut cmd: Command, log: PathBuf) -> Peer {
         let out = std::fs::File::create(&log).expect("peer log file");
         let err = out.try_clone().expect("peer log file");
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start {what} ({:?}): {e}; it must be installed on the host",
@@ -651,6 +657,14 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        // The group's id is the child's pid (`process_group(0)`); util-linux `kill` takes a
+        // negative id for a group.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {

@@ -10,7 +10,9 @@
 //!   associations (the UAC's and one to the UAS: responses return on the association their
 //!   request came on) and every message relayed exactly once;
 //! - UDP -> sipsctpd -> SCTP: 1000 calls over one association to the UAS;
-//! - Kamailio (sctp module) as the SCTP upstream behind a domain route: sipp OPTIONS over SCTP
+//! - Kamailio (sctp module) as the SCTP upstream: 200 calls from sipp over SCTP through sipsctpd
+//!   and Kamailio (stateless `forward()`) to a sipp UAS over UDP, every message relayed once
+//!   each way over two associations; and behind a domain route: sipp OPTIONS over SCTP
 //!   and over UDP answered by Kamailio (its Server header checked by the scenario), the
 //!   replies coming back on the daemon's association; the keep-alive (an OPTIONS to the
 //!   daemon itself) answered 200 with nothing sent to Kamailio;
@@ -585,6 +587,132 @@ fn daemon_udp_to_sctp_1000_calls() {
     );
 }
 
+/// Kamailio with `tests/data/daemon/kamailio.cfg` (SCTP and UDP on 127.0.0.1:5390; OPTIONS
+/// answered, everything else forwarded to a UDP UAS on 127.0.0.1:5391), in `dir`; returns once
+/// its SCTP port is open.
+fn kamailio(dir: &Path) -> Peer {
+    require_tool("kamailio");
+    let mut cmd = Command::new("kamailio");
+    cmd.arg("-f")
+        .arg(data_file("kamailio.cfg"))
+        .args(["-DD", "-E", "-m", "32", "-M", "8"])
+        .current_dir(dir);
+    let mut kam = Peer::spawn("kamailio", cmd, dir.join("kamailio.log"));
+    wait_port(5390, false, &mut kam);
+    kam
+}
+
+#[test]
+fn daemon_kamailio_sctp_upstream_relays_calls_to_its_uas() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    let dir = scratch("kamailio-calls");
+    let _uas = uas(&dir, "u1", "127.0.0.1", 5391);
+    let mut kam = kamailio(&dir);
+    let admin = "127.0.0.1:9466";
+    let d = Daemon::start(
+        "kamailio-calls",
+        addr(admin),
+        &config(
+            &[
+                ("sctp", &["127.0.0.1"], 5580),
+                ("udp", &["127.0.0.1"], 5580),
+            ],
+            &[(None, "sctp:127.0.0.1:5390")],
+            admin,
+            EBPF_OFF,
+        ),
+    );
+    let n = 200u32;
+    let what = "sipp -t s1 -> sipsctpd -> Kamailio over SCTP -> sipp UAS over UDP";
+    let r = Uac {
+        scenario: None,
+        transport: "s1",
+        local_ip: "127.0.0.1",
+        local_port: 5590,
+        remote: addr("127.0.0.1:5580"),
+        calls: n,
+        rate: 20,
+        netns: None,
+    }
+    .run(&dir, || {});
+    r.assert_all_ok(n, what, &d);
+    kam.assert_running();
+    let m = d.settle();
+    let show = m.nonzero();
+    let n = u64::from(n);
+    // Both legs are SCTP: in from sipp, out to Kamailio; the responses in from Kamailio, out to
+    // sipp. INVITE, BYE, 180 and the 200 to BYE exactly once per call.
+    for method in ["INVITE", "BYE"] {
+        assert_eq!(
+            (
+                m.requests(method, "sctp", "in"),
+                m.requests(method, "sctp", "out")
+            ),
+            (n, n),
+            "kernel {}: {method} in from sipp, out to Kamailio:\n{show}",
+            vm_kernel()
+        );
+    }
+    let acks = m.requests("ACK", "sctp", "in");
+    assert!(acks >= n, "ACK in: {acks} < {n}:\n{show}");
+    assert_eq!(
+        m.requests("ACK", "sctp", "out"),
+        acks,
+        "every ACK relayed:\n{show}"
+    );
+    assert_eq!(
+        (
+            m.responses("INVITE", "1xx", "sctp", "in"),
+            m.responses("INVITE", "1xx", "sctp", "out"),
+            m.responses("BYE", "2xx", "sctp", "in"),
+            m.responses("BYE", "2xx", "sctp", "out"),
+        ),
+        (n, n, n, n),
+        "180 and 200-to-BYE from Kamailio, relayed to sipp:\n{show}"
+    );
+    // 200 to INVITE: the UAS retransmits it (over UDP, through Kamailio) until the ACK arrives;
+    // each one that reaches the daemon goes on to sipp, whose association is still up.
+    let ok_in = m.responses("INVITE", "2xx", "sctp", "in");
+    assert!(ok_in >= n, "200 to INVITE from Kamailio: {ok_in}:\n{show}");
+    assert_eq!(
+        m.responses("INVITE", "2xx", "sctp", "out"),
+        ok_in,
+        "every 200 to INVITE relayed:\n{show}"
+    );
+    assert_eq!(
+        (completed(&m, "INVITE", "2xx"), completed(&m, "BYE", "2xx")),
+        (n, n),
+        "completed transactions:\n{show}"
+    );
+    // Kamailio sent its responses on the daemon's association to it: two in all.
+    let (_, list) = d.get("/sctp/assocs");
+    assert!(
+        list.contains("\"primary\":\"127.0.0.1:5390\""),
+        "the association to Kamailio: {list}"
+    );
+    assert_eq!(
+        (
+            m.value("sipsctp_sctp_established_total"),
+            m.value("sipsctp_sctp_comm_lost_total"),
+            m.value("sipsctp_sctp_send_failed_total"),
+        ),
+        (2, 0, 0),
+        "kernel {}: (established, comm_lost, send_failed): sipp's association and the one to \
+         Kamailio:\n{show}\n{list}",
+        vm_kernel()
+    );
+    assert!(sip_drops(&m).is_empty(), "{:?}", sip_drops(&m));
+    eprintln!(
+        "kernel {}: {what}: {n} calls in {:.1} s, 0 failed, 200-to-INVITE {ok_in}, 2 associations",
+        vm_kernel(),
+        r.run.took.as_secs_f64()
+    );
+}
+
 #[test]
 fn daemon_kamailio_sctp_upstream_answers_options_and_keepalive_stays_local() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -592,16 +720,8 @@ fn daemon_kamailio_sctp_upstream_answers_options_and_keepalive_stays_local() {
         .build()
         .unwrap();
     rt.block_on(async { require_sctp() });
-    require_tool("kamailio");
     let dir = scratch("kamailio");
-    let mut kam_cmd = Command::new("kamailio");
-    kam_cmd
-        .arg("-f")
-        .arg(data_file("kamailio.cfg"))
-        .args(["-DD", "-E", "-m", "32", "-M", "8"])
-        .current_dir(&dir);
-    let mut kam = Peer::spawn("kamailio", kam_cmd, dir.join("kamailio.log"));
-    wait_port(5390, false, &mut kam);
+    let mut kam = kamailio(&dir);
     let admin = "127.0.0.1:9465";
     let d = Daemon::start(
         "kamailio",
