@@ -612,7 +612,7 @@ fn daemon_kamailio_sctp_upstream_relays_calls_to_its_uas() {
     let dir = scratch("kamailio-calls");
     let _uas = uas(&dir, "u1", "127.0.0.1", 5391);
     let mut kam = kamailio(&dir);
-    let admin = "127.0.0.1:9466";
+    let admin = "127.0.0.1:9470";
     let d = Daemon::start(
         "kamailio-calls",
         addr(admin),

@@ -11,7 +11,9 @@
 //! - the keep-alive (an OPTIONS whose Request-URI is the daemon) is answered 200 and nothing
 //!   reaches the upstream; `Max-Forwards: 0` on a request to forward gets 483;
 //! - after all of it a request to forward still reaches the upstream (own Via on top,
-//!   Max-Forwards decremented) and the upstream's 200 comes back to the client.
+//!   Max-Forwards decremented) and the upstream's 200 comes back to the client;
+//! - a dead SCTP upstream: every send counted as failed, the log thinned to a line a second
+//!   that says how many it held back.
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -21,7 +23,7 @@ use std::{
 
 use sipsctp_sctp::{Incoming, SctpSocket, SendOptions, SendTarget, SocketConfig};
 use sipsctp_tests::{
-    daemon::{Daemon, Metrics, promtool_check},
+    daemon::{Daemon, Metrics, promtool_check, wait_until},
     require_sctp, vm_kernel,
 };
 
@@ -587,5 +589,105 @@ async fn daemon_counts_the_400_for_a_bad_content_length_under_the_requests_metho
          400 out as `other`:\n{}",
         vm_kernel(),
         m.nonzero()
+    );
+}
+
+/// A dead SCTP upstream (nothing listens there: the kernel answers each INIT with an ABORT).
+/// Every request relayed to it is counted as a failed send, and the log reports the failures
+/// at most once a second, each line saying how many it held back since the previous one: a
+/// burst of 50 gives a handful of lines whose counts add up to the 50, not 50 lines.
+#[tokio::test]
+async fn daemon_a_dead_sctp_upstream_is_counted_per_message_and_logged_per_second() {
+    require_sctp();
+    let admin = "127.0.0.1:9469";
+    let cfg = format!(
+        r#"
+[[listen]]
+proto = "sctp"
+addresses = ["127.0.0.1"]
+port = 5463
+
+[[listen]]
+proto = "udp"
+addresses = ["127.0.0.1"]
+port = 5463
+
+[[route]]
+upstream = "sctp:127.0.0.1:5464"
+
+[admin]
+listen = "{admin}"
+
+[ebpf]
+mode = "off"
+"#
+    );
+    let daemon = Daemon::start("dead-upstream", admin.parse().unwrap(), &cfg);
+    let client = UdpSocket::bind("127.0.0.1:0").expect("UDP client");
+    let failed = |want: u64| {
+        wait_until(Duration::from_secs(10), || {
+            daemon.metrics().value("sipsctp_sctp_send_failed_total") >= want
+        })
+    };
+    // A burst, then, more than a second later, one more: its line carries the count of those
+    // held back before it.
+    let n = 50u32;
+    for i in 0..n {
+        client
+            .send_to(&options("UDP", i, false, "", 0), "127.0.0.1:5463")
+            .expect("send");
+    }
+    assert!(
+        failed(u64::from(n)),
+        "kernel {}: the {n} sends to the dead upstream did not all fail:\n{}",
+        vm_kernel(),
+        daemon.metrics().nonzero()
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    client
+        .send_to(&options("UDP", n, false, "", 0), "127.0.0.1:5463")
+        .expect("send");
+    let total = u64::from(n) + 1;
+    assert!(failed(total), "the last send did not fail");
+    let m = daemon.settle();
+    assert_eq!(
+        (
+            m.value("sipsctp_sctp_send_failed_total"),
+            m.requests("OPTIONS", "sctp", "out")
+        ),
+        (total, total),
+        "every request sent once and its failure counted once:\n{}",
+        m.nonzero()
+    );
+    let log = daemon.stderr();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("event=SendFailure"))
+        .collect();
+    let reported: u64 = lines
+        .iter()
+        .map(|l| {
+            let held = l
+                .split("not_logged_since_last=")
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|d| d.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no held-back count in: {l}"));
+            1 + held
+        })
+        .sum();
+    assert!(
+        lines.len() <= 5 && reported == total,
+        "{} SendFailure lines accounting for {reported} failures; want at most 5 lines, \
+         accounting for all {total}:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    eprintln!(
+        "kernel {}: {total} sends to a dead SCTP upstream: all counted as failed, {} log lines \
+         (connect_failed {})",
+        vm_kernel(),
+        lines.len(),
+        m.value("sipsctp_sctp_connect_failed_total")
     );
 }

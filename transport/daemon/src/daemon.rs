@@ -23,6 +23,7 @@ use tokio::{
 use crate::{
     admin,
     config::{Config, Proto},
+    log_limit::LogLimit,
     metrics::Metrics,
     net::{Inbound, Tcp, Udp},
     relay::{Relay, Senders},
@@ -280,6 +281,8 @@ async fn start(
 /// Logs what happens to associations: the operator's view of the SCTP side.
 async fn log_events(ep: Arc<SctpEndpoint>) {
     let mut events = ep.events();
+    // The per-message kinds at most once a second per kind and peer.
+    let mut repeats = LogLimit::new(Duration::from_secs(1), 1024);
     loop {
         match events.recv().await {
             Ok(e) => match &e {
@@ -293,10 +296,26 @@ async fn log_events(ep: Arc<SctpEndpoint>) {
                 }
                 // Counted in the metrics; common when a peer closed its socket (e.g. a
                 // retransmitted response for a finished call).
-                AssocEvent::CantStart { .. }
-                | AssocEvent::SendFailure { .. }
-                | AssocEvent::SendRetried { .. }
-                | AssocEvent::Dropped { .. } => tracing::info!(event = ?e, "SCTP"),
+                AssocEvent::CantStart { peer, .. } => {
+                    if let Some(n) = repeats.check(("cant_start", *peer), Instant::now()) {
+                        tracing::info!(event = ?e, not_logged_since_last = n, "SCTP");
+                    }
+                }
+                AssocEvent::SendFailure { dest, .. } => {
+                    if let Some(n) = repeats.check(("send_failure", *dest), Instant::now()) {
+                        tracing::info!(event = ?e, not_logged_since_last = n, "SCTP");
+                    }
+                }
+                AssocEvent::SendRetried { dest, .. } => {
+                    if let Some(n) = repeats.check(("send_retried", Some(*dest)), Instant::now()) {
+                        tracing::info!(event = ?e, not_logged_since_last = n, "SCTP");
+                    }
+                }
+                AssocEvent::Dropped { peer, .. } => {
+                    if let Some(n) = repeats.check(("dropped", *peer), Instant::now()) {
+                        tracing::info!(event = ?e, not_logged_since_last = n, "SCTP");
+                    }
+                }
                 _ => tracing::warn!(event = ?e, "SCTP"),
             },
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod daemon;
 mod kernel;
+mod log_limit;
 mod metrics;
 mod net;
 mod privileges;

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     config::{self, Config, Proto},
+    log_limit::LogLimit,
     metrics::{Direction, method_label},
     net::{FrameVerdict, Inbound, Tcp, Udp},
     state::Shared,
@@ -237,6 +238,8 @@ pub async fn run(
     stop: Arc<tokio::sync::Notify>,
 ) {
     let mut table = TransactionTable::new(sip.transaction_capacity);
+    // "could not relay" at most once a second per destination (the drops are counted exactly).
+    let mut failures = LogLimit::new(Duration::from_secs(1), 1024);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -244,7 +247,7 @@ pub async fn run(
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
                 let r = relay.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone());
-                handle(&r, &senders, &shared, &mut table, msg).await;
+                handle(&r, &senders, &shared, &mut table, &mut failures, msg).await;
             }
             _ = stop.notified() => rx.close(),
             _ = tick.tick() => {
@@ -263,6 +266,7 @@ async fn handle(
     senders: &Senders,
     shared: &Shared,
     table: &mut TransactionTable,
+    failures: &mut LogLimit<SocketAddr>,
     msg: Inbound,
 ) {
     let m = &shared.metrics;
@@ -322,7 +326,15 @@ async fn handle(
             let now = Instant::now();
             if let Err(e) = senders.send(to, bytes).await {
                 m.drop("send_failed");
-                tracing::warn!(dest = %to.addr, transport = dest_label, error = %e, "could not relay");
+                if let Some(held_back) = failures.check(to.addr, now) {
+                    tracing::warn!(
+                        dest = %to.addr,
+                        transport = dest_label,
+                        error = %e,
+                        not_logged_since_last = held_back,
+                        "could not relay (dropped, counted in sipsctp_sip_messages_dropped_total{{reason=\"send_failed\"}})"
+                    );
+                }
                 return;
             }
             match (&request_method, tx) {
