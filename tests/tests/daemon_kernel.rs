@@ -181,6 +181,29 @@ fn ebpf_on_shows_the_daemons_own_retransmissions_and_association() {
     );
     assert_eq!(m.value("sipsctp_ebpf_events_lost_total"), 0);
     assert!(m.value("sipsctp_kernel_rto_seconds_count") > 0);
+    // Skipped probe runs: a series per probe where the kernel counts them (6.7 and later; the
+    // daemon reads them every second), none where it does not, and the log says so.
+    let skipped: Vec<&str> = m
+        .text
+        .lines()
+        .filter(|l| l.starts_with("sipsctp_ebpf_probe_runs_skipped_total{"))
+        .collect();
+    let counted = vm_kernel() != "6.1";
+    if counted {
+        assert!(
+            skipped.len() >= 12 && skipped.iter().any(|l| l.contains("probe=\"retransmit\"")),
+            "kernel {}: a skipped-runs series per probe: {skipped:?}",
+            vm_kernel()
+        );
+    } else {
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert!(
+            d.stderr()
+                .contains("does not count the probe runs it skips"),
+            "kernel {}: the log says skipped runs go uncounted",
+            vm_kernel()
+        );
+    }
     let (status, body) = d.get("/kernel/events?limit=5");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body.matches("\"local_port\":").count(), 5, "{body}");

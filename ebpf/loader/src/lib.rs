@@ -62,8 +62,12 @@ pub mod btf;
 pub mod event;
 pub mod hz;
 pub mod layout;
+pub mod prog_stats;
 
-use std::os::{fd::AsRawFd as _, unix::fs::MetadataExt as _};
+use std::os::{
+    fd::{AsFd as _, AsRawFd as _},
+    unix::fs::MetadataExt as _,
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -383,6 +387,17 @@ impl LoadOptions {
     }
 }
 
+/// Runs of one program the kernel skipped (see [`KernelProbes::missed_runs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MissedRuns {
+    /// The probe the program belongs to (see [`PROBES`]).
+    pub probe: &'static str,
+    /// The program's name in the object (see [`Hook`]).
+    pub program: &'static str,
+    /// Runs skipped so far.
+    pub runs: u64,
+}
+
 /// Counters the programs keep in the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
@@ -441,6 +456,15 @@ pub enum ProbeError {
     /// Registering a ring buffer with tokio failed.
     #[error("registering the ring buffer with tokio: {0}")]
     Io(#[from] std::io::Error),
+    /// A program's statistics could not be read.
+    #[error("reading the statistics of program {program}: {source}")]
+    ProgramInfo {
+        /// The program's name in the object.
+        program: &'static str,
+        /// What the kernel (or aya) said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The loaded programs. Dropping it detaches and unloads them.
@@ -453,6 +477,7 @@ pub struct KernelProbes {
     scope: Scope,
     malformed: u64,
     logs: tokio::task::JoinHandle<()>,
+    counts_misses: bool,
 }
 
 impl KernelProbes {
@@ -659,6 +684,9 @@ impl AttachedProbes {
         let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
         let logs = spawn_log_forwarder(logger)?;
+        let counts_misses = prog_stats::kernel_release()
+            .map(|r| prog_stats::counts_kprobe_misses(&r))
+            .unwrap_or(false);
         Ok(KernelProbes {
             ebpf,
             events,
@@ -668,6 +696,7 @@ impl AttachedProbes {
             scope,
             malformed: 0,
             logs,
+            counts_misses,
         })
     }
 }
@@ -763,6 +792,48 @@ impl KernelProbes {
     /// When the counter map cannot be read.
     pub fn events_lost(&self) -> Result<u64, ProbeError> {
         self.stat(STAT_EVENTS_LOST)
+    }
+
+    /// Whether this kernel counts the runs it skips (see [`KernelProbes::missed_runs`]).
+    pub fn counts_missed_runs(&self) -> bool {
+        self.counts_misses
+    }
+
+    /// Runs of the programs that the kernel skipped because another BPF program was already
+    /// running on that CPU (their events are lost; see [`prog_stats`]), per program of each
+    /// probe that is up. `None` when this kernel does not count such runs for kprobes (before
+    /// 6.7): there they are lost without a trace.
+    ///
+    /// # Errors
+    /// [`ProbeError::ProgramInfo`] when a program's statistics cannot be read.
+    pub fn missed_runs(&self) -> Result<Option<Vec<MissedRuns>>, ProbeError> {
+        if !self.counts_misses {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for s in self.status.iter().filter(|s| s.is_up()) {
+            let Some(def) = PROBES.iter().find(|d| d.name == s.name) else {
+                continue;
+            };
+            for h in def.hooks {
+                let Some(p) = self.ebpf.program(h.program) else {
+                    continue;
+                };
+                let info = |source| ProbeError::ProgramInfo {
+                    program: h.program,
+                    source,
+                };
+                let fd = p
+                    .fd()
+                    .map_err(|e| info(std::io::Error::other(e.to_string())))?;
+                out.push(MissedRuns {
+                    probe: def.name,
+                    program: h.program,
+                    runs: prog_stats::recursion_misses(fd.as_fd()).map_err(info)?,
+                });
+            }
+        }
+        Ok(Some(out))
     }
 
     /// All kernel-side counters.

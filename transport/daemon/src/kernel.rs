@@ -7,7 +7,9 @@
 //! `sipsctp_kernel_timer_expirations_total{timer}`, `sipsctp_kernel_rto_seconds`,
 //! `sipsctp_kernel_srtt_seconds`, `sipsctp_kernel_association_events_total{event}`,
 //! `sipsctp_kernel_path_events_total{event}`, `sipsctp_kernel_heartbeats_total{direction}`,
-//! `sipsctp_ebpf_events_lost_total`, `sipsctp_ebpf_probe_up{probe}`.
+//! `sipsctp_ebpf_events_lost_total`, `sipsctp_ebpf_probe_up{probe}`, and on Linux 6.7 and later
+//! `sipsctp_ebpf_probe_runs_skipped_total{probe}` (runs the kernel skipped because another BPF
+//! program was running on that CPU: their events are lost; older kernels do not count them).
 //!
 //! The snmp counters are host-wide (every SCTP association of the network namespace), the
 //! eBPF ones are the daemon's own associations (its netns and listening ports) unless
@@ -46,9 +48,11 @@ pub struct KernelMetrics {
     path_events: IntCounterVec,
     heartbeats: IntCounterVec,
     events_lost: IntCounter,
+    runs_skipped: IntCounterVec,
     probe_up: IntGaugeVec,
     source: IntGaugeVec,
     last_lost: Mutex<u64>,
+    last_skipped: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn seconds_buckets() -> Vec<f64> {
@@ -128,6 +132,15 @@ impl KernelMetrics {
             "Kernel events the probes could not deliver (ring buffer full)",
         )?;
         registry.register(Box::new(events_lost.clone()))?;
+        let runs_skipped = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_ebpf_probe_runs_skipped_total",
+                "Probe runs the kernel skipped because another BPF program was running on that \
+                 CPU; their events are lost (counted by Linux 6.7 and later only)",
+            ),
+            &["probe"],
+        )?;
+        registry.register(Box::new(runs_skipped.clone()))?;
         let probe_up = IntGaugeVec::new(
             Opts::new(
                 "sipsctp_ebpf_probe_up",
@@ -153,9 +166,11 @@ impl KernelMetrics {
             path_events,
             heartbeats,
             events_lost,
+            runs_skipped,
             probe_up,
             source,
             last_lost: Mutex::new(0),
+            last_skipped: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -166,6 +181,23 @@ impl KernelMetrics {
         self.source
             .with_label_values(&["poll"])
             .set(i64::from(!ebpf));
+    }
+
+    /// Adds what the kernel's skipped-run counts (per program, since load) grew by, per probe.
+    fn add_skipped(&self, runs: &[sipsctp_ebpf::MissedRuns]) {
+        let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for r in runs {
+            *totals.entry(r.probe).or_default() += r.runs;
+        }
+        let mut last = self.last_skipped.lock().unwrap_or_else(|p| p.into_inner());
+        for (probe, total) in totals {
+            let before = last.entry(probe).or_default();
+            // Touch every probe's series, so that 0 shows: the kernel does count.
+            self.runs_skipped
+                .with_label_values(&[probe])
+                .inc_by(total.saturating_sub(*before));
+            *before = total.max(*before);
+        }
     }
 
     /// Counts one kernel event.
@@ -443,11 +475,19 @@ fn report(probes: &KernelProbes, metrics: &KernelMetrics) {
         }
     }
     tracing::info!(probes_up = up, probes = probes.status().len(), hz = ?probes.hz(), "eBPF probes attached");
+    if !probes.counts_missed_runs() {
+        tracing::info!(
+            "this kernel (before Linux 6.7) does not count the probe runs it skips when another \
+             BPF program is running on the same CPU: under heavy load a few kernel events can \
+             be lost without sipsctp_ebpf_probe_runs_skipped_total showing it"
+        );
+    }
 }
 
 async fn event_loop(mut probes: KernelProbes, metrics: Arc<KernelMetrics>, recent: Arc<Recent>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut warned = false;
+    let mut warned_skipped = false;
     loop {
         tokio::select! {
             e = probes.next_event() => match e {
@@ -470,6 +510,15 @@ async fn event_loop(mut probes: KernelProbes, metrics: Arc<KernelMetrics>, recen
                     Err(e) if !warned => {
                         warned = true;
                         tracing::warn!(error = %e, "cannot read the eBPF lost-events counter; sipsctp_ebpf_events_lost_total stays behind");
+                    }
+                    Err(_) => {}
+                }
+                match probes.missed_runs() {
+                    Ok(Some(runs)) => metrics.add_skipped(&runs),
+                    Ok(None) => {}
+                    Err(e) if !warned_skipped => {
+                        warned_skipped = true;
+                        tracing::warn!(error = %e, "cannot read the probes' skipped runs; sipsctp_ebpf_probe_runs_skipped_total stays behind");
                     }
                     Err(_) => {}
                 }
