@@ -256,7 +256,14 @@ fn ebpf_off_polls_the_kernel_counters() {
         let _loss = NetemOnLo::add(&["loss", "10%"]);
         options_over_sctp("kernel_off", port, 150);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Data still in flight is retransmitted after the loss ends (the RTO is a second or more):
+    // count up to the end of the last association, then let a poll pass.
+    let idle = sipsctp_tests::daemon::wait_until(Duration::from_secs(60), || {
+        std::fs::read_to_string("/proc/net/sctp/assocs")
+            .map(|t| t.lines().count() <= 1)
+            .unwrap_or(false)
+    });
+    assert!(idle, "the test's associations did not end");
     let after = snmp();
     std::thread::sleep(Duration::from_millis(800));
     let m1 = d.metrics();

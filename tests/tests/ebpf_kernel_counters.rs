@@ -1,7 +1,8 @@
 //! Under packet loss, the probes' retransmission and timer events equal the kernel's own
-//! counters in `/proc/net/sctp/snmp`, exactly, over the same interval; on Linux 6.7 and later,
-//! the events plus the probe runs the kernel skipped (a BPF program already running on that
-//! CPU; `KernelProbes::missed_runs`), which happens when the host stalls the VM.
+//! counters in `/proc/net/sctp/snmp` over the same interval: on Linux 6.7 and later exactly,
+//! counting the probe hits the kernel skipped (a probe nested in another on that CPU, which
+//! happens when the host stalls the VM; `KernelProbes::missed_runs`); before 6.7, where such
+//! hits vanish without a count, never more and at most a few (2, or 2 %) fewer.
 //!
 //! Setup: six tokio-sctp echo associations (client sockets bound before connecting, so their
 //! ports are known to the probes before the INIT) with short RTO bounds (`SCTP_RTOINFO`).
@@ -175,11 +176,12 @@ async fn retransmissions_and_timer_expiries_equal_the_kernel_counters_under_loss
     );
     eprintln!("{report}");
 
-    // A probe run the kernel skipped because another BPF program was running on that CPU (a
-    // timer softirq interrupting a program in process context: more likely when the host
-    // stalls the VM) loses its event. Linux counts these since 6.7, per program; the events
-    // plus the skipped runs must then equal the kernel's counters exactly. Before 6.7 nothing
-    // counts them, and the events alone must be exact.
+    // A kprobe hit the kernel skipped because it nested in another probe on that CPU (a timer
+    // softirq interrupting a probe that runs in process context: more likely when the host
+    // stalls the VM) loses its event. Linux counts these since 6.7, per program and link
+    // (`KernelProbes::missed_runs`): there the events plus the skipped runs must equal the
+    // kernel's counters exactly. Before 6.7 nothing counts them: the events must not exceed
+    // the counters and may fall short by a few (at most 2, or 2 %), never more.
     let missed = probes.missed_runs().unwrap();
     let skipped = |program: &str| {
         missed.as_ref().map_or(0, |m| {
@@ -212,18 +214,30 @@ async fn retransmissions_and_timer_expiries_equal_the_kernel_counters_under_loss
         ("retransmit FAST_RTX", "SctpFastRetransmits"),
         ("retransmit PMTUD", "SctpPmtudRetransmits"),
     ];
+    // Where skipped runs are not counted (before 6.7): how many events may be missing.
+    let uncounted = |kernel: u64| {
+        if missed.is_some() {
+            0
+        } else {
+            (kernel / 50).max(2)
+        }
+    };
     let rtx_skipped = skipped("sctp_retransmit");
     for (event, counter) in retransmits {
         assert!(
             count(event) <= snmp_deltas[counter]
-                && snmp_deltas[counter] <= count(event) + rtx_skipped,
+                && snmp_deltas[counter]
+                    <= count(event) + rtx_skipped + uncounted(snmp_deltas[counter]),
             "{event} events vs {counter} delta ({rtx_skipped} runs skipped); {report}"
         );
     }
-    assert_eq!(
-        retransmits.iter().map(|(e, _)| count(e)).sum::<u64>() + rtx_skipped,
-        retransmits.iter().map(|(_, c)| snmp_deltas[c]).sum::<u64>(),
-        "retransmit events + skipped runs vs the three counters; {report}"
+    let rtx_events: u64 = retransmits.iter().map(|(e, _)| count(e)).sum();
+    let rtx_kernel: u64 = retransmits.iter().map(|(_, c)| snmp_deltas[c]).sum();
+    assert!(
+        rtx_events + rtx_skipped <= rtx_kernel
+            && rtx_kernel <= rtx_events + rtx_skipped + uncounted(rtx_kernel),
+        "retransmit events {rtx_events} + skipped runs {rtx_skipped} vs the three counters \
+         {rtx_kernel}; {report}"
     );
     let timers = [
         (
@@ -243,10 +257,21 @@ async fn retransmissions_and_timer_expiries_equal_the_kernel_counters_under_loss
         ),
     ];
     for (event, program, counter) in timers {
-        assert_eq!(
-            count(event) + skipped(program),
-            snmp_deltas[counter],
-            "{event} events + skipped runs of {program} vs {counter} delta; {report}"
+        let seen = count(event) + skipped(program);
+        let kernel = snmp_deltas[counter];
+        assert!(
+            seen <= kernel && kernel <= seen + uncounted(kernel),
+            "{event} events + skipped runs of {program} ({seen}) vs {counter} delta ({kernel}); \
+             {report}"
+        );
+    }
+    if missed.is_none() {
+        eprintln!(
+            "kernel {}: skipped probe runs are not counted here; events short of the kernel's \
+             counters: retransmissions {}, T3 expiries {}",
+            vm_kernel(),
+            rtx_kernel - rtx_events,
+            snmp_deltas["SctpT3RtxExpireds"] - count("t3_rtx_expired")
         );
     }
     // Association life cycle, as it holds in this scenario (no init collision, no restart, no

@@ -72,7 +72,7 @@ use std::os::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::KProbe,
+    programs::{KProbe, links::FdLink},
 };
 use aya_log::EbpfLogger;
 pub use event::{
@@ -469,6 +469,7 @@ pub enum ProbeError {
 
 /// The loaded programs. Dropping it detaches and unloads them.
 pub struct KernelProbes {
+    links: Vec<ProbeLink>,
     ebpf: Ebpf,
     events: AsyncFd<RingBuf<MapData>>,
     ports: HashMap<MapData, u16, u8>,
@@ -579,6 +580,12 @@ impl KernelProbes {
             }
         }
 
+        // Where the kernel counts skipped kprobe hits (6.7+), the links are taken out of aya's
+        // programs, with a second fd each to read their statistics (see `prog_stats`).
+        let counts_misses = prog_stats::kernel_release()
+            .map(|r| prog_stats::counts_kprobe_misses(&r))
+            .unwrap_or(false);
+        let mut links: Vec<ProbeLink> = Vec::new();
         let mut status = Vec::with_capacity(PROBES.len());
         for def in PROBES {
             let state = match &btf {
@@ -587,8 +594,11 @@ impl KernelProbes {
                 },
                 Ok(btf) => match probe_problem(btf, &resolved, def) {
                     Some(reason) => ProbeState::Down { reason },
-                    None => match attach(&mut ebpf, def, &functions) {
-                        Ok(()) => ProbeState::Up,
+                    None => match attach(&mut ebpf, def, &functions, counts_misses) {
+                        Ok(mut taken) => {
+                            links.append(&mut taken);
+                            ProbeState::Up
+                        }
                         Err(reason) => ProbeState::Down { reason },
                     },
                 },
@@ -633,6 +643,20 @@ impl KernelProbes {
             status.iter().filter(|s| s.is_up()).count(),
             status.len()
         );
+        // Missed hits are only counted when every attached program's link could be read.
+        let unreadable = links.iter().find(|l| l.stats.is_err());
+        if let Some(ProbeLink {
+            program,
+            stats: Err(e),
+            ..
+        }) = unreadable
+        {
+            log::warn!(
+                "cannot read the statistics of the link of {program} ({e}); skipped probe \
+                 runs are not counted"
+            );
+        }
+        let counts_misses = counts_misses && unreadable.is_none();
         Ok(AttachedProbes {
             ebpf,
             ring,
@@ -641,6 +665,8 @@ impl KernelProbes {
             status,
             hz,
             scope,
+            links,
+            counts_misses,
         })
     }
 }
@@ -649,6 +675,8 @@ impl KernelProbes {
 /// tokio inside, so it can be made on a thread of its own and handed to the runtime, where
 /// [`AttachedProbes::start`] begins reading. Dropping it detaches and unloads the programs.
 pub struct AttachedProbes {
+    links: Vec<ProbeLink>,
+    counts_misses: bool,
     ebpf: Ebpf,
     ring: RingBuf<MapData>,
     logger: EbpfLogger<&'static dyn log::Log>,
@@ -671,6 +699,8 @@ impl AttachedProbes {
     /// [`ProbeError::Io`] when a ring buffer cannot be registered with tokio.
     pub fn start(self) -> Result<KernelProbes, ProbeError> {
         let AttachedProbes {
+            links,
+            counts_misses,
             ebpf,
             ring,
             logger,
@@ -684,10 +714,8 @@ impl AttachedProbes {
         let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
         let logs = spawn_log_forwarder(logger)?;
-        let counts_misses = prog_stats::kernel_release()
-            .map(|r| prog_stats::counts_kprobe_misses(&r))
-            .unwrap_or(false);
         Ok(KernelProbes {
+            links,
             ebpf,
             events,
             ports,
@@ -826,10 +854,21 @@ impl KernelProbes {
                 let fd = p
                     .fd()
                     .map_err(|e| info(std::io::Error::other(e.to_string())))?;
+                let mut runs = prog_stats::recursion_misses(fd.as_fd()).map_err(info)?;
+                if let Some(Ok(stats)) = self
+                    .links
+                    .iter()
+                    .find(|l| l.program == h.program)
+                    .map(|l| l.stats.as_ref())
+                {
+                    runs += prog_stats::kprobe_link_missed(stats.as_fd())
+                        .map_err(info)?
+                        .unwrap_or(0);
+                }
                 out.push(MissedRuns {
                     probe: def.name,
                     program: h.program,
-                    runs: prog_stats::recursion_misses(fd.as_fd()).map_err(info)?,
+                    runs,
                 });
             }
         }
@@ -890,12 +929,23 @@ fn probe_problem(btf: &Btf, resolved: &Resolved, def: &ProbeDef) -> Option<Strin
         .or_else(|| resolved.check(btf, def.fields, def.enums))
 }
 
+/// A program's attachment, taken out of aya's program (dropping it detaches), with a second
+/// fd to read its statistics (see [`prog_stats`]).
+struct ProbeLink {
+    program: &'static str,
+    _link: FdLink,
+    stats: std::io::Result<std::os::fd::OwnedFd>,
+}
+
 /// Loads and attaches every program of `def`; on any failure unloads the ones already done.
+/// With `take_links`, returns the attachments (see [`ProbeLink`]).
 fn attach(
     ebpf: &mut Ebpf,
     def: &ProbeDef,
     functions: &std::collections::BTreeMap<String, String>,
-) -> Result<(), String> {
+    take_links: bool,
+) -> Result<Vec<ProbeLink>, String> {
+    let mut links = Vec::new();
     let mut done: Vec<&'static str> = Vec::new();
     let mut result = Ok(());
     for h in def.hooks {
@@ -910,9 +960,25 @@ fn attach(
                 .map_err(|e| format!("loading {}: {}", h.program, verbose(&e)))?;
             done.push(h.program);
             let function = function_of(h, functions);
-            program
+            let id = program
                 .attach(function, 0)
                 .map_err(|e| format!("attaching to {function}: {}", verbose(&e)))?;
+            if take_links {
+                let link = program
+                    .take_link(id)
+                    .map_err(|e| format!("taking the link of {}: {e}", h.program))?;
+                let link = FdLink::try_from(link)
+                    .map_err(|e| format!("the link of {} is not a BPF link: {e}", h.program))?;
+                let stats = link
+                    .info()
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|i| prog_stats::link_fd_by_id(i.id()));
+                links.push(ProbeLink {
+                    program: h.program,
+                    _link: link,
+                    stats,
+                });
+            }
             Ok(())
         })();
         if let Err(e) = r {
@@ -921,6 +987,8 @@ fn attach(
         }
     }
     if result.is_err() {
+        // The links taken so far detach when dropped, before their programs are unloaded.
+        drop(links);
         for name in done {
             if let Some(p) = ebpf.program_mut(name) {
                 let unloaded = <&mut KProbe>::try_from(p).map(|k| k.unload());
@@ -929,8 +997,9 @@ fn attach(
                 }
             }
         }
+        return result.map(|()| Vec::new());
     }
-    result
+    Ok(links)
 }
 
 /// An error with its sources (aya puts the OS error and the verifier log there).

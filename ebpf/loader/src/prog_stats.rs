@@ -1,19 +1,22 @@
-//! A program statistic the kernel keeps but aya 0.14 does not expose: `recursion_misses` of
-//! `bpf_prog_info`, read with `BPF_OBJ_GET_INFO_BY_FD`. For kprobe programs the kernel counts
-//! there the runs it skipped because a BPF program was already running on the same CPU (a
-//! softirq, e.g. an SCTP timer, interrupting a program that runs in process context). Linux
-//! counts these for kprobes since 6.7 ("bpf: Count missed stats in trace_call_bpf"); before,
-//! such a run is skipped without a trace, and the field stays 0.
+//! Statistics the kernel keeps about skipped probe runs that aya 0.14 does not expose, read
+//! with `BPF_OBJ_GET_INFO_BY_FD`. A kprobe hit is skipped, and its event lost, when it nests in
+//! another probe on the same CPU (a softirq, e.g. an SCTP timer, interrupting a program that
+//! runs in process context): the kprobe layer counts it in the link's `missed`
+//! (`bpf_link_info.perf_event.kprobe.missed`), the BPF layer in the program's
+//! `recursion_misses` (`bpf_prog_info`). Linux reports both for kprobes since 6.7 ("bpf: Add
+//! missed stats for kprobes"); before, such a run is skipped without a trace.
 //!
-//! The one `unsafe` concern of the loader outside aya: a `bpf(2)` call on a program fd.
+//! The one `unsafe` concern of the loader outside aya: `bpf(2)` calls on program and link fds.
 
 use std::{
     io,
     mem::size_of,
-    os::fd::{AsRawFd as _, BorrowedFd},
+    os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
 };
 
-use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_info};
+use aya_obj::generated::{
+    bpf_attr, bpf_cmd, bpf_link_info, bpf_link_type, bpf_perf_event_type, bpf_prog_info,
+};
 
 /// Whether a kernel of this release (`uname -r`, e.g. `6.12.117+deb12-amd64`) counts kprobe
 /// runs skipped for recursion in `recursion_misses`: 6.7 and later.
@@ -64,6 +67,77 @@ pub fn recursion_misses(fd: BorrowedFd<'_>) -> io::Result<u64> {
         return Err(io::Error::last_os_error());
     }
     Ok(info.recursion_misses)
+}
+
+/// A new fd for the BPF link whose id is `id` (`BPF_LINK_GET_FD_BY_ID`: needs CAP_SYS_ADMIN,
+/// so call it while attaching; reading the link's statistics through it later needs nothing).
+///
+/// # Errors
+/// The `bpf(2)` call failed (no privilege, no such link).
+pub fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    // SAFETY: all zeroes is a valid bpf_attr (a union of plain integer structs).
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
+    // SAFETY: BPF_LINK_GET_FD_BY_ID reads `link_id` and `open_flags` (0) from `attr`, which is
+    // as large as the size passed, and returns a new fd or -1.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_LINK_GET_FD_BY_ID as libc::c_long,
+            std::ptr::from_mut(&mut attr),
+            size_of::<bpf_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(r).map_err(|_| io::Error::other("fd out of range"))?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `missed` of a kprobe or kretprobe perf-event link: hits the kprobe layer skipped. `None`
+/// for another kind of link.
+///
+/// # Errors
+/// The `bpf(2)` call failed (e.g. `fd` is not a link).
+pub fn kprobe_link_missed(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
+    // SAFETY: bpf_link_info is plain C data (integers, unions of integer structs); all zeroes
+    // is valid, and a zero `func_name`/`name_len` tells the kernel not to copy the name.
+    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, for the bpf_attr union.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.info.bpf_fd = u32::try_from(fd.as_raw_fd())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "negative fd"))?;
+    attr.info.info_len = size_of::<bpf_link_info>() as u32;
+    attr.info.info = std::ptr::from_mut(&mut info) as u64;
+    // SAFETY: BPF_OBJ_GET_INFO_BY_FD writes at most `info_len` bytes into `info`, alive and
+    // writable for the whole call; `attr` is as large as the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+            std::ptr::from_mut(&mut attr),
+            size_of::<bpf_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if info.type_ != bpf_link_type::BPF_LINK_TYPE_PERF_EVENT as u32 {
+        return Ok(None);
+    }
+    // SAFETY: the kernel filled the perf_event member: the link's type says so.
+    let perf = unsafe { info.__bindgen_anon_1.perf_event };
+    let kprobe = [
+        bpf_perf_event_type::BPF_PERF_EVENT_KPROBE as u32,
+        bpf_perf_event_type::BPF_PERF_EVENT_KRETPROBE as u32,
+    ];
+    if !kprobe.contains(&perf.type_) {
+        return Ok(None);
+    }
+    // SAFETY: for both kprobe types the kernel fills the kprobe member.
+    Ok(Some(unsafe { perf.__bindgen_anon_1.kprobe.missed }))
 }
 
 #[cfg(test)]
