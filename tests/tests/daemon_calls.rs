@@ -73,6 +73,24 @@ fn config(
     s
 }
 
+/// A daemon `name` listening on SCTP and UDP at 127.0.0.1:`port` that sends every request to
+/// `upstream`, with its admin API on `admin` and `extra` TOML.
+fn relay_daemon(name: &str, port: u16, upstream: &str, admin: &str, extra: &str) -> Daemon {
+    Daemon::start(
+        name,
+        addr(admin),
+        &config(
+            &[
+                ("sctp", &["127.0.0.1"], port),
+                ("udp", &["127.0.0.1"], port),
+            ],
+            &[(None, upstream)],
+            admin,
+            extra,
+        ),
+    )
+}
+
 /// sipp's built-in UAS (`-sn uas`) on `ip:port` over `transport` (`u1`, `s1`), in the
 /// background; returns once its port is open.
 fn uas(dir: &Path, transport: &str, ip: &str, port: u16) -> Peer {
@@ -337,18 +355,12 @@ fn sctp_to_udp(
     let (daemon_port, uac_port, uas_port) = (base, base + 10, base + 20);
     let dir = scratch(name);
     let _uas = uas(&dir, "u1", "127.0.0.1", uas_port);
-    let d = Daemon::start(
+    let d = relay_daemon(
         name,
-        addr(admin),
-        &config(
-            &[
-                ("sctp", &["127.0.0.1"], daemon_port),
-                ("udp", &["127.0.0.1"], daemon_port),
-            ],
-            &[(None, &format!("udp:127.0.0.1:{uas_port}"))],
-            admin,
-            extra,
-        ),
+        daemon_port,
+        &format!("udp:127.0.0.1:{uas_port}"),
+        admin,
+        extra,
     );
     let mut peak = 0usize;
     let r = Uac {
@@ -563,19 +575,7 @@ fn daemon_udp_to_sctp_1000_calls() {
     let dir = scratch("udp-to-sctp");
     let _uas = uas(&dir, "s1", "127.0.0.1", 5380);
     let admin = "127.0.0.1:9463";
-    let d = Daemon::start(
-        "udp-to-sctp",
-        addr(admin),
-        &config(
-            &[
-                ("sctp", &["127.0.0.1"], 5360),
-                ("udp", &["127.0.0.1"], 5360),
-            ],
-            &[(None, "sctp:127.0.0.1:5380")],
-            admin,
-            EBPF_OFF,
-        ),
-    );
+    let d = relay_daemon("udp-to-sctp", 5360, "sctp:127.0.0.1:5380", admin, EBPF_OFF);
     let r = Uac {
         scenario: None,
         transport: "u1",
@@ -653,18 +653,12 @@ fn daemon_kamailio_sctp_upstream_relays_calls_to_its_uas() {
     let _uas = uas(&dir, "u1", "127.0.0.1", 5391);
     let mut kam = kamailio(&dir);
     let admin = "127.0.0.1:9470";
-    let d = Daemon::start(
+    let d = relay_daemon(
         "kamailio-calls",
-        addr(admin),
-        &config(
-            &[
-                ("sctp", &["127.0.0.1"], 5580),
-                ("udp", &["127.0.0.1"], 5580),
-            ],
-            &[(None, "sctp:127.0.0.1:5390")],
-            admin,
-            EBPF_OFF,
-        ),
+        5580,
+        "sctp:127.0.0.1:5390",
+        admin,
+        EBPF_OFF,
     );
     let n = 200u32;
     let what = "sipp -t s1 -> sipsctpd -> Kamailio over SCTP -> sipp UAS over UDP";

@@ -37,36 +37,71 @@ pub fn kernel_release() -> io::Result<String> {
         .to_owned())
 }
 
+/// Plain C data the kernel fills: all zeroes is a valid value, and so is any bit pattern.
+///
+/// # Safety
+/// Only for `#[repr(C)]` structs and unions of integers (and arrays and unions of them).
+unsafe trait KernelData: Sized {
+    /// All zeroes.
+    fn zeroed() -> Self {
+        // SAFETY: the trait's contract: all zeroes is a valid value.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
+// SAFETY: bindgen's bpf_attr, bpf_prog_info and bpf_link_info are #[repr(C)] structs and unions
+// of integers (the kernel's pointers are u64 fields).
+unsafe impl KernelData for bpf_attr {}
+// SAFETY: as above.
+unsafe impl KernelData for bpf_prog_info {}
+// SAFETY: as above.
+unsafe impl KernelData for bpf_link_info {}
+
+/// `bpf(2)`: `cmd` with `attr`; the call's non-negative result, or the OS error.
+///
+/// # Safety
+/// Every pointer `attr` carries for `cmd` must point to live memory, writable where the kernel
+/// writes, of the length `attr` gives.
+unsafe fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is as large as the size passed, and the kernel reads no more of it; the
+    // pointers in it are valid (the caller's contract).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            std::ptr::from_mut(attr),
+            size_of::<bpf_attr>(),
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD`: the information about the program or link behind `fd`.
+fn obj_info<T: KernelData>(fd: BorrowedFd<'_>) -> io::Result<T> {
+    // Zero: fields such as a link's `func_name` pointer stay 0, so the kernel copies nothing
+    // out through them.
+    let mut info = T::zeroed();
+    let mut attr = bpf_attr::zeroed();
+    attr.info.bpf_fd = u32::try_from(fd.as_raw_fd())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "negative fd"))?;
+    attr.info.info_len = size_of::<T>() as u32;
+    attr.info.info = std::ptr::from_mut(&mut info) as u64;
+    // SAFETY: the one pointer, `attr.info.info`, is `info`: alive and writable for the whole
+    // call, `info_len` bytes long.
+    unsafe { bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok(info)
+}
+
 /// `recursion_misses` of the program behind `fd`.
 ///
 /// # Errors
 /// The `bpf(2)` call failed (e.g. `fd` is not a program).
 pub fn recursion_misses(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    // SAFETY: bpf_prog_info is a plain C struct of integers (pointers are u64 fields); all
-    // zeroes is a valid value, and the one the kernel expects for fields it should not read.
-    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
-    // SAFETY: the same holds for the bpf_attr union.
-    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-    let fd = u32::try_from(fd.as_raw_fd())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "negative fd"))?;
-    attr.info.bpf_fd = fd;
-    attr.info.info_len = size_of::<bpf_prog_info>() as u32;
-    attr.info.info = std::ptr::from_mut(&mut info) as u64;
-    // SAFETY: BPF_OBJ_GET_INFO_BY_FD reads `attr.info` (an fd, and a pointer and length that
-    // describe `info`, alive and writable for the whole call) and writes at most `info_len`
-    // bytes into `info`; `attr` is as large as the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
-            std::ptr::from_mut(&mut attr),
-            size_of::<bpf_attr>(),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(info.recursion_misses)
+    Ok(obj_info::<bpf_prog_info>(fd)?.recursion_misses)
 }
 
 /// A new fd for the BPF link whose id is `id` (`BPF_LINK_GET_FD_BY_ID`: needs CAP_SYS_ADMIN,
@@ -75,22 +110,10 @@ pub fn recursion_misses(fd: BorrowedFd<'_>) -> io::Result<u64> {
 /// # Errors
 /// The `bpf(2)` call failed (no privilege, no such link).
 pub fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    // SAFETY: all zeroes is a valid bpf_attr (a union of plain integer structs).
-    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    let mut attr = bpf_attr::zeroed();
     attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
-    // SAFETY: BPF_LINK_GET_FD_BY_ID reads `link_id` and `open_flags` (0) from `attr`, which is
-    // as large as the size passed, and returns a new fd or -1.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_LINK_GET_FD_BY_ID as libc::c_long,
-            std::ptr::from_mut(&mut attr),
-            size_of::<bpf_attr>(),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: BPF_LINK_GET_FD_BY_ID reads `link_id` and `open_flags` (0): no pointer.
+    let r = unsafe { bpf(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut attr) }?;
     let fd = i32::try_from(r).map_err(|_| io::Error::other("fd out of range"))?;
     // SAFETY: the kernel just returned this fd to us; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -102,32 +125,12 @@ pub fn link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
 /// # Errors
 /// The `bpf(2)` call failed (e.g. `fd` is not a link).
 pub fn kprobe_link_missed(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
-    // SAFETY: bpf_link_info is plain C data (integers, unions of integer structs); all zeroes
-    // is valid, and a zero `func_name`/`name_len` tells the kernel not to copy the name.
-    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
-    // SAFETY: as above, for the bpf_attr union.
-    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-    attr.info.bpf_fd = u32::try_from(fd.as_raw_fd())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "negative fd"))?;
-    attr.info.info_len = size_of::<bpf_link_info>() as u32;
-    attr.info.info = std::ptr::from_mut(&mut info) as u64;
-    // SAFETY: BPF_OBJ_GET_INFO_BY_FD writes at most `info_len` bytes into `info`, alive and
-    // writable for the whole call; `attr` is as large as the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
-            std::ptr::from_mut(&mut attr),
-            size_of::<bpf_attr>(),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let info = obj_info::<bpf_link_info>(fd)?;
     if info.type_ != bpf_link_type::BPF_LINK_TYPE_PERF_EVENT as u32 {
         return Ok(None);
     }
-    // SAFETY: the kernel filled the perf_event member: the link's type says so.
+    // SAFETY: reading a union member of plain integers is defined for any bits; the link's
+    // type says the kernel filled this one.
     let perf = unsafe { info.__bindgen_anon_1.perf_event };
     let kprobe = [
         bpf_perf_event_type::BPF_PERF_EVENT_KPROBE as u32,
@@ -136,7 +139,7 @@ pub fn kprobe_link_missed(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
     if !kprobe.contains(&perf.type_) {
         return Ok(None);
     }
-    // SAFETY: for both kprobe types the kernel fills the kprobe member.
+    // SAFETY: as above; for both kprobe types the kernel fills the kprobe member.
     Ok(Some(unsafe { perf.__bindgen_anon_1.kprobe.missed }))
 }
 
