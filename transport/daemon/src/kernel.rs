@@ -8,8 +8,8 @@
 //! `sipsctp_kernel_srtt_seconds`, `sipsctp_kernel_association_events_total{event}`,
 //! `sipsctp_kernel_path_events_total{event}`, `sipsctp_kernel_heartbeats_total{direction}`,
 //! `sipsctp_ebpf_events_lost_total`, `sipsctp_ebpf_probe_up{probe}`, and on Linux 6.7 and later
-//! `sipsctp_ebpf_probe_runs_skipped_total{probe}` (runs the kernel skipped because another BPF
-//! program was running on that CPU: their events are lost; older kernels do not count them).
+//! `sipsctp_ebpf_probe_runs_skipped_total{probe}` (probe hits the kernel skipped because they
+//! nested in another probe on that CPU: their events are lost; older kernels do not count them).
 //!
 //! The snmp counters are host-wide (every SCTP association of the network namespace), the
 //! eBPF ones are the daemon's own associations (its netns and listening ports) unless
@@ -135,8 +135,8 @@ impl KernelMetrics {
         let runs_skipped = IntCounterVec::new(
             Opts::new(
                 "sipsctp_ebpf_probe_runs_skipped_total",
-                "Probe runs the kernel skipped because another BPF program was running on that \
-                 CPU; their events are lost (counted by Linux 6.7 and later only)",
+                "Probe hits the kernel skipped because they nested in another probe on that CPU; \
+                 their events are lost (counted by Linux 6.7 and later only)",
             ),
             &["probe"],
         )?;
@@ -477,9 +477,10 @@ fn report(probes: &KernelProbes, metrics: &KernelMetrics) {
     tracing::info!(probes_up = up, probes = probes.status().len(), hz = ?probes.hz(), "eBPF probes attached");
     if !probes.counts_missed_runs() {
         tracing::info!(
-            "this kernel (before Linux 6.7) does not count the probe runs it skips when another \
-             BPF program is running on the same CPU: under heavy load a few kernel events can \
-             be lost without sipsctp_ebpf_probe_runs_skipped_total showing it"
+            "skipped probe hits are not counted: either the kernel (before Linux 6.7) does not \
+             count the probe runs it skips when one nests in another on the same CPU, or their \
+             counts could not be read (see the loader's warning); under heavy load a few kernel \
+             events can be lost without sipsctp_ebpf_probe_runs_skipped_total showing it"
         );
     }
 }
