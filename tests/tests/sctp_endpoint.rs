@@ -301,7 +301,10 @@ async fn max_assocs_aborts_the_third_peer_and_refuses_a_third_outbound() {
     }
     // The two accepted peers are still served.
     let p0 = peers[0].local_addr().unwrap();
-    assert_eq!(ep.send(S0, p0, b"reply").unwrap(), SendOutcome::Sent);
+    assert!(matches!(
+        ep.send(S0, p0, b"reply").unwrap(),
+        SendOutcome::Sent { assoc: Some(_) }
+    ));
     assert_eq!(
         next_message(&peers[0], Duration::from_secs(10)).await.0,
         b"reply"
@@ -335,7 +338,12 @@ async fn tracking_follows_peers_across_closes_and_reuses_the_association_for_rep
             .unwrap();
         assert_eq!(m.peer, paddr);
         // The reply goes on the association the request came on.
-        assert_eq!(ep.send(S0, paddr, b"reply").unwrap(), SendOutcome::Sent);
+        assert_eq!(
+            ep.send(S0, paddr, b"reply").unwrap(),
+            SendOutcome::Sent {
+                assoc: Some(m.assoc)
+            }
+        );
         let (data, _, _) = next_message(&p, Duration::from_secs(10)).await;
         assert_eq!(data, b"reply");
         assert_eq!(ep.info().tracked, 1);
@@ -389,7 +397,7 @@ async fn messages_round_trip_whole_with_a_small_partial_delivery_point() {
         assert!(m.data == msg, "{size} B reassembled differently");
         assert!(matches!(
             ep.send(m.socket, m.peer, &m.data),
-            Ok(SendOutcome::Sent | SendOutcome::Queued)
+            Ok(SendOutcome::Sent { .. } | SendOutcome::Queued { .. })
         ));
         buf.clear();
         let (n, _, _) =
@@ -450,8 +458,8 @@ async fn a_slow_reader_gets_every_message_in_order_through_the_send_queue() {
         msg[..4].copy_from_slice(&seq.to_be_bytes());
         loop {
             match ep.send(hello.socket, hello.peer, &msg) {
-                Ok(SendOutcome::Sent) => break,
-                Ok(SendOutcome::Queued) => {
+                Ok(SendOutcome::Sent { .. }) => break,
+                Ok(SendOutcome::Queued { .. }) => {
                     queued += 1;
                     // Wait for the drainer to take the last queued message, then send the
                     // next at once: the moment a direct send could overtake the message the
@@ -532,9 +540,10 @@ async fn a_message_lost_with_its_association_is_resent_to_the_restarted_peer() {
     let mut events = ep.events();
     let peer_port = 36_100;
     let p1 = peer(peer_port);
+    // A first send to a new peer opens the association: no id yet.
     assert_eq!(
         ep.send(S0, lo(peer_port), b"first").unwrap(),
-        SendOutcome::Sent
+        SendOutcome::Sent { assoc: None }
     );
     let (data, p1_assoc, _) = next_message(&p1, Duration::from_secs(10)).await;
     assert_eq!(data, b"first");
@@ -544,10 +553,10 @@ async fn a_message_lost_with_its_association_is_resent_to_the_restarted_peer() {
     let loss = Loss::total();
     p1.abort(p1_assoc, b"crash").unwrap();
     drop(p1);
-    assert_eq!(
+    assert!(matches!(
         ep.send(S0, lo(peer_port), b"survivor").unwrap(),
-        SendOutcome::Sent
-    );
+        SendOutcome::Sent { .. }
+    ));
     let down = next_event(&mut events, Duration::from_secs(20), |e| {
         matches!(e, AssocEvent::Down { .. })
     })

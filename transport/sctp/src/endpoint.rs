@@ -315,13 +315,30 @@ pub enum ParamChangeError {
     },
 }
 
-/// How a send went.
+/// How a send went, with the association it went on when that was known at send time (an
+/// association being set up by this very send, or a send by address after a stale one, has
+/// no id yet: it arrives with `AssocEvent::Up`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendOutcome {
     /// The kernel took it.
-    Sent,
+    Sent {
+        /// The association that carries it.
+        assoc: Option<AssocId>,
+    },
     /// It waits in the destination's queue for the send buffer to drain.
-    Queued,
+    Queued {
+        /// The association it waits for.
+        assoc: Option<AssocId>,
+    },
+}
+
+impl SendOutcome {
+    /// The association that carries (or will carry) the message, when known.
+    pub const fn assoc(&self) -> Option<AssocId> {
+        match self {
+            Self::Sent { assoc } | Self::Queued { assoc } => *assoc,
+        }
+    }
 }
 
 /// Kamailio's `sctp.info`.
@@ -673,6 +690,14 @@ impl SctpEndpoint {
     }
 }
 
+/// The association a route names, if it names one.
+const fn route_assoc(route: Route) -> Option<AssocId> {
+    match route {
+        Route::Assoc(a) => Some(a),
+        Route::Addr(_) => None,
+    }
+}
+
 fn is_stale_assoc(e: &Error) -> bool {
     e.raw_os_error()
         .is_some_and(crate::sys::is_stale_assoc_errno)
@@ -755,13 +780,15 @@ impl Inner {
                 };
                 q.push(route, pending)
                     .map_err(|(source, _)| SendError::QueueFull { dest, source })?;
-                return Ok(SendOutcome::Queued);
+                return Ok(SendOutcome::Queued {
+                    assoc: route_assoc(route),
+                });
             }
             route
         };
         let opts = self.send_options(socket, dest, budget);
         match self.try_send_route(l, route, dest, data, &opts) {
-            Ok(()) => Ok(SendOutcome::Sent),
+            Ok(assoc) => Ok(SendOutcome::Sent { assoc }),
             Err(e) if e.is_would_block() => {
                 Counters::bump(&self.counters.sendq_full);
                 let mut st = self.lock();
@@ -782,7 +809,9 @@ impl Inner {
                     SendError::QueueFull { dest, source }
                 })?;
                 l.writer.notify_one();
-                Ok(SendOutcome::Queued)
+                Ok(SendOutcome::Queued {
+                    assoc: route_assoc(route),
+                })
             }
             Err(source) => {
                 Counters::bump(&self.counters.send_failed);
@@ -792,6 +821,7 @@ impl Inner {
     }
 
     /// One attempt on the route, falling back to the address when the association is stale.
+    /// Returns the association used, when known.
     fn try_send_route(
         &self,
         l: &Listener,
@@ -799,13 +829,13 @@ impl Inner {
         dest: SocketAddr,
         data: &[u8],
         opts: &SendOptions,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<AssocId>, Error> {
         let target = match route {
             Route::Assoc(a) => SendTarget::Assoc(a),
             Route::Addr(a) => SendTarget::Addr(a),
         };
         match l.sock.try_send(data, target, opts) {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(route_assoc(route)),
             Err(e)
                 if matches!(route, Route::Assoc(_))
                     && is_stale_assoc(&e)
@@ -813,7 +843,7 @@ impl Inner {
             {
                 l.sock
                     .try_send(data, SendTarget::Addr(dest), opts)
-                    .map(|_| ())
+                    .map(|_| None)
             }
             Err(e) => Err(e),
         }
@@ -1151,7 +1181,7 @@ async fn send_loop(inner: Arc<Inner>, i: usize) {
             q.done(&route);
         }
         match sent {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) if e.is_would_block() => {
                 if let Some(q) = inner.lock().queues.get_mut(i) {
                     q.unpop(route, p);
