@@ -36,11 +36,16 @@
 //! `ACK` goes through the same steps but is never answered: where another request would get
 //! a response, an `ACK` is dropped with the matching reason.
 //!
-//! `received` is set when the sent-by host is not the source IP, or when `rport` is set;
-//! `rport=<source port>` is set when the client asked (RFC 3581) and, beyond RFC 3581, on
-//! every request that arrived over TCP or SCTP, so that the response path can find the
-//! connection or association by address (RFC 3261 section 18.2.2 wants responses on the
-//! existing connection; a stateless relay only has the address to go on).
+//! `received` is set when the sent-by host is not the source IP, when `rport` is set, or when
+//! the client wrote a `received` of its own; `rport=<source port>` is set when the client wrote
+//! `rport` (with or without a value: RFC 3581) and, beyond RFC 3581, on every request that
+//! arrived over TCP or SCTP, so that the response path can find the connection or association
+//! by address (RFC 3261 section 18.2.2 wants responses on the existing connection; a stateless
+//! relay only has the address to go on). What the client wrote in either is overwritten, as
+//! Kamailio does: otherwise a sender would choose where its responses go (reflection). A
+//! request whose top `Via` names another transport than the one it came over is answered
+//! `400 Via Transport Mismatch`: its responses would need a connection or association the
+//! relay must not open to an address a peer wrote.
 //!
 //! # Branches
 //!
@@ -51,7 +56,9 @@
 //!   number (16.6 step 8 minus `To` tag and `Proxy-*` headers: an `ACK` for a non-2xx
 //!   response carries a `To` tag its `INVITE` lacked and must get the same branch).
 //! - `tx` covers the incoming top `Via`: its branch and sent-by when the branch has the magic
-//!   cookie; else (RFC 2543) `Call-ID`, `CSeq` number, `From` tag and sent-by.
+//!   cookie; else (RFC 2543) `Call-ID`, `CSeq` number, `From` tag and sent-by; and, in both
+//!   cases, everything the response's way back depends on: the transport, `received` and
+//!   `rport` the relay set on that `Via`.
 //!
 //! Both are the same for a retransmission, for the `CANCEL` of an `INVITE` and for the `ACK`
 //! of a non-2xx response, as a stateless proxy needs (16.11). A looped request arrives with
@@ -396,6 +403,38 @@ struct ViaFix {
     rport: Option<u16>,
 }
 
+/// What a response's way back depends on, as the branch MAC covers it: the transport of the
+/// `Via` below the relay's, and its `received` and `rport=N`.
+#[derive(Debug, Clone, Copy)]
+struct ReturnPath {
+    transport: Option<Transport>,
+    received: Option<IpAddr>,
+    rport: Option<u16>,
+}
+
+impl ReturnPath {
+    /// For a request: the transport it came over and the values the relay sets.
+    const fn of_request(req: &Req<'_, '_>) -> Self {
+        Self {
+            transport: Some(req.from.transport),
+            received: req.fix.received,
+            rport: req.fix.rport,
+        }
+    }
+
+    /// For a response: what the `Via` it goes back to says.
+    fn of_via(via: &Via<'_>) -> Self {
+        Self {
+            transport: via.transport(),
+            received: via.received,
+            rport: match via.rport {
+                Some(Rport::Port(p)) => Some(p),
+                _ => None,
+            },
+        }
+    }
+}
+
 /// What every decision about a request needs.
 struct Req<'m, 'a> {
     msg: &'m Message<'a>,
@@ -570,8 +609,17 @@ impl Relay {
         h
     }
 
-    /// The `tx` part of a branch for a request whose top `Via` is `via`.
-    fn tx_hash(&self, via: &Via<'_>, call_id: &str, seq: u32, from_tag: Option<&str>) -> u64 {
+    /// The `tx` part of a branch for a request whose top `Via` is `via`, covering everything
+    /// a response's routing depends on: `back` (transport, `received`, `rport`) as the relay
+    /// set them on that `Via`.
+    fn tx_hash(
+        &self,
+        via: &Via<'_>,
+        call_id: &str,
+        seq: u32,
+        from_tag: Option<&str>,
+        back: ReturnPath,
+    ) -> u64 {
         let mut h = match via.branch.filter(|_| via.has_magic_cookie()) {
             Some(b) => {
                 let mut h = self.hasher(b"tx3261");
@@ -601,15 +649,25 @@ impl Relay {
             }
         };
         h.field(&via.port.unwrap_or(0).to_le_bytes());
+        h.field(back.transport.map_or("", |t| t.as_str()).as_bytes());
+        match back.received.map(|ip| ip.to_canonical()) {
+            None => h.field(b""),
+            Some(IpAddr::V4(v4)) => h.field(&v4.octets()),
+            Some(IpAddr::V6(v6)) => h.field(&v6.octets()),
+        };
+        h.field(&back.rport.map_or(0u32, |p| u32::from(p) + 1).to_le_bytes());
         h.finish()
     }
 
+    /// `received` and `rport` for the incoming top `Via`. Whatever the client wrote in them is
+    /// overwritten with what the relay saw (as Kamailio does): a `received` or `rport=N` of
+    /// the client's own would otherwise choose where the responses go.
     fn via_fix(top: &Via<'_>, from: Peer) -> ViaFix {
         let src = from.addr.ip().to_canonical();
-        let add_rport = top.rport == Some(Rport::Requested) || from.transport.is_reliable();
+        let add_rport = top.rport.is_some() || from.transport.is_reliable();
         let differs = top.host.ip().map(|ip| ip.to_canonical()) != Some(src);
         ViaFix {
-            received: (differs || add_rport).then_some(src),
+            received: (differs || add_rport || top.received.is_some()).then_some(src),
             rport: add_rport.then_some(from.addr.port()),
         }
     }
@@ -642,7 +700,13 @@ impl Relay {
             let mut h = self.hasher(b"to-tag");
             h.field(
                 &self
-                    .tx_hash(&req.top, req.call_id, req.seq, req.from_tag)
+                    .tx_hash(
+                        &req.top,
+                        req.call_id,
+                        req.seq,
+                        req.from_tag,
+                        ReturnPath::of_request(req),
+                    )
                     .to_le_bytes(),
             );
             format!("sx{:016x}", h.finish())
@@ -722,6 +786,12 @@ impl Relay {
         let bad = |reason| self.respond(&req, 400, reason, DropReason::Malformed);
         if msg.cseq().map(|c| c.method) != Ok(method) {
             return bad("CSeq Method Mismatch");
+        }
+        // Responses go back over the transport the request came on (RFC 3261 18.2.2), and the
+        // client wrote that transport in its Via (18.1.1): a Via naming another one would have
+        // the relay open a connection or association for a response.
+        if req.top.transport() != Some(from.transport) {
+            return bad("Via Transport Mismatch");
         }
         let Ok(max_forwards) = msg.max_forwards() else {
             return bad("Invalid Max-Forwards");
@@ -807,7 +877,13 @@ impl Relay {
             return unroutable(&req);
         };
 
-        let tx_part = self.tx_hash(&req.top, req.call_id, req.seq, req.from_tag);
+        let tx_part = self.tx_hash(
+            &req.top,
+            req.call_id,
+            req.seq,
+            req.from_tag,
+            ReturnPath::of_request(&req),
+        );
         let branch = format!("{loop_prefix}{tx_part:016x}");
         let record_route = self.cfg.record_route
             && !matches!(method, Method::Register | Method::Ack | Method::Cancel);
@@ -879,7 +955,15 @@ impl Relay {
             .and_then(|rest| rest.split_once('.'))
             .filter(|(l, t)| l.len() == 16 && t.len() == 16)
             .and_then(|(_, t)| u64::from_str_radix(t, 16).ok());
-        if tx_part != Some(self.tx_hash(&next, call_id, cseq.seq, from_tag)) {
+        if tx_part
+            != Some(self.tx_hash(
+                &next,
+                call_id,
+                cseq.seq,
+                from_tag,
+                ReturnPath::of_via(&next),
+            ))
+        {
             return drop(DropReason::StaleResponse);
         }
         let Some(transport) = next.transport() else {

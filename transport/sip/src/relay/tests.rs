@@ -347,26 +347,20 @@ fn next_via_rules() {
     ));
     assert_eq!(to.addr, sa(CLIENT));
 
-    // A host-name sent-by whose received was stripped on the way back.
+    // A host-name sent-by whose received was stripped on the way back: the branch MAC covers
+    // received, so the response is refused as not the relay's (it could not be routed anyway).
     let (_, fwd, _) = forward(run(&r, &invite(""), udp_client(), udp_local()));
     let stripped = answer(&fwd, 200, "OK").replace(";received=198.51.100.7", "");
     assert_eq!(
         dropped(run(&r, &stripped, upstream_peer(), sctp_local())),
-        DropReason::UnresolvableVia
+        DropReason::StaleResponse
     );
 
-    // Unsupported transport in the next Via.
+    // A transport the relay lacks in the client's Via: refused on the way in (it is not the
+    // transport the request came on), so no response can need it.
     let tls = invite("").replace("SIP/2.0/UDP client.invalid", "SIP/2.0/TLS client.invalid");
-    let (_, fwd, _) = forward(run(&r, &tls, udp_client(), udp_local()));
-    assert_eq!(
-        dropped(run(
-            &r,
-            &answer(&fwd, 200, "OK"),
-            upstream_peer(),
-            sctp_local()
-        )),
-        DropReason::UnsupportedTransport
-    );
+    let (_, _, status) = respond(run(&r, &tls, udp_client(), udp_local()));
+    assert_eq!(status, 400);
 }
 
 #[test]
@@ -411,7 +405,9 @@ From: <sip:mon@example.com>;tag=m1\r\nTo: <sip:bob@example.com>\r\nCall-ID: ka2\
 #[test]
 fn local_responses_over_sctp_reuse_the_association() {
     let r = relay();
-    let raw = invite("").replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let raw = invite("")
+        .replace("Max-Forwards: 70", "Max-Forwards: 0")
+        .replace("SIP/2.0/UDP client.invalid", "SIP/2.0/SCTP client.invalid");
     let (to, out, status) = respond(run(&r, &raw, upstream_peer(), sctp_local()));
     assert_eq!(status, 483);
     assert_eq!(
@@ -892,4 +888,94 @@ fn drop_reasons_have_labels() {
         ]
     );
     assert_eq!(DropReason::Loop.to_string(), "loop");
+}
+
+/// H1 of the hardening review: a client's own `received`/`rport` must not choose where the
+/// responses go.
+#[test]
+fn client_received_and_rport_are_overwritten() {
+    let r = relay();
+    for via in [
+        // Same IP as the source, no rport asked: before the fix both went through untouched.
+        "SIP/2.0/UDP 198.51.100.7:40000;branch=z9hG4bKh1;received=127.0.0.3;rport=5999",
+        "SIP/2.0/UDP 198.51.100.7:40000;branch=z9hG4bKh1;rport=5999;received=127.0.0.3",
+        "SIP/2.0/UDP 198.51.100.7:40000;branch=z9hG4bKh1;received=127.0.0.3",
+        "SIP/2.0/UDP client.invalid:5060;branch=z9hG4bKh1;received=127.0.0.3;rport",
+    ] {
+        let req = invite("").replace(
+            "SIP/2.0/UDP client.invalid:5060;branch=z9hG4bK74bf9;rport",
+            via,
+        );
+        let (_, fwd, _) = forward(run(&r, &req, udp_client(), udp_local()));
+        let m = Message::parse(fwd.as_bytes()).unwrap();
+        let theirs = m.vias().nth(1).unwrap().unwrap();
+        assert_eq!(theirs.received, Some(sa(CLIENT).ip()), "{via}\n{fwd}");
+        assert!(!fwd.contains("127.0.0.3"), "{via}\n{fwd}");
+        let (to, _, _) = forward(run(
+            &r,
+            &answer(&fwd, 200, "OK"),
+            upstream_peer(),
+            sctp_local(),
+        ));
+        assert_eq!(to.addr.ip(), sa(CLIENT).ip(), "{via}");
+        if via.contains("rport") {
+            assert_eq!(to.addr, sa(CLIENT), "{via}: rport is the source port");
+        }
+        // A local response goes to the source as well.
+        let hop0 = req.replace("Max-Forwards: 70", "Max-Forwards: 0");
+        let (to, _, _) = respond(run(&r, &hop0, udp_client(), udp_local()));
+        assert_eq!(to.addr.ip(), sa(CLIENT).ip(), "{via}");
+    }
+}
+
+/// H1: a Via naming a transport other than the one the request came on would have the relay
+/// open a connection or association for the responses; the request is refused instead.
+#[test]
+fn via_transport_must_be_the_arrival_transport() {
+    let r = relay();
+    for (via, from) in [
+        ("SIP/2.0/TCP 127.0.0.3:5060", udp_client()),
+        ("SIP/2.0/SCTP 127.0.0.3:5060", udp_client()),
+        ("SIP/2.0/UDP 10.0.0.20:5060", upstream_peer()),
+    ] {
+        let req = invite("").replace("SIP/2.0/UDP client.invalid:5060", via);
+        let local = if from.transport == Transport::Udp {
+            udp_local()
+        } else {
+            sctp_local()
+        };
+        let (to, out, status) = respond(run(&r, &req, from, local));
+        assert_eq!(status, 400, "{via}");
+        assert!(out.contains("Via Transport Mismatch"), "{out}");
+        assert_eq!(
+            (to.transport, to.addr),
+            (from.transport, from.addr),
+            "{via}"
+        );
+    }
+}
+
+/// H1: the branch MAC covers the return path; a response whose next Via was changed on the
+/// way back (another received, rport or transport) is not sent anywhere.
+#[test]
+fn tampered_return_path_is_stale() {
+    let r = relay();
+    let (_, fwd, _) = forward(run(&r, &invite(""), udp_client(), udp_local()));
+    let ok = answer(&fwd, 200, "OK");
+    assert!(matches!(
+        run(&r, &ok, upstream_peer(), sctp_local()),
+        Decision::Forward { .. }
+    ));
+    for tampered in [
+        ok.replace("received=198.51.100.7", "received=127.0.0.3"),
+        ok.replace("rport=40000", "rport=5999"),
+        ok.replace("SIP/2.0/UDP client.invalid", "SIP/2.0/TCP client.invalid"),
+    ] {
+        assert_ne!(tampered, ok);
+        assert_eq!(
+            dropped(run(&r, &tampered, upstream_peer(), sctp_local())),
+            DropReason::StaleResponse,
+            "{tampered}"
+        );
+    }
 }
