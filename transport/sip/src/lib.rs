@@ -2,7 +2,7 @@
 //! relay decisions and transaction tracking for metrics.
 //!
 //! Like `quinn-proto`, this crate is deterministic and does no I/O: no sockets, no tokio, no
-//! clock (time arrives as [`std::time::Instant`] arguments), no DNS, no logging. Bytes come
+//! clock (time arrives as [`MonoTime`] arguments), no DNS, no logging. Bytes come
 //! in, [`Decision`]s and bytes go out; the daemon moves them. Parsing follows rustls' habits:
 //! a cursor whose takes return `Option`, no indexing or `unwrap` on input-derived data
 //! (enforced by `clippy::indexing_slicing` and friends outside tests), and typed errors that
@@ -20,6 +20,8 @@
 //! - [`relay`]: [`Relay`] turns a message into a [`Decision`] (RFC 3261 section 16.11).
 //! - [`transaction`]: [`TransactionTable`], a bounded table that turns forwarded requests and
 //!   their responses into latencies, expiries and overflow counts.
+//! - [`driver`]: [`RelayDriver`], the relay loop without the I/O: messages in, transmits and
+//!   [`SipEvent`]s out, timers polled; time is [`MonoTime`] (`CLOCK_MONOTONIC`, passed in).
 //!
 //! # Example
 //!
@@ -101,6 +103,7 @@
 mod addr;
 mod cseq;
 mod cursor;
+pub mod driver;
 mod edit;
 mod error;
 mod frame;
@@ -116,6 +119,7 @@ pub mod relay;
 mod response;
 mod split;
 mod start_line;
+mod time;
 pub mod transaction;
 mod transport;
 mod uri;
@@ -123,6 +127,7 @@ mod via;
 
 pub use addr::{Contact, NameAddr};
 pub use cseq::CSeq;
+pub use driver::{RelayDriver, SipEvent};
 pub use edit::{EditError, Editor};
 pub use error::{Field, ParseError, ParseErrorKind};
 pub use frame::frame;
@@ -136,6 +141,7 @@ pub use params::{Param, Params};
 pub use relay::{Decision, DropReason, Relay, RelayConfig};
 pub use response::{ResponseSpec, build_response};
 pub use start_line::{RequestLine, StartLine, StatusLine};
+pub use time::MonoTime;
 pub use transaction::TransactionTable;
 pub use transport::Transport;
 pub use uri::Uri;

@@ -1,24 +1,27 @@
-//! Transaction tracking for observability ([`TransactionTable`]): which forwarded requests
-//! got a final response, how long it took, and which ones never did.
+//! Transaction tracking ([`TransactionTable`]): for each forwarded request, both legs (with
+//! the SCTP association of each), when it arrived, was forwarded, got its first provisional
+//! and its final response, and how it ended ([`TxEnd`]: final, expired, or never sent).
 //!
-//! This is not a stateful proxy: the relay's decisions never depend on this table, it only
-//! feeds metrics (latency per method and status, expired transactions, overflows). Bounded:
-//! when full, new transactions are refused with [`Full`] so the caller counts the overflow
-//! instead of the table growing or silently forgetting. Sans-IO like the rest of the crate:
-//! time arrives as `Instant` arguments, expiry is polled with [`TransactionTable::poll_expired`]
-//! and the next deadline is [`TransactionTable::poll_timeout`]. `ACK` is never tracked (it has
-//! no response).
+//! The stateless relay's forwarding never depends on this table; the driver
+//! ([`crate::driver`]) uses it to send a response back from the listener and association its
+//! request came on, and turns it into the events that metrics and the exporter consume.
+//! Bounded: when full, new transactions are refused with [`Full`] so the caller counts the
+//! overflow instead of the table growing or silently forgetting. Sans-IO like the rest of the
+//! crate: time arrives as [`MonoTime`] arguments, expiry is polled with
+//! [`TransactionTable::poll_expired`] and the next deadline is
+//! [`TransactionTable::poll_timeout`]. `ACK` is never tracked (it has no response).
 
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::{
     error::ParseError,
     message::Message,
     method::{Method, MethodBuf},
+    time::MonoTime,
     transport::Transport,
 };
 
@@ -66,26 +69,130 @@ pub struct Leg {
     pub transport: Transport,
     /// The peer's address.
     pub addr: SocketAddr,
+    /// The relay's own address on this leg (the listener), when known.
+    pub local: Option<SocketAddr>,
     /// The SCTP association, when known.
     pub assoc: Option<u32>,
 }
 
-/// Both sides of a relayed transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Legs {
+/// A transaction's number, unique for the table's life: joins the events of one
+/// transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId(pub u64);
+
+/// What is known of a transaction when its request is first forwarded.
+#[derive(Debug, Clone, Copy)]
+pub struct TxStart<'a> {
+    /// Its `Call-ID`.
+    pub call_id: &'a str,
+    /// Its `CSeq` number.
+    pub cseq: u32,
     /// Where the request came from.
     pub inbound: Leg,
-    /// Where it was forwarded to.
+    /// Where it goes.
     pub outbound: Leg,
+    /// When the request arrived.
+    pub received_at: MonoTime,
+}
+
+/// A tracked transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxInfo {
+    /// Its number.
+    pub id: TxId,
+    /// Its key (the relay's branch and the `CSeq` method).
+    pub key: TxKey,
+    /// Its `Call-ID`.
+    pub call_id: Box<str>,
+    /// Its `CSeq` number.
+    pub cseq: u32,
+    /// Where the request came from.
+    pub inbound: Leg,
+    /// Where it was forwarded (the association once a send reported it).
+    pub outbound: Leg,
+    /// When the request arrived.
+    pub received_at: MonoTime,
+    /// When it was first forwarded.
+    pub forwarded_at: MonoTime,
+    /// When the first provisional response arrived.
+    pub first_provisional: Option<MonoTime>,
+    /// Retransmissions of the request seen (and forwarded again).
+    pub retransmissions: u32,
+    /// Whether a send of the request succeeded.
+    pub sent: bool,
+}
+
+/// How a transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxOutcome {
+    /// A final response (200..=699) arrived at `at`.
+    Final {
+        /// Its status.
+        status: u16,
+        /// When it arrived.
+        at: MonoTime,
+    },
+    /// No final response within the timeout; given up at `at`.
+    Expired {
+        /// When.
+        at: MonoTime,
+    },
+    /// The request could not be sent at all.
+    SendFailed {
+        /// When.
+        at: MonoTime,
+    },
+}
+
+impl TxOutcome {
+    /// When the transaction ended.
+    pub const fn at(&self) -> MonoTime {
+        match self {
+            Self::Final { at, .. } | Self::Expired { at } | Self::SendFailed { at } => *at,
+        }
+    }
+
+    /// The final status, when one came.
+    pub const fn status(&self) -> Option<u16> {
+        match self {
+            Self::Final { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A transaction that ended, with all that is known of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxEnd {
+    /// The transaction.
+    pub info: TxInfo,
+    /// How it ended.
+    pub outcome: TxOutcome,
+}
+
+impl TxEnd {
+    /// From forwarding the request to the end.
+    pub const fn duration(&self) -> Duration {
+        self.outcome
+            .at()
+            .saturating_duration_since(self.info.forwarded_at)
+    }
+
+    /// From forwarding the request to the first provisional response, if one came.
+    pub fn first_provisional(&self) -> Option<Duration> {
+        self.info
+            .first_provisional
+            .map(|t| t.saturating_duration_since(self.info.forwarded_at))
+    }
 }
 
 /// What [`TransactionTable::on_request_forwarded`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tracked {
     /// A new transaction is now tracked.
-    New,
-    /// The key is already tracked: a retransmission (nothing was refreshed).
-    Retransmission,
+    New(TxId),
+    /// The key is already tracked: a retransmission (counted on the transaction).
+    Retransmission(TxId),
 }
 
 /// The table is at capacity; the transaction is not tracked. Count it.
@@ -96,32 +203,22 @@ pub struct Full {
     pub capacity: usize,
 }
 
-/// A transaction that got its final response.
+/// What a response matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Completed {
-    /// The `CSeq` method.
-    pub method: MethodBuf,
-    /// The final status (200..=699).
-    pub status: u16,
-    /// From forwarding the request to the final response.
-    pub latency: Duration,
-    /// From forwarding the request to the first provisional response, if one came.
-    pub first_provisional: Option<Duration>,
-    /// Both legs.
-    pub legs: Legs,
-}
-
-/// A transaction that got no final response within the timeout.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expired {
-    /// Its key.
-    pub key: TxKey,
-    /// Age when it was expired.
-    pub age: Duration,
-    /// Whether a provisional response was seen.
-    pub provisional_seen: bool,
-    /// Both legs.
-    pub legs: Legs,
+pub enum ResponseMatch {
+    /// A provisional response of a tracked transaction.
+    Provisional {
+        /// The transaction.
+        id: TxId,
+        /// Whether it is the first provisional one.
+        first: bool,
+        /// Where its request came from (where the response goes back).
+        inbound: Leg,
+    },
+    /// The final response: the transaction ended and is no longer tracked.
+    Final(Box<TxEnd>),
+    /// No tracked transaction (late, a retransmitted final, or not tracked).
+    Unmatched,
 }
 
 /// Counters since the table was created.
@@ -141,27 +238,27 @@ pub struct TxStats {
     pub unmatched: u64,
     /// Transactions expired.
     pub expired: u64,
+    /// Transactions whose request could not be sent.
+    pub send_failed: u64,
 }
 
 #[derive(Debug, Clone)]
 struct Entry {
-    arrival: Instant,
     seq: u64,
-    first_provisional: Option<Instant>,
-    legs: Legs,
+    info: TxInfo,
 }
 
 /// A bounded table of forwarded transactions.
 ///
-/// Inputs: [`on_request_forwarded`](Self::on_request_forwarded),
-/// [`on_response`](Self::on_response). Outputs: [`poll_expired`](Self::poll_expired) (call it
-/// when [`poll_timeout`](Self::poll_timeout) is reached), [`stats`](Self::stats). Times must
-/// not go backwards between calls (a monotonic clock).
+/// Inputs: [`on_request_forwarded`](Self::on_request_forwarded), [`on_sent`](Self::on_sent),
+/// [`on_send_failed`](Self::on_send_failed), [`on_response`](Self::on_response). Outputs:
+/// [`poll_expired`](Self::poll_expired) (call it when [`poll_timeout`](Self::poll_timeout) is
+/// reached), [`stats`](Self::stats). Times must not go backwards between calls.
 #[derive(Debug)]
 pub struct TransactionTable {
     capacity: usize,
     entries: HashMap<TxKey, Entry>,
-    by_age: BTreeMap<(Instant, u64), TxKey>,
+    by_age: BTreeMap<(MonoTime, u64), TxKey>,
     next_seq: u64,
     stats: TxStats,
 }
@@ -183,6 +280,12 @@ impl TransactionTable {
         self.capacity
     }
 
+    /// Changes the capacity; transactions already tracked stay (a smaller table takes no new
+    /// ones until it drains below the new capacity).
+    pub const fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+    }
+
     /// Transactions tracked now.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -198,6 +301,11 @@ impl TransactionTable {
         self.stats
     }
 
+    /// The transaction with `key`, if tracked.
+    pub fn get(&self, key: &TxKey) -> Option<&TxInfo> {
+        self.entries.get(key).map(|e| &e.info)
+    }
+
     /// Records that a request was forwarded at `now`. `ACK` must not be passed (the relay
     /// gives it no key).
     ///
@@ -206,13 +314,14 @@ impl TransactionTable {
     /// [`Full`] when the table is at capacity and `key` is new; the caller counts it.
     pub fn on_request_forwarded(
         &mut self,
-        now: Instant,
+        now: MonoTime,
         key: TxKey,
-        legs: Legs,
+        start: TxStart<'_>,
     ) -> Result<Tracked, Full> {
-        if self.entries.contains_key(&key) {
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.info.retransmissions = e.info.retransmissions.saturating_add(1);
             self.stats.retransmissions += 1;
-            return Ok(Tracked::Retransmission);
+            return Ok(Tracked::Retransmission(e.info.id));
         }
         if self.entries.len() >= self.capacity {
             self.stats.overflows += 1;
@@ -222,58 +331,99 @@ impl TransactionTable {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        let id = TxId(seq);
         self.by_age.insert((now, seq), key.clone());
-        self.entries.insert(
-            key,
-            Entry {
-                arrival: now,
-                seq,
-                first_provisional: None,
-                legs,
-            },
-        );
+        let info = TxInfo {
+            id,
+            key: key.clone(),
+            call_id: start.call_id.into(),
+            cseq: start.cseq,
+            inbound: start.inbound,
+            outbound: start.outbound,
+            received_at: start.received_at,
+            forwarded_at: now,
+            first_provisional: None,
+            retransmissions: 0,
+            sent: false,
+        };
+        self.entries.insert(key, Entry { seq, info });
         self.stats.tracked += 1;
-        Ok(Tracked::New)
+        Ok(Tracked::New(id))
     }
 
-    /// Records a response with `status` for `key` at `now`: a provisional one (1xx) notes
-    /// the first provisional time and returns `None`; a final one completes and removes the
-    /// transaction. `None` too when `key` is not tracked (counted as unmatched).
-    pub fn on_response(&mut self, now: Instant, key: &TxKey, status: u16) -> Option<Completed> {
-        if status < 200 {
-            match self.entries.get_mut(key) {
-                Some(e) => {
-                    e.first_provisional.get_or_insert(now);
-                    self.stats.provisional += 1;
-                }
-                None => self.stats.unmatched += 1,
-            }
+    /// Records that the request of `key` went out, on SCTP association `assoc` when the
+    /// transport said; the first association reported is kept. Returns the transaction's
+    /// number and whether this was its first successful send.
+    pub fn on_sent(&mut self, key: &TxKey, assoc: Option<u32>) -> Option<(TxId, bool)> {
+        let e = self.entries.get_mut(key)?;
+        if e.info.outbound.assoc.is_none() {
+            e.info.outbound.assoc = assoc;
+        }
+        let first = !e.info.sent;
+        e.info.sent = true;
+        Some((e.info.id, first))
+    }
+
+    /// Records that the request of `key` could not be sent at `now`: a transaction whose
+    /// request never went out ends ([`TxOutcome::SendFailed`]); one sent before (this was a
+    /// retransmission) stays.
+    pub fn on_send_failed(&mut self, now: MonoTime, key: &TxKey) -> Option<TxEnd> {
+        if self.entries.get(key)?.info.sent {
             return None;
         }
-        let Some((key, e)) = self.entries.remove_entry(key) else {
-            self.stats.unmatched += 1;
-            return None;
-        };
-        self.by_age.remove(&(e.arrival, e.seq));
-        self.stats.completed += 1;
-        Some(Completed {
-            method: key.method,
-            status,
-            latency: now.saturating_duration_since(e.arrival),
-            first_provisional: e
-                .first_provisional
-                .map(|t| t.saturating_duration_since(e.arrival)),
-            legs: e.legs,
+        let e = self.remove(key)?;
+        self.stats.send_failed += 1;
+        Some(TxEnd {
+            info: e.info,
+            outcome: TxOutcome::SendFailed { at: now },
         })
+    }
+
+    fn remove(&mut self, key: &TxKey) -> Option<Entry> {
+        let e = self.entries.remove(key)?;
+        self.by_age.remove(&(e.info.forwarded_at, e.seq));
+        Some(e)
+    }
+
+    /// Records a response with `status` for `key` at `now`: a provisional one (1xx) notes the
+    /// first provisional time; a final one ends the transaction and removes it.
+    pub fn on_response(&mut self, now: MonoTime, key: &TxKey, status: u16) -> ResponseMatch {
+        if status < 200 {
+            return match self.entries.get_mut(key) {
+                Some(e) => {
+                    let first = e.info.first_provisional.is_none();
+                    e.info.first_provisional.get_or_insert(now);
+                    self.stats.provisional += 1;
+                    ResponseMatch::Provisional {
+                        id: e.info.id,
+                        first,
+                        inbound: e.info.inbound,
+                    }
+                }
+                None => {
+                    self.stats.unmatched += 1;
+                    ResponseMatch::Unmatched
+                }
+            };
+        }
+        let Some(e) = self.remove(key) else {
+            self.stats.unmatched += 1;
+            return ResponseMatch::Unmatched;
+        };
+        self.stats.completed += 1;
+        ResponseMatch::Final(Box::new(TxEnd {
+            info: e.info,
+            outcome: TxOutcome::Final { status, at: now },
+        }))
     }
 
     /// Removes and yields the transactions forwarded at least `timeout` before `now`,
     /// oldest first (each is counted in [`TxStats::expired`]).
     pub fn poll_expired(
         &mut self,
-        now: Instant,
+        now: MonoTime,
         timeout: Duration,
-    ) -> impl Iterator<Item = Expired> + '_ {
+    ) -> impl Iterator<Item = TxEnd> + '_ {
         Expiring {
             table: self,
             now,
@@ -281,40 +431,36 @@ impl TransactionTable {
         }
     }
 
-    /// When the oldest transaction will expire with `timeout`, if any is tracked (and the
-    /// deadline is representable).
-    pub fn poll_timeout(&self, timeout: Duration) -> Option<Instant> {
+    /// When the oldest transaction will expire with `timeout`, if any is tracked.
+    pub fn poll_timeout(&self, timeout: Duration) -> Option<MonoTime> {
         self.by_age
             .first_key_value()
-            .and_then(|((t, _), _)| t.checked_add(timeout))
+            .map(|((t, _), _)| t.saturating_add(timeout))
     }
 }
 
 /// The iterator [`TransactionTable::poll_expired`] returns.
 struct Expiring<'t> {
     table: &'t mut TransactionTable,
-    now: Instant,
-    cutoff: Option<Instant>,
+    now: MonoTime,
+    cutoff: Option<MonoTime>,
 }
 
 impl Iterator for Expiring<'_> {
-    type Item = Expired;
+    type Item = TxEnd;
 
-    fn next(&mut self) -> Option<Expired> {
+    fn next(&mut self) -> Option<TxEnd> {
         let cutoff = self.cutoff?;
-        let first = self.table.by_age.first_entry()?;
-        if first.key().0 > cutoff {
+        let (&(t, _), _) = self.table.by_age.first_key_value()?;
+        if t > cutoff {
             return None;
         }
-        let (arrival, _) = *first.key();
-        let key = first.remove();
+        let ((_, _), key) = self.table.by_age.pop_first()?;
         let e = self.table.entries.remove(&key)?;
         self.table.stats.expired += 1;
-        Some(Expired {
-            key,
-            age: self.now.saturating_duration_since(arrival),
-            provisional_seen: e.first_provisional.is_some(),
-            legs: e.legs,
+        Some(TxEnd {
+            info: e.info,
+            outcome: TxOutcome::Expired { at: self.now },
         })
     }
 }
@@ -323,15 +469,22 @@ impl Iterator for Expiring<'_> {
 mod tests {
     use super::*;
 
-    fn legs() -> Legs {
-        let leg = |t, p, a| Leg {
-            transport: t,
-            addr: SocketAddr::from(([127, 0, 0, 1], p)),
-            assoc: a,
-        };
-        Legs {
-            inbound: leg(Transport::Udp, 5060, None),
-            outbound: leg(Transport::Sctp, 5080, Some(3)),
+    fn leg(addr: &str, assoc: Option<u32>) -> Leg {
+        Leg {
+            transport: Transport::Sctp,
+            addr: addr.parse().unwrap(),
+            local: Some("10.0.0.10:5060".parse().unwrap()),
+            assoc,
+        }
+    }
+
+    fn start(call_id: &str) -> TxStart<'_> {
+        TxStart {
+            call_id,
+            cseq: 1,
+            inbound: leg("198.51.100.7:5060", Some(7)),
+            outbound: leg("10.0.0.20:5060", None),
+            received_at: t(0),
         }
     }
 
@@ -339,40 +492,48 @@ mod tests {
         TxKey::new(b, m)
     }
 
+    fn t(ms: u64) -> MonoTime {
+        MonoTime::from_nanos(1_000_000_000 + ms * 1_000_000)
+    }
+
     #[test]
     fn invite_lifecycle() {
-        let t0 = Instant::now();
-        let mut t = TransactionTable::new(10);
-        let k = key("z9hG4bKa", Method::Invite);
+        let mut table = TransactionTable::new(8);
+        let k = key("z9hG4bKsx1", Method::Invite);
+        let Ok(Tracked::New(id)) = table.on_request_forwarded(t(1), k.clone(), start("c1")) else {
+            panic!("new")
+        };
         assert_eq!(
-            t.on_request_forwarded(t0, k.clone(), legs()),
-            Ok(Tracked::New)
+            table.on_request_forwarded(t(2), k.clone(), start("c1")),
+            Ok(Tracked::Retransmission(id))
         );
+        assert_eq!(table.on_sent(&k, Some(42)), Some((id, true)));
+        assert_eq!(table.on_sent(&k, Some(43)), Some((id, false)));
         assert_eq!(
-            t.on_request_forwarded(t0 + Duration::from_millis(500), k.clone(), legs()),
-            Ok(Tracked::Retransmission)
+            table.get(&k).unwrap().outbound.assoc,
+            Some(42),
+            "first kept"
         );
-        assert_eq!(t.on_response(t0 + Duration::from_millis(20), &k, 100), None);
-        assert_eq!(t.on_response(t0 + Duration::from_millis(90), &k, 180), None);
-        let done = t
-            .on_response(t0 + Duration::from_millis(700), &k, 200)
-            .unwrap();
-        assert_eq!(done.method.as_method(), Method::Invite);
-        assert_eq!(done.status, 200);
-        assert_eq!(
-            done.latency,
-            Duration::from_millis(700),
-            "retransmission refreshed nothing"
-        );
-        assert_eq!(done.first_provisional, Some(Duration::from_millis(20)));
-        assert_eq!(done.legs, legs());
-        assert!(t.is_empty());
-        // A retransmitted final response matches nothing.
-        assert_eq!(
-            t.on_response(t0 + Duration::from_millis(800), &k, 200),
-            None
-        );
-        let s = t.stats();
+        assert!(matches!(
+            table.on_response(t(10), &k, 100),
+            ResponseMatch::Provisional { first: true, .. }
+        ));
+        assert!(matches!(
+            table.on_response(t(20), &k, 180),
+            ResponseMatch::Provisional { first: false, inbound, .. } if inbound.assoc == Some(7)
+        ));
+        let ResponseMatch::Final(end) = table.on_response(t(31), &k, 200) else {
+            panic!("final")
+        };
+        assert_eq!(end.outcome.status(), Some(200));
+        assert_eq!(end.duration(), Duration::from_millis(30));
+        assert_eq!(end.first_provisional(), Some(Duration::from_millis(9)));
+        assert_eq!(end.info.retransmissions, 1);
+        assert_eq!(&*end.info.call_id, "c1");
+        assert_eq!(end.info.received_at, t(0));
+        assert!(table.is_empty());
+        assert_eq!(table.on_response(t(40), &k, 200), ResponseMatch::Unmatched);
+        let s = table.stats();
         assert_eq!(
             (
                 s.tracked,
@@ -387,99 +548,79 @@ mod tests {
 
     #[test]
     fn cancel_is_its_own_transaction() {
-        let t0 = Instant::now();
-        let mut t = TransactionTable::new(10);
-        let inv = key("z9hG4bKa", Method::Invite);
-        let can = key("z9hG4bKa", Method::Cancel);
-        assert_eq!(
-            t.on_request_forwarded(t0, inv.clone(), legs()),
-            Ok(Tracked::New)
+        let mut table = TransactionTable::new(8);
+        let inv = key("z9hG4bKsx1", Method::Invite);
+        let can = key("z9hG4bKsx1", Method::Cancel);
+        table
+            .on_request_forwarded(t(0), inv.clone(), start("c"))
+            .unwrap();
+        table
+            .on_request_forwarded(t(1), can.clone(), start("c"))
+            .unwrap();
+        assert!(matches!(
+            table.on_response(t(2), &can, 200),
+            ResponseMatch::Final(_)
+        ));
+        assert!(table.get(&inv).is_some());
+        assert!(
+            matches!(table.on_response(t(3), &inv, 487), ResponseMatch::Final(e) if e.outcome.status() == Some(487))
         );
-        assert_eq!(
-            t.on_request_forwarded(t0, can.clone(), legs()),
-            Ok(Tracked::New)
-        );
-        assert_eq!(
-            t.on_response(t0, &can, 200).map(|c| c.method),
-            Some(Method::Cancel.to_buf())
-        );
-        assert_eq!(t.on_response(t0, &inv, 487).map(|c| c.status), Some(487));
     }
 
     #[test]
     fn capacity_and_expiry() {
-        let t0 = Instant::now();
-        let mut t = TransactionTable::new(2);
-        assert!(
-            t.on_request_forwarded(t0, key("a", Method::Bye), legs())
-                .is_ok()
-        );
-        assert!(
-            t.on_request_forwarded(t0 + Duration::from_secs(1), key("b", Method::Bye), legs())
-                .is_ok()
-        );
+        let mut table = TransactionTable::new(2);
+        for (i, b) in ["a", "b"].iter().enumerate() {
+            table
+                .on_request_forwarded(t(i as u64), key(b, Method::Options), start(b))
+                .unwrap();
+        }
         assert_eq!(
-            t.on_request_forwarded(t0, key("c", Method::Bye), legs()),
+            table.on_request_forwarded(t(5), key("c", Method::Options), start("c")),
             Err(Full { capacity: 2 })
         );
-        // A retransmission of a tracked key is still recognised when full.
-        assert_eq!(
-            t.on_request_forwarded(t0, key("a", Method::Bye), legs()),
-            Ok(Tracked::Retransmission)
-        );
-        assert_eq!(t.on_response(t0, &key("b", Method::Bye), 101), None);
-        assert_eq!(t.poll_timeout(DEFAULT_TIMEOUT), Some(t0 + DEFAULT_TIMEOUT));
-        assert_eq!(
-            t.poll_expired(t0 + Duration::from_secs(31), DEFAULT_TIMEOUT)
-                .count(),
-            0
-        );
-        let gone: Vec<_> = t
-            .poll_expired(t0 + Duration::from_secs(32), DEFAULT_TIMEOUT)
-            .collect();
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].key.branch.as_ref(), "a");
-        assert_eq!(gone[0].age, DEFAULT_TIMEOUT);
-        assert!(!gone[0].provisional_seen);
-        let gone: Vec<_> = t
-            .poll_expired(t0 + Duration::from_secs(60), DEFAULT_TIMEOUT)
-            .collect();
-        assert_eq!(gone.len(), 1);
-        assert!(gone[0].provisional_seen);
-        assert!(t.is_empty());
-        assert_eq!(t.poll_timeout(DEFAULT_TIMEOUT), None);
-        assert_eq!(t.stats().expired, 2);
-        assert_eq!(t.stats().overflows, 1);
+        let timeout = Duration::from_secs(32);
+        assert_eq!(table.poll_timeout(timeout), Some(t(0) + timeout));
+        assert_eq!(table.poll_expired(t(31_999), timeout).count(), 0);
+        let expired: Vec<_> = table.poll_expired(t(32_000), timeout).collect();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].outcome, TxOutcome::Expired { at: t(32_000) });
+        assert_eq!(&*expired[0].info.call_id, "a");
+        assert_eq!(table.poll_timeout(timeout), Some(t(1) + timeout));
+        assert_eq!(table.stats().expired, 1);
+        assert_eq!(table.stats().overflows, 1);
         // Room again.
         assert!(
-            t.on_request_forwarded(t0 + Duration::from_secs(61), key("c", Method::Bye), legs())
+            table
+                .on_request_forwarded(t(32_001), key("c", Method::Options), start("c"))
                 .is_ok()
         );
-        assert_eq!(t.capacity(), 2);
-        assert_eq!(t.len(), 1);
+        table.set_capacity(1);
+        assert!(
+            table
+                .on_request_forwarded(t(32_002), key("d", Method::Options), start("d"))
+                .is_err()
+        );
     }
 
     #[test]
-    fn partial_drain_keeps_the_rest() {
-        let t0 = Instant::now();
-        let mut t = TransactionTable::new(10);
-        for i in 0..5u64 {
-            let k = key(&format!("b{i}"), Method::Options);
-            t.on_request_forwarded(t0 + Duration::from_secs(i), k, legs())
-                .unwrap();
-        }
-        let now = t0 + Duration::from_secs(40);
-        let first = t.poll_expired(now, DEFAULT_TIMEOUT).next().unwrap();
-        assert_eq!(first.key.branch.as_ref(), "b0");
-        // Dropping the iterator early leaves the others for the next poll.
-        let rest: Vec<_> = t
-            .poll_expired(now, DEFAULT_TIMEOUT)
-            .map(|e| e.key.branch)
-            .collect();
-        assert_eq!(
-            rest.iter().map(AsRef::as_ref).collect::<Vec<&str>>(),
-            ["b1", "b2", "b3", "b4"]
-        );
+    fn send_failure_ends_only_an_unsent_transaction() {
+        let mut table = TransactionTable::new(4);
+        let k = key("z9hG4bKsx1", Method::Invite);
+        table
+            .on_request_forwarded(t(0), k.clone(), start("c"))
+            .unwrap();
+        let end = table.on_send_failed(t(1), &k).unwrap();
+        assert_eq!(end.outcome, TxOutcome::SendFailed { at: t(1) });
+        assert!(table.is_empty());
+        assert_eq!(table.poll_timeout(Duration::from_secs(1)), None);
+        // Sent once, then a retransmission fails: still waiting for its response.
+        table
+            .on_request_forwarded(t(2), k.clone(), start("c"))
+            .unwrap();
+        table.on_sent(&k, None);
+        assert_eq!(table.on_send_failed(t(3), &k), None);
+        assert!(table.get(&k).is_some());
     }
 
     #[test]

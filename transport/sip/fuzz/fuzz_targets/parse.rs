@@ -1,20 +1,18 @@
 //! Fuzzes everything that reads untrusted bytes: the parser and every typed accessor, stream
-//! framing, the editor, the response builder, the relay (request and response paths) and the
-//! transaction table fed by the relay's decisions. Any panic is a bug; so is an edited or
+//! framing, the editor, the response builder, the relay driver (request and response paths,
+//! the transaction table behind it). Any panic is a bug; so is an edited or
 //! generated message that no longer parses.
 #![no_main]
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use libfuzzer_sys::fuzz_target;
 use sipsctp_sip::{
-    Decision, Editor, Field, HeaderName, Limits, Message, ResponseSpec, Transport, build_response,
+    Editor, Field, HeaderName, Limits, Message, ResponseSpec, Transport, build_response,
     frame, leading_crlf,
-    relay::{HostMatch, LocalAddr, Listener, Peer, Relay, RelayConfig, RouteRule, RouteTarget, Upstream},
-    transaction::{Leg, Legs, TransactionTable},
+    MonoTime,
+    driver::{DriverConfig, Inbound, RelayDriver, SendDrop, SendResult},
+    relay::{HostMatch, Listener, Relay, RelayConfig, RouteRule, RouteTarget, Upstream},
 };
 
 fn relay() -> Relay {
@@ -120,43 +118,35 @@ fuzz_target!(|data: &[u8]| {
         accessors(&m);
     }
 
-    // The relay, both ways, and the transaction table behind it.
-    let r = relay();
-    let client = Peer { transport: Transport::Udp, addr: "198.51.100.7:40000".parse().unwrap(), assoc: None };
-    let upstream = Peer { transport: Transport::Sctp, addr: "10.0.0.20:5060".parse().unwrap(), assoc: Some(3) };
-    let udp_local = LocalAddr { transport: Transport::Udp, addr: "192.0.2.10:5060".parse().unwrap() };
-    let sctp_local = LocalAddr { transport: Transport::Sctp, addr: "10.0.0.10:5060".parse().unwrap() };
-    let mut table = TransactionTable::new(4);
-    let t0 = Instant::now();
-    for (from, local) in [(client, udp_local), (upstream, sctp_local)] {
-        match r.handle(data, from, local) {
-            Decision::Forward { to, bytes, tx } => {
-                let fwd = Message::parse_with(&bytes, &LOOSE).expect("a forwarded message parses");
-                if let Some(key) = tx {
-                    let leg = |p: Peer| Leg { transport: p.transport, addr: p.addr, assoc: p.assoc };
-                    let legs = Legs { inbound: leg(from), outbound: Leg { transport: to.transport, addr: to.addr, assoc: to.assoc } };
-                    if fwd.is_request() {
-                        let _ = table.on_request_forwarded(t0, key, legs);
-                        // Answer it as the next hop would, and send the answer back through.
-                        let spec = ResponseSpec { to_tag: Some("uas"), ..ResponseSpec::new(200, "OK") };
-                        if let Ok(resp) = build_response(&fwd, &spec) {
-                            let back = Peer { transport: to.transport, addr: to.addr, assoc: to.assoc };
-                            if let Decision::Forward { tx: Some(k), .. } = r.handle(&resp, back, sctp_local) {
-                                let _ = table.on_response(t0 + Duration::from_millis(5), &k, 200);
-                            }
-                        }
-                    } else {
-                        let _ = table.on_response(t0, &key, fwd.status().unwrap_or(0));
-                    }
+    // The relay driver, both ways: the relay's decisions and the transaction table behind
+    // them, with responses built from what it forwarded fed back in.
+    let mut driver = RelayDriver::new(Arc::new(relay()), DriverConfig::default());
+    let client = "198.51.100.7:40000".parse().unwrap();
+    let upstream = "10.0.0.20:5060".parse().unwrap();
+    let t0 = MonoTime::from_nanos(1_000_000_000);
+    let inputs = [
+        (Transport::Udp, client, "192.0.2.10:5060".parse().unwrap(), None),
+        (Transport::Sctp, upstream, "10.0.0.10:5060".parse().unwrap(), Some(3)),
+    ];
+    for (transport, peer, local, assoc) in inputs {
+        driver.handle_inbound(t0, Inbound { transport, peer, local, assoc, bytes: data });
+        while let Some(t) = driver.poll_transmit() {
+            let out = Message::parse_with(&t.bytes, &LOOSE).expect("a relayed or local message parses");
+            if out.is_request() {
+                // Answer it as the next hop would, and send the answer back through.
+                let spec = ResponseSpec { to_tag: Some("uas"), ..ResponseSpec::new(200, "OK") };
+                if let Ok(resp) = build_response(&out, &spec) {
+                    driver.handle_sent(t0, &t.to, t.meta.clone(), SendResult::Sent { assoc: Some(4) });
+                    let back = Inbound { transport: t.to.transport, peer: t.to.addr, local: "10.0.0.10:5060".parse().unwrap(), assoc: Some(4), bytes: &resp };
+                    driver.handle_inbound(t0 + Duration::from_millis(5), back);
                 }
-            }
-            Decision::Respond { bytes, .. } => {
-                Message::parse_with(&bytes, &LOOSE).expect("a local response parses");
-            }
-            Decision::Drop { reason } => {
-                let _: &'static str = reason.into();
+            } else {
+                driver.handle_sent(t0, &t.to, t.meta.clone(), SendResult::Dropped(SendDrop::QueueFull));
             }
         }
+        while driver.poll_event().is_some() {}
     }
-    let _ = table.poll_expired(t0 + Duration::from_secs(40), Duration::from_secs(32)).count();
+    driver.handle_timeout(t0 + Duration::from_secs(40));
+    while driver.poll_event().is_some() {}
+    assert_eq!(driver.poll_timeout(), None);
 });

@@ -1,0 +1,588 @@
+//! The relay driver ([`RelayDriver`]): the sans-IO core of the daemon's relay loop.
+//!
+//! Like a `quinn-proto` connection, it does no I/O and reads no clock. The daemon hands it
+//! each message as it arrived ([`handle_inbound`](RelayDriver::handle_inbound)), sends what
+//! [`poll_transmit`](RelayDriver::poll_transmit) yields and reports how each send went
+//! ([`handle_sent`](RelayDriver::handle_sent)), wakes it at
+//! [`poll_timeout`](RelayDriver::poll_timeout) ([`handle_timeout`](RelayDriver::handle_timeout)),
+//! and consumes [`SipEvent`]s ([`poll_event`](RelayDriver::poll_event)): metrics are derived
+//! from those events in one place, and the exporter correlates them with kernel SCTP events.
+//!
+//! Each message is parsed once; the stateless rules are [`Relay`]'s, the transaction
+//! bookkeeping [`TransactionTable`]'s. The driver adds what needs both: a response goes back
+//! from the listener, and on the SCTP association, its request came in on; every message in
+//! and out, every drop (with its reason) and each transaction's life (started, forwarded with
+//! its outbound association, provisional, retransmitted, ended) become events carrying
+//! [`MonoTime`] stamps, so nothing is lost silently.
+//!
+//! # Order of calls
+//!
+//! After each input (`handle_inbound`, `handle_timeout`), drain `poll_transmit` (reporting
+//! each with `handle_sent`) and then `poll_event`; re-arm the timer from `poll_timeout`.
+
+use std::{collections::VecDeque, net::SocketAddr, sync::Arc, time::Duration};
+
+use crate::{
+    message::Message,
+    method::MethodBuf,
+    relay::{Decision, Destination, DropReason, LocalAddr, Peer, Relay},
+    time::MonoTime,
+    transaction::{
+        Leg, ResponseMatch, Tracked, TransactionTable, TxEnd, TxId, TxInfo, TxKey, TxStart,
+    },
+    transport::Transport,
+};
+
+/// A message as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    /// Its transport.
+    pub transport: Transport,
+    /// Who sent it.
+    pub peer: SocketAddr,
+    /// The listener address it arrived at.
+    pub local: SocketAddr,
+    /// The SCTP association it came on.
+    pub assoc: Option<u32>,
+    /// The whole message (a datagram, an SCTP message, or a TCP frame).
+    pub bytes: &'a [u8],
+}
+
+/// What a message is, for counters and events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A request.
+    Request {
+        /// Its method.
+        method: MethodBuf,
+    },
+    /// A response.
+    Response {
+        /// The `CSeq` method (`None` when unreadable).
+        method: Option<MethodBuf>,
+        /// Its status.
+        status: u16,
+    },
+    /// Not parseable as either.
+    Unparseable,
+}
+
+/// Bytes to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where.
+    pub to: Destination,
+    /// The local listener address to send from, when it matters (a response goes back from
+    /// the listener its request came in on); `None`: the transport's choice.
+    pub from: Option<SocketAddr>,
+    /// The message.
+    pub bytes: Vec<u8>,
+    /// What it is; hand it back to [`RelayDriver::handle_sent`].
+    pub meta: TransmitMeta,
+}
+
+/// What a [`Transmit`] carries, for the report of its send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransmitMeta {
+    /// The message.
+    pub message: MessageKind,
+    /// A response the relay generated itself (not relayed).
+    pub local: bool,
+    /// The tracked transaction of a forwarded request.
+    pub tx: Option<TxKey>,
+}
+
+/// Why a send did not happen; [`SendDrop::as_str`] is the counter label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SendDrop {
+    /// The destination's queue is full (messages or bytes): it is slow or dead.
+    QueueFull,
+    /// All queues together hold the global byte cap.
+    QueuesFull,
+    /// Too many destinations have queued data already.
+    TooManyDestinations,
+    /// A connection to the destination could not be made (or timed out).
+    ConnectFailed,
+    /// No listener of that transport to send from.
+    NoTransport,
+    /// Too large for the transport (RFC 3261 18.1.1 on UDP).
+    TooLarge,
+    /// Stopping: no new connections or associations.
+    ShuttingDown,
+    /// The transport refused (an error from the kernel or the SCTP layer).
+    SendFailed,
+    /// Still queued when the daemon stopped.
+    Shutdown,
+}
+
+impl SendDrop {
+    /// Every reason, for pre-setting counters to 0.
+    pub const ALL: [Self; 9] = [
+        Self::QueueFull,
+        Self::QueuesFull,
+        Self::TooManyDestinations,
+        Self::ConnectFailed,
+        Self::NoTransport,
+        Self::TooLarge,
+        Self::ShuttingDown,
+        Self::SendFailed,
+        Self::Shutdown,
+    ];
+
+    /// The counter label.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::QueuesFull => "queues_full",
+            Self::TooManyDestinations => "too_many_destinations",
+            Self::ConnectFailed => "connect_failed",
+            Self::NoTransport => "no_transport",
+            Self::TooLarge => "too_large",
+            Self::ShuttingDown => "shutting_down",
+            Self::SendFailed => "send_failed",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why a message was dropped: a relay rule, or its send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropCause {
+    /// The relay's decision.
+    Relay(DropReason),
+    /// The send.
+    Send(SendDrop),
+}
+
+impl DropCause {
+    /// The counter label (`sipsctp_sip_messages_dropped_total{reason}`).
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Relay(r) => r.as_str(),
+            Self::Send(s) => s.as_str(),
+        }
+    }
+}
+
+/// How a send went, as the daemon reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendResult {
+    /// Handed to the transport (sent or queued behind the destination's earlier messages).
+    Sent {
+        /// The SCTP association that carries it, when the transport knew it.
+        assoc: Option<u32>,
+    },
+    /// Not sent.
+    Dropped(SendDrop),
+}
+
+/// What happened, for metrics and the exporter. Every message in is one `Received`; every
+/// message out one `Sent` or `Dropped`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipEvent {
+    /// A message arrived.
+    Received {
+        /// When.
+        at: MonoTime,
+        /// Its transport.
+        transport: Transport,
+        /// From whom.
+        peer: SocketAddr,
+        /// What.
+        message: MessageKind,
+    },
+    /// A message went out (to the transport).
+    Sent {
+        /// When.
+        at: MonoTime,
+        /// Its transport.
+        transport: Transport,
+        /// To whom.
+        to: SocketAddr,
+        /// What.
+        message: MessageKind,
+        /// Generated by the relay itself (an answer, not a relayed message).
+        local: bool,
+    },
+    /// A message was dropped (received and not relayed, or not sent).
+    Dropped {
+        /// When.
+        at: MonoTime,
+        /// The peer it came from or was meant for.
+        peer: SocketAddr,
+        /// What.
+        message: MessageKind,
+        /// Why.
+        cause: DropCause,
+    },
+    /// A request was forwarded for the first time: a transaction is tracked.
+    TxStarted(Box<TxInfo>),
+    /// A tracked transaction's request went out for the first time.
+    TxForwarded {
+        /// The transaction.
+        id: TxId,
+        /// When.
+        at: MonoTime,
+        /// The SCTP association that carries it, when known.
+        assoc: Option<u32>,
+    },
+    /// A provisional response of a tracked transaction.
+    TxProvisional {
+        /// The transaction.
+        id: TxId,
+        /// When.
+        at: MonoTime,
+        /// Its status.
+        status: u16,
+        /// The first one.
+        first: bool,
+    },
+    /// A tracked transaction's request came again (a SIP retransmission).
+    TxRetransmitted {
+        /// The transaction.
+        id: TxId,
+        /// When.
+        at: MonoTime,
+    },
+    /// A tracked transaction ended (final response, expiry, or its request never went out).
+    TxEnded(Box<TxEnd>),
+    /// A request was forwarded untracked: the table was full.
+    TxUntracked {
+        /// When.
+        at: MonoTime,
+    },
+}
+
+/// Settings of the transaction bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Transactions tracked at once.
+    pub transaction_capacity: usize,
+    /// When an unanswered transaction is given up (64*T1).
+    pub transaction_timeout: Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            transaction_capacity: 65_536,
+            transaction_timeout: crate::transaction::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// The relay driver; see the module documentation.
+#[derive(Debug)]
+pub struct RelayDriver {
+    relay: Arc<Relay>,
+    config: DriverConfig,
+    table: TransactionTable,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SipEvent>,
+}
+
+impl RelayDriver {
+    /// A driver relaying by `relay`'s rules.
+    pub fn new(relay: Arc<Relay>, config: DriverConfig) -> Self {
+        Self {
+            relay,
+            table: TransactionTable::new(config.transaction_capacity),
+            config,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Replaces the rules (a reload); transactions in flight stay tracked.
+    pub fn set_relay(&mut self, relay: Arc<Relay>) {
+        self.relay = relay;
+    }
+
+    /// Replaces the bookkeeping settings (a reload).
+    pub const fn set_config(&mut self, config: DriverConfig) {
+        self.table.set_capacity(config.transaction_capacity);
+        self.config = config;
+    }
+
+    /// The rules in force.
+    pub fn relay(&self) -> &Arc<Relay> {
+        &self.relay
+    }
+
+    /// The transaction table (for its counters and size).
+    pub const fn transactions(&self) -> &TransactionTable {
+        &self.table
+    }
+
+    /// Takes one message in at `now`.
+    pub fn handle_inbound(&mut self, now: MonoTime, inbound: Inbound<'_>) {
+        let from = Peer {
+            transport: inbound.transport,
+            addr: inbound.peer,
+            assoc: inbound.assoc,
+        };
+        let local = LocalAddr {
+            transport: inbound.transport,
+            addr: inbound.local,
+        };
+        let limits = self.relay.config().limits;
+        match Message::parse_with(inbound.bytes, &limits) {
+            Ok(m) if m.is_request() => self.request(now, &m, from, local, false),
+            Ok(m) => self.response(now, &m, from),
+            Err(_) => match Message::parse_head(inbound.bytes, &limits) {
+                // A request whose head still parses (e.g. a wrong Content-Length): 400.
+                Ok(m) if m.is_request() => self.request(now, &m, from, local, true),
+                _ => {
+                    self.events.push_back(SipEvent::Received {
+                        at: now,
+                        transport: from.transport,
+                        peer: from.addr,
+                        message: MessageKind::Unparseable,
+                    });
+                    self.dropped(
+                        now,
+                        from.addr,
+                        MessageKind::Unparseable,
+                        DropCause::Relay(DropReason::Malformed),
+                    );
+                }
+            },
+        }
+    }
+
+    fn dropped(&mut self, at: MonoTime, peer: SocketAddr, message: MessageKind, cause: DropCause) {
+        self.events.push_back(SipEvent::Dropped {
+            at,
+            peer,
+            message,
+            cause,
+        });
+    }
+
+    fn request(
+        &mut self,
+        now: MonoTime,
+        m: &Message<'_>,
+        from: Peer,
+        local: LocalAddr,
+        malformed: bool,
+    ) {
+        let Some(method) = m.method() else {
+            return;
+        };
+        let kind = MessageKind::Request {
+            method: method.to_buf(),
+        };
+        self.events.push_back(SipEvent::Received {
+            at: now,
+            transport: from.transport,
+            peer: from.addr,
+            message: kind.clone(),
+        });
+        let decision = if malformed {
+            self.relay.reject(m, from, 400, "Bad Request")
+        } else {
+            self.relay.handle_request(m, from, local)
+        };
+        match decision {
+            Decision::Forward { to, bytes, tx } => {
+                let tx = tx.and_then(|key| {
+                    let start = TxStart {
+                        call_id: m.call_id().unwrap_or_default(),
+                        cseq: m.cseq().map(|c| c.seq).unwrap_or_default(),
+                        inbound: Leg {
+                            transport: from.transport,
+                            addr: from.addr,
+                            local: Some(local.addr),
+                            assoc: from.assoc,
+                        },
+                        outbound: Leg {
+                            transport: to.transport,
+                            addr: to.addr,
+                            local: None,
+                            assoc: None,
+                        },
+                        received_at: now,
+                    };
+                    match self.table.on_request_forwarded(now, key.clone(), start) {
+                        Ok(Tracked::New(_)) => {
+                            if let Some(info) = self.table.get(&key) {
+                                self.events
+                                    .push_back(SipEvent::TxStarted(Box::new(info.clone())));
+                            }
+                            Some(key)
+                        }
+                        Ok(Tracked::Retransmission(id)) => {
+                            self.events
+                                .push_back(SipEvent::TxRetransmitted { id, at: now });
+                            Some(key)
+                        }
+                        Err(_) => {
+                            self.events.push_back(SipEvent::TxUntracked { at: now });
+                            None
+                        }
+                    }
+                });
+                self.transmits.push_back(Transmit {
+                    to,
+                    from: None,
+                    bytes,
+                    meta: TransmitMeta {
+                        message: kind,
+                        local: false,
+                        tx,
+                    },
+                });
+            }
+            Decision::Respond { to, bytes, status } => {
+                self.transmits.push_back(Transmit {
+                    to,
+                    // Back from the listener the request came in on.
+                    from: Some(local.addr),
+                    bytes,
+                    meta: TransmitMeta {
+                        message: MessageKind::Response {
+                            method: Some(method.to_buf()),
+                            status,
+                        },
+                        local: true,
+                        tx: None,
+                    },
+                });
+            }
+            Decision::Drop { reason } => {
+                self.dropped(now, from.addr, kind, DropCause::Relay(reason));
+            }
+        }
+    }
+
+    fn response(&mut self, now: MonoTime, m: &Message<'_>, from: Peer) {
+        let status = m.status().unwrap_or(0);
+        let kind = MessageKind::Response {
+            method: m.cseq().ok().map(|c| c.method.to_buf()),
+            status,
+        };
+        self.events.push_back(SipEvent::Received {
+            at: now,
+            transport: from.transport,
+            peer: from.addr,
+            message: kind.clone(),
+        });
+        match self.relay.handle_response(m, from) {
+            Decision::Forward { mut to, bytes, tx } => {
+                let inbound = tx.and_then(|key| match self.table.on_response(now, &key, status) {
+                    ResponseMatch::Provisional { id, first, inbound } => {
+                        self.events.push_back(SipEvent::TxProvisional {
+                            id,
+                            at: now,
+                            status,
+                            first,
+                        });
+                        Some(inbound)
+                    }
+                    ResponseMatch::Final(end) => {
+                        let inbound = end.info.inbound;
+                        self.events.push_back(SipEvent::TxEnded(end));
+                        Some(inbound)
+                    }
+                    ResponseMatch::Unmatched => None,
+                });
+                // Back where the request came from: its listener, and its association when the
+                // response goes to the same peer (it does for SCTP: rport is always set).
+                let mut from_local = None;
+                if let Some(leg) = inbound
+                    && leg.transport == to.transport
+                {
+                    from_local = leg.local;
+                    if leg.addr == to.addr {
+                        to.assoc = leg.assoc;
+                    }
+                }
+                self.transmits.push_back(Transmit {
+                    to,
+                    from: from_local,
+                    bytes,
+                    meta: TransmitMeta {
+                        message: kind,
+                        local: false,
+                        tx: None,
+                    },
+                });
+            }
+            Decision::Respond { .. } => {
+                // The relay never answers a response; count it as what it is.
+                self.dropped(
+                    now,
+                    from.addr,
+                    kind,
+                    DropCause::Relay(DropReason::Malformed),
+                );
+            }
+            Decision::Drop { reason } => {
+                self.dropped(now, from.addr, kind, DropCause::Relay(reason));
+            }
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// How the send of a [`Transmit`] (its `to` and `meta`) went, at `now`.
+    pub fn handle_sent(
+        &mut self,
+        now: MonoTime,
+        to: &Destination,
+        meta: TransmitMeta,
+        result: SendResult,
+    ) {
+        match result {
+            SendResult::Sent { assoc } => {
+                if let Some(key) = &meta.tx
+                    && let Some((id, true)) = self.table.on_sent(key, assoc)
+                {
+                    self.events
+                        .push_back(SipEvent::TxForwarded { id, at: now, assoc });
+                }
+                self.events.push_back(SipEvent::Sent {
+                    at: now,
+                    transport: to.transport,
+                    to: to.addr,
+                    message: meta.message,
+                    local: meta.local,
+                });
+            }
+            SendResult::Dropped(why) => {
+                if let Some(key) = &meta.tx
+                    && let Some(end) = self.table.on_send_failed(now, key)
+                {
+                    self.events.push_back(SipEvent::TxEnded(Box::new(end)));
+                }
+                self.dropped(now, to.addr, meta.message, DropCause::Send(why));
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due next, if ever.
+    pub fn poll_timeout(&self) -> Option<MonoTime> {
+        self.table.poll_timeout(self.config.transaction_timeout)
+    }
+
+    /// Expires what is due at `now`.
+    pub fn handle_timeout(&mut self, now: MonoTime) {
+        let timeout = self.config.transaction_timeout;
+        let ended: Vec<TxEnd> = self.table.poll_expired(now, timeout).collect();
+        self.events
+            .extend(ended.into_iter().map(|e| SipEvent::TxEnded(Box::new(e))));
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<SipEvent> {
+        self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,756 @@
+//! The driver in a quinn-style harness: relays and user agents on an in-memory network with
+//! a fake clock. [`Net::drive`] moves messages until nothing is left to move; the tests play
+//! the UAC and the UAS by hand, as sipp would.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::{
+    Limits,
+    relay::{HostMatch, Listener, RelayConfig, RouteRule, RouteTarget, Upstream},
+    response::{ResponseSpec, build_response},
+    transaction::TxOutcome,
+};
+
+const UAC: &str = "198.51.100.7:40000";
+const A_UDP: &str = "192.0.2.10:5060";
+const A_SCTP: &str = "10.0.0.10:5060";
+const B_SCTP: &str = "10.0.0.20:5060";
+const B_UDP: &str = "203.0.113.5:5060";
+const UAS: &str = "203.0.113.9:5060";
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn listener(transport: Transport, addr: &str) -> Listener {
+    Listener {
+        transport,
+        addr: sa(addr),
+        advertise: None,
+    }
+}
+
+fn relay(listeners: Vec<Listener>, default: (Transport, &str)) -> Arc<Relay> {
+    Arc::new(
+        Relay::new(RelayConfig {
+            listeners,
+            aliases: vec![],
+            routes: vec![RouteRule {
+                host: HostMatch::AnyIp,
+                target: RouteTarget::Direct {
+                    default_transport: Transport::Udp,
+                },
+            }],
+            default_route: Some(RouteTarget::Upstream(Upstream {
+                transport: default.0,
+                addr: sa(default.1),
+            })),
+            record_route: true,
+            secret: [3; 16],
+            limits: Limits::DEFAULT,
+        })
+        .unwrap(),
+    )
+}
+
+/// One message on the wire.
+#[derive(Debug, Clone)]
+struct Packet {
+    transport: Transport,
+    from: SocketAddr,
+    to: SocketAddr,
+    assoc: Option<u32>,
+    bytes: Vec<u8>,
+}
+
+struct Node {
+    driver: RelayDriver,
+    listeners: Vec<(Transport, SocketAddr)>,
+    events: Vec<SipEvent>,
+    transmits: Vec<Transmit>,
+}
+
+/// The network: relays, user agents' inboxes, a clock, SCTP association ids per address pair.
+struct Net {
+    now: MonoTime,
+    relays: Vec<Node>,
+    wire: VecDeque<Packet>,
+    inbox: HashMap<SocketAddr, Vec<Packet>>,
+    assocs: HashMap<(SocketAddr, SocketAddr), u32>,
+    /// Sends the transport refuses (destination address).
+    refuse: Vec<SocketAddr>,
+}
+
+impl Net {
+    /// UAC --UDP--> A --SCTP--> B --UDP--> UAS.
+    fn two_relays() -> Self {
+        let a = relay(
+            vec![
+                listener(Transport::Udp, A_UDP),
+                listener(Transport::Sctp, A_SCTP),
+            ],
+            (Transport::Sctp, B_SCTP),
+        );
+        let b = relay(
+            vec![
+                listener(Transport::Sctp, B_SCTP),
+                listener(Transport::Udp, B_UDP),
+            ],
+            (Transport::Udp, UAS),
+        );
+        let mut net = Self {
+            now: MonoTime::from_nanos(5_000_000_000),
+            relays: Vec::new(),
+            wire: VecDeque::new(),
+            inbox: HashMap::new(),
+            assocs: HashMap::new(),
+            refuse: Vec::new(),
+        };
+        net.add(a);
+        net.add(b);
+        net
+    }
+
+    fn add(&mut self, relay: Arc<Relay>) {
+        let listeners = relay
+            .config()
+            .listeners
+            .iter()
+            .map(|l| (l.transport, l.addr))
+            .collect();
+        self.relays.push(Node {
+            driver: RelayDriver::new(relay, DriverConfig::default()),
+            listeners,
+            events: Vec::new(),
+            transmits: Vec::new(),
+        });
+    }
+
+    fn assoc(&mut self, a: SocketAddr, b: SocketAddr) -> u32 {
+        let key = if a < b { (a, b) } else { (b, a) };
+        let next = 100 + self.assocs.len() as u32;
+        *self.assocs.entry(key).or_insert(next)
+    }
+
+    /// A user agent sends.
+    fn send(&mut self, transport: Transport, from: &str, to: &str, bytes: &str) {
+        let (from, to) = (sa(from), sa(to));
+        let assoc = (transport == Transport::Sctp).then(|| self.assoc(from, to));
+        self.wire.push_back(Packet {
+            transport,
+            from,
+            to,
+            assoc,
+            bytes: bytes.as_bytes().to_vec(),
+        });
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now + d;
+        for i in 0..self.relays.len() {
+            if self.relays[i]
+                .driver
+                .poll_timeout()
+                .is_some_and(|t| t <= self.now)
+            {
+                let now = self.now;
+                self.relays[i].driver.handle_timeout(now);
+                self.flush(i);
+            }
+        }
+    }
+
+    /// Moves packets until the wire is empty; 1 ms per hop.
+    fn drive(&mut self) {
+        while let Some(p) = self.wire.pop_front() {
+            self.now = self.now + Duration::from_millis(1);
+            let target = self.relays.iter().position(|n| {
+                n.listeners
+                    .iter()
+                    .any(|(t, a)| *t == p.transport && *a == p.to)
+            });
+            match target {
+                Some(i) => {
+                    let now = self.now;
+                    self.relays[i].driver.handle_inbound(
+                        now,
+                        Inbound {
+                            transport: p.transport,
+                            peer: p.from,
+                            local: p.to,
+                            assoc: p.assoc,
+                            bytes: &p.bytes,
+                        },
+                    );
+                    self.flush(i);
+                }
+                None => self.inbox.entry(p.to).or_default().push(p),
+            }
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        while let Some(t) = self.relays[i].driver.poll_transmit() {
+            let transport = t.to.transport;
+            let from = t.from.unwrap_or_else(|| {
+                self.relays[i]
+                    .listeners
+                    .iter()
+                    .find(|(tr, _)| *tr == transport)
+                    .map(|(_, a)| *a)
+                    .unwrap()
+            });
+            let result = if self.refuse.contains(&t.to.addr) {
+                SendResult::Dropped(SendDrop::QueueFull)
+            } else {
+                let assoc = (transport == Transport::Sctp).then(|| self.assoc(from, t.to.addr));
+                if let (Some(given), Some(real)) = (t.to.assoc, assoc) {
+                    assert_eq!(given, real, "the driver named another association");
+                }
+                self.wire.push_back(Packet {
+                    transport,
+                    from,
+                    to: t.to.addr,
+                    assoc,
+                    bytes: t.bytes.clone(),
+                });
+                SendResult::Sent { assoc }
+            };
+            let now = self.now;
+            self.relays[i]
+                .driver
+                .handle_sent(now, &t.to, t.meta.clone(), result);
+            self.relays[i].transmits.push(t);
+        }
+        while let Some(e) = self.relays[i].driver.poll_event() {
+            self.relays[i].events.push(e);
+        }
+    }
+
+    /// Takes what arrived at `addr`.
+    fn take(&mut self, addr: &str) -> Vec<String> {
+        self.inbox
+            .remove(&sa(addr))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| String::from_utf8(p.bytes).unwrap())
+            .collect()
+    }
+
+    fn events(&mut self, i: usize) -> Vec<SipEvent> {
+        std::mem::take(&mut self.relays[i].events)
+    }
+}
+
+fn invite(call_id: &str, max_forwards: u32) -> String {
+    format!(
+        "INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 198.51.100.7:40000;branch=z9hG4bK-{call_id};rport\r\n\
+Max-Forwards: {max_forwards}\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@198.51.100.7:40000>\r\n\
+Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The UAS's answer to `request`, with its Record-Route values copied (RFC 3261 12.1.1).
+fn answer(request: &str, status: u16, reason: &str) -> String {
+    let m = Message::parse(request.as_bytes()).unwrap();
+    let spec = ResponseSpec {
+        to_tag: Some("b1"),
+        ..ResponseSpec::new(status, reason)
+    };
+    let resp = String::from_utf8(build_response(&m, &spec).unwrap()).unwrap();
+    let rr: String = request
+        .lines()
+        .filter(|l| l.starts_with("Record-Route: "))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let (status_line, rest) = resp.split_once("\r\n").unwrap();
+    format!("{status_line}\r\n{rr}{rest}")
+}
+
+/// An in-dialog request from the UAC after `ok` (the 200 it got): Route from Record-Route
+/// (reversed), to the UAS's contact.
+fn in_dialog(ok: &str, method: &str, cseq: u32, branch: &str) -> String {
+    let m = Message::parse(ok.as_bytes()).unwrap();
+    let rr: Vec<String> = ok
+        .lines()
+        .filter_map(|l| l.strip_prefix("Record-Route: "))
+        .map(str::to_owned)
+        .collect();
+    let routes: String = rr.iter().rev().map(|r| format!("Route: {r}\r\n")).collect();
+    format!(
+        "{method} sip:bob@203.0.113.9:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 198.51.100.7:40000;branch=z9hG4bK-{branch};rport\r\n\
+Max-Forwards: 70\r\n\
+{routes}\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>;tag=b1\r\n\
+Call-ID: {}\r\n\
+CSeq: {cseq} {method}\r\n\
+Content-Length: 0\r\n\r\n",
+        m.call_id().unwrap()
+    )
+}
+
+fn status_of(msg: &str) -> u16 {
+    Message::parse(msg.as_bytes()).unwrap().status().unwrap()
+}
+
+fn ended(events: &[SipEvent]) -> Vec<&TxEnd> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SipEvent::TxEnded(end) => Some(&**end),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn invite_ack_bye_through_two_relays() {
+    let mut net = Net::two_relays();
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c1", 70));
+    net.drive();
+    let at_uas = net.take(UAS);
+    assert_eq!(at_uas.len(), 1);
+    let inv = &at_uas[0];
+    assert_eq!(inv.matches("\r\nVia: ").count(), 3, "{inv}");
+    assert!(inv.contains("Max-Forwards: 68\r\n"));
+
+    for (status, reason) in [(100, "Trying"), (180, "Ringing"), (200, "OK")] {
+        net.send(Transport::Udp, UAS, B_UDP, &answer(inv, status, reason));
+    }
+    net.drive();
+    let at_uac = net.take(UAC);
+    assert_eq!(
+        at_uac.iter().map(|m| status_of(m)).collect::<Vec<_>>(),
+        [100, 180, 200]
+    );
+    let ok = &at_uac[2];
+    assert_eq!(ok.matches("\r\nVia: ").count(), 1, "{ok}");
+
+    // Relay A: the transaction from start to end, with the association it went out on.
+    let ev = net.events(0);
+    let started: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            SipEvent::TxStarted(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 1);
+    assert_eq!(&*started[0].call_id, "c1");
+    assert_eq!(started[0].inbound.transport, Transport::Udp);
+    assert_eq!(started[0].inbound.addr, sa(UAC));
+    assert_eq!(started[0].inbound.local, Some(sa(A_UDP)));
+    let a_to_b = net.assoc(sa(A_SCTP), sa(B_SCTP));
+    assert!(ev.iter().any(|e| matches!(e,
+        SipEvent::TxForwarded { id, assoc: Some(x), .. } if *id == started[0].id && *x == a_to_b)));
+    let provisional: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            SipEvent::TxProvisional { status, first, .. } => Some((*status, *first)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(provisional, [(100, true), (180, false)]);
+    let ends = ended(&ev);
+    assert_eq!(ends.len(), 1);
+    let end = ends[0];
+    assert_eq!(end.outcome.status(), Some(200));
+    assert_eq!(end.info.outbound.assoc, Some(a_to_b));
+    assert_eq!(end.info.cseq, 1);
+    assert!(end.info.received_at <= end.info.forwarded_at);
+    assert!(end.info.first_provisional.unwrap() < end.outcome.at());
+    assert!(end.duration() > Duration::ZERO);
+    // Every message in is counted, every message out too.
+    let received = ev
+        .iter()
+        .filter(|e| matches!(e, SipEvent::Received { .. }))
+        .count();
+    let sent = ev
+        .iter()
+        .filter(|e| matches!(e, SipEvent::Sent { .. }))
+        .count();
+    assert_eq!((received, sent), (4, 4));
+
+    // Relay B saw the request come in on that association.
+    let ev_b = net.events(1);
+    let b_start = ev_b
+        .iter()
+        .find_map(|e| match e {
+            SipEvent::TxStarted(i) => Some(i),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(b_start.inbound.assoc, Some(a_to_b));
+    assert_eq!(b_start.inbound.transport, Transport::Sctp);
+
+    // ACK and BYE follow the Record-Route set back through both relays.
+    net.send(Transport::Udp, UAC, A_UDP, &in_dialog(ok, "ACK", 1, "ack1"));
+    net.drive();
+    let acks = net.take(UAS);
+    assert_eq!(acks.len(), 1, "ACK reaches the UAS once");
+    assert!(acks[0].starts_with("ACK sip:bob@203.0.113.9:5060 SIP/2.0\r\n"));
+    assert!(
+        !acks[0].contains("Route:"),
+        "both relays removed their Route values"
+    );
+    let ev = net.events(0);
+    assert!(
+        !ev.iter().any(|e| matches!(e, SipEvent::TxStarted(_))),
+        "ACK is not tracked"
+    );
+
+    net.send(Transport::Udp, UAC, A_UDP, &in_dialog(ok, "BYE", 2, "bye1"));
+    net.drive();
+    let bye = net.take(UAS).pop().unwrap();
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&bye, 200, "OK"));
+    net.drive();
+    assert_eq!(
+        net.take(UAC)
+            .iter()
+            .map(|m| status_of(m))
+            .collect::<Vec<_>>(),
+        [200]
+    );
+    let ends = net.events(0);
+    let ends = ended(&ends);
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0].info.key.method.as_str(), "BYE");
+}
+
+#[test]
+fn cancel_and_487() {
+    let mut net = Net::two_relays();
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c2", 70));
+    net.drive();
+    let inv = net.take(UAS).pop().unwrap();
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&inv, 180, "Ringing"));
+    net.drive();
+    net.take(UAC);
+    let cancel = invite("c2", 70)
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    net.send(Transport::Udp, UAC, A_UDP, &cancel);
+    net.drive();
+    let at_uas = net.take(UAS);
+    assert_eq!(at_uas.len(), 1);
+    let fwd_cancel = &at_uas[0];
+    // The CANCEL carries the INVITE's branches (16.11: a stateless proxy computes the same).
+    let branches = |m: &str| {
+        Message::parse(m.as_bytes())
+            .unwrap()
+            .vias()
+            .map(|v| v.unwrap().branch.unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(branches(fwd_cancel), branches(&inv));
+    net.send(Transport::Udp, UAS, B_UDP, &answer(fwd_cancel, 200, "OK"));
+    net.send(
+        Transport::Udp,
+        UAS,
+        B_UDP,
+        &answer(&inv, 487, "Request Terminated"),
+    );
+    net.drive();
+    let statuses: Vec<_> = net.take(UAC).iter().map(|m| status_of(m)).collect();
+    assert_eq!(statuses, [200, 487]);
+    let ev = net.events(0);
+    let mut outcomes: Vec<_> = ended(&ev)
+        .iter()
+        .map(|e| (e.info.key.method.as_str().to_owned(), e.outcome.status()))
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [("CANCEL".into(), Some(200)), ("INVITE".into(), Some(487))]
+    );
+    // The ACK of the 487 goes hop by hop with the INVITE's branch.
+    let ack = invite("c2", 70)
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
+    net.send(Transport::Udp, UAC, A_UDP, &ack);
+    net.drive();
+    let acks = net.take(UAS);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(branches(&acks[0]), branches(&inv));
+}
+
+#[test]
+fn request_retransmissions_are_forwarded_and_counted_once() {
+    let mut net = Net::two_relays();
+    let inv = invite("c3", 70);
+    net.send(Transport::Udp, UAC, A_UDP, &inv);
+    net.drive();
+    net.advance(Duration::from_millis(500));
+    net.send(Transport::Udp, UAC, A_UDP, &inv);
+    net.drive();
+    let at_uas = net.take(UAS);
+    assert_eq!(
+        at_uas.len(),
+        2,
+        "a stateless relay forwards the retransmission"
+    );
+    assert_eq!(at_uas[0], at_uas[1], "identically");
+    let ev = net.events(0);
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, SipEvent::TxStarted(_)))
+            .count(),
+        1
+    );
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, SipEvent::TxRetransmitted { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, SipEvent::TxForwarded { .. }))
+            .count(),
+        1
+    );
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&at_uas[0], 200, "OK"));
+    net.drive();
+    let ev = net.events(0);
+    assert_eq!(ended(&ev)[0].info.retransmissions, 1);
+}
+
+#[test]
+fn max_forwards_483_comes_back_through_the_first_relay() {
+    let mut net = Net::two_relays();
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c4", 1));
+    net.drive();
+    assert!(net.take(UAS).is_empty());
+    let back = net.take(UAC);
+    assert_eq!(back.iter().map(|m| status_of(m)).collect::<Vec<_>>(), [483]);
+    let ev_b = net.events(1);
+    assert!(ev_b.iter().any(|e| matches!(
+        e,
+        SipEvent::Sent {
+            local: true,
+            message: MessageKind::Response { status: 483, .. },
+            ..
+        }
+    )));
+    let ev_a = net.events(0);
+    assert_eq!(ended(&ev_a)[0].outcome.status(), Some(483));
+}
+
+#[test]
+fn a_loop_is_answered_482() {
+    // A routes to B, B routes back to A.
+    let mut net = Net::two_relays();
+    net.relays[1].driver.set_relay(relay(
+        vec![
+            listener(Transport::Sctp, B_SCTP),
+            listener(Transport::Udp, B_UDP),
+        ],
+        (Transport::Udp, A_UDP),
+    ));
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c5", 70));
+    net.drive();
+    let back = net.take(UAC);
+    assert_eq!(back.iter().map(|m| status_of(m)).collect::<Vec<_>>(), [482]);
+    let ev = net.events(0);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        SipEvent::Sent {
+            local: true,
+            message: MessageKind::Response { status: 482, .. },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn unanswered_transactions_expire() {
+    let mut net = Net::two_relays();
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c6", 70));
+    net.drive();
+    net.events(0);
+    let due = net.relays[0].driver.poll_timeout().unwrap();
+    assert_eq!(
+        due.saturating_duration_since(net.now),
+        crate::transaction::DEFAULT_TIMEOUT - Duration::from_millis(2),
+        "forwarded two hops ago"
+    );
+    net.advance(Duration::from_secs(31));
+    assert!(ended(&net.events(0)).is_empty());
+    net.advance(Duration::from_secs(1));
+    let ev = net.events(0);
+    let ends = ended(&ev);
+    assert_eq!(ends.len(), 1);
+    assert!(matches!(ends[0].outcome, TxOutcome::Expired { .. }));
+    assert_eq!(net.relays[0].driver.poll_timeout(), None);
+    // The final response after the expiry is still relayed (stateless), unmatched.
+    let inv = net.take(UAS).pop().unwrap();
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&inv, 200, "OK"));
+    net.drive();
+    assert_eq!(net.take(UAC).len(), 1);
+}
+
+#[test]
+fn a_refused_send_ends_the_transaction_and_is_counted() {
+    let mut net = Net::two_relays();
+    net.refuse.push(sa(B_SCTP));
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c7", 70));
+    net.drive();
+    let ev = net.events(0);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        SipEvent::Dropped {
+            cause: DropCause::Send(SendDrop::QueueFull),
+            ..
+        }
+    )));
+    let ends = ended(&ev);
+    assert!(matches!(ends[0].outcome, TxOutcome::SendFailed { .. }));
+    assert_eq!(net.relays[0].driver.transactions().len(), 0);
+    assert_eq!(net.relays[0].driver.poll_timeout(), None);
+}
+
+/// H1 through the driver: the client's own received/rport choose nothing.
+#[test]
+fn responses_cannot_be_steered_by_the_client() {
+    let mut net = Net::two_relays();
+    let options = "OPTIONS sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 198.51.100.7:40000;branch=z9hG4bKh1;received=127.0.0.3;rport=5999\r\n\
+Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\n\
+Call-ID: h1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    net.send(Transport::Udp, UAC, A_UDP, options);
+    net.drive();
+    let req = net.take(UAS).pop().unwrap();
+    for _ in 0..3 {
+        net.send(Transport::Udp, UAS, B_UDP, &answer(&req, 200, "OK"));
+    }
+    net.drive();
+    assert_eq!(net.take(UAC).len(), 3, "every 200 reaches the client");
+    assert!(
+        net.take("127.0.0.3:5999").is_empty(),
+        "none reaches the victim"
+    );
+    assert!(net.inbox.is_empty(), "{:?}", net.inbox.keys());
+}
+
+/// M4: a response goes back from the listener its request came in on, on its association.
+#[test]
+fn responses_leave_from_the_listener_of_their_association() {
+    let second = "10.0.0.10:5070";
+    let a = relay(
+        vec![
+            listener(Transport::Sctp, A_SCTP),
+            listener(Transport::Sctp, second),
+            listener(Transport::Udp, A_UDP),
+        ],
+        (Transport::Udp, UAS),
+    );
+    let mut driver = RelayDriver::new(a, DriverConfig::default());
+    let t0 = MonoTime::from_nanos(1);
+    let inv = invite("m4", 70).replace(
+        "SIP/2.0/UDP 198.51.100.7:40000",
+        "SIP/2.0/SCTP 198.51.100.7:40000",
+    );
+    driver.handle_inbound(
+        t0,
+        Inbound {
+            transport: Transport::Sctp,
+            peer: sa(UAC),
+            local: sa(second),
+            assoc: Some(9),
+            bytes: inv.as_bytes(),
+        },
+    );
+    let fwd = driver.poll_transmit().unwrap();
+    assert_eq!(fwd.to.addr, sa(UAS));
+    driver.handle_sent(
+        t0,
+        &fwd.to,
+        fwd.meta.clone(),
+        SendResult::Sent { assoc: None },
+    );
+    let fwd = String::from_utf8(fwd.bytes).unwrap();
+    for status in [180, 200] {
+        driver.handle_inbound(
+            t0,
+            Inbound {
+                transport: Transport::Udp,
+                peer: sa(UAS),
+                local: sa(A_UDP),
+                assoc: None,
+                bytes: answer(&fwd, status, "X").as_bytes(),
+            },
+        );
+        let back = driver.poll_transmit().unwrap();
+        assert_eq!(back.to.addr, sa(UAC));
+        assert_eq!(
+            back.to.assoc,
+            Some(9),
+            "{status}: on the request's association"
+        );
+        assert_eq!(
+            back.from,
+            Some(sa(second)),
+            "{status}: from the request's listener"
+        );
+    }
+    // A local answer (483) leaves from the listener the request came in on, too.
+    let hop0 = inv.replace("Max-Forwards: 70", "Max-Forwards: 0");
+    driver.handle_inbound(
+        t0,
+        Inbound {
+            transport: Transport::Sctp,
+            peer: sa(UAC),
+            local: sa(second),
+            assoc: Some(9),
+            bytes: hop0.as_bytes(),
+        },
+    );
+    let back = driver.poll_transmit().unwrap();
+    assert_eq!((back.to.assoc, back.from), (Some(9), Some(sa(second))));
+}
+
+#[test]
+fn malformed_input_is_counted_never_lost() {
+    let mut net = Net::two_relays();
+    net.send(Transport::Udp, UAC, A_UDP, "garbage\r\n\r\n");
+    // A request whose head parses but whose body length lies: 400.
+    net.send(
+        Transport::Udp,
+        UAC,
+        A_UDP,
+        &invite("c8", 70).replace("Content-Length: 0", "Content-Length: 99"),
+    );
+    net.drive();
+    let ev = net.events(0);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        SipEvent::Received {
+            message: MessageKind::Unparseable,
+            ..
+        }
+    )));
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        SipEvent::Dropped {
+            cause: DropCause::Relay(DropReason::Malformed),
+            ..
+        }
+    )));
+    assert_eq!(
+        net.take(UAC)
+            .iter()
+            .map(|m| status_of(m))
+            .collect::<Vec<_>>(),
+        [400]
+    );
+    assert!(net.take(UAS).is_empty());
+}
