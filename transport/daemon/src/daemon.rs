@@ -97,7 +97,6 @@ pub async fn run(path: PathBuf, config: Config, attaching: Option<crate::kernel:
         relay.clone(),
         senders.clone(),
         shared.clone(),
-        config.sip.clone(),
         stop.clone(),
     ));
     if let Some(ep) = &shared.sctp {
@@ -172,6 +171,7 @@ async fn start(
     tx: mpsc::Sender<Inbound>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<(Arc<Shared>, Senders), StartError> {
+    let metrics = Metrics::new()?;
     let mut listeners = Vec::new();
     let sctp_listeners = addrs_of(config, Proto::Sctp);
     let sctp = if sctp_listeners.is_empty() {
@@ -237,13 +237,26 @@ async fn start(
         None
     } else {
         let framer = crate::relay::framer(config.sip.max_message_size);
-        let (tcp, t) = Tcp::bind(&tcp_addrs, tx.clone(), framer, config.sip.max_message_size)
-            .await
-            .map_err(|(addr, source)| StartError::Bind {
-                proto: Proto::Tcp,
-                addr,
-                source,
-            })?;
+        // Messages the TCP side drops after the relay handed them over (a connection that
+        // could not be made, or closed with data queued) are counted with the relay's drops.
+        let dropped = metrics.dropped.clone();
+        let sink: crate::net::DropSink = Arc::new(move |why, n| {
+            dropped.with_label_values(&[why.as_str()]).inc_by(n);
+        });
+        let (tcp, t) = Tcp::bind(
+            &tcp_addrs,
+            tx.clone(),
+            framer,
+            config.sip.max_message_size,
+            crate::net::TcpLimits::default(),
+            sink,
+        )
+        .await
+        .map_err(|(addr, source)| StartError::Bind {
+            proto: Proto::Tcp,
+            addr,
+            source,
+        })?;
         tasks.extend(t);
         listeners.extend(tcp.local_addrs().iter().map(|a| format!("tcp:{a}")));
         Some(tcp)
@@ -256,7 +269,7 @@ async fn start(
         })?;
     let shared = Arc::new(Shared {
         sctp: sctp.clone(),
-        metrics: Metrics::new()?,
+        metrics,
         admin_token: config.admin.token.clone(),
         listeners,
         started: Instant::now(),

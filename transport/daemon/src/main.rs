@@ -2,6 +2,7 @@
 //! and an admin HTTP API. See `sipsctpd --help`.
 
 mod admin;
+mod clock;
 mod config;
 mod daemon;
 mod kernel;

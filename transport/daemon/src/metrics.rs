@@ -1,6 +1,7 @@
 //! The Prometheus metrics of `/metrics`: the transport's Kamailio counters (copied from the
 //! endpoint's snapshot at each scrape), SIP message counters by method, status class, transport
-//! and direction, drops by reason, and transaction latency.
+//! and direction, drops by reason, and transaction latency. The SIP ones are derived from the
+//! relay driver's events in one place, [`Metrics::observe`].
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -9,6 +10,11 @@ use prometheus::{
 use sipsctp_sctp::{
     counters::{CounterSnapshot, DropCause},
     endpoint::EndpointInfo,
+};
+use sipsctp_sip::{
+    DropReason, SipEvent, Transport,
+    driver::{MessageKind, SendDrop},
+    transaction::TxOutcome,
 };
 use std::sync::Mutex;
 
@@ -138,6 +144,12 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        for r in DropReason::ALL {
+            dropped.with_label_values(&[r.as_str()]);
+        }
+        for r in SendDrop::ALL {
+            dropped.with_label_values(&[r.as_str()]);
+        }
         let transaction_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "sipsctp_sip_transaction_duration_seconds",
@@ -213,23 +225,54 @@ impl Metrics {
             .set(i64::try_from(info.queued).unwrap_or(i64::MAX));
     }
 
-    /// Counts a SIP request.
-    pub fn request(&self, method: &str, transport: &str, dir: Direction) {
-        self.requests
-            .with_label_values(&[method_label(method), transport, dir.as_str()])
-            .inc();
+    /// Counts what one relay event says: messages in and out by method, status class and
+    /// transport, drops by reason, transaction latencies, expiries and overflows.
+    pub fn observe(&self, e: &SipEvent) {
+        match e {
+            SipEvent::Received {
+                transport, message, ..
+            } => self.message(message, *transport, Direction::In),
+            SipEvent::Sent {
+                transport, message, ..
+            } => self.message(message, *transport, Direction::Out),
+            SipEvent::Dropped { cause, .. } => self.drop(cause.as_str()),
+            SipEvent::TxEnded(end) => match end.outcome {
+                TxOutcome::Final { status, .. } => self
+                    .transaction_seconds
+                    .with_label_values(&[
+                        method_label(end.info.key.method.as_str()),
+                        status_class(status),
+                    ])
+                    .observe(end.duration().as_secs_f64()),
+                TxOutcome::Expired { .. } => self.transactions_expired.inc(),
+                TxOutcome::SendFailed { .. } => {}
+            },
+            SipEvent::TxUntracked { .. } => self.transactions_untracked.inc(),
+            SipEvent::TxStarted(_)
+            | SipEvent::TxForwarded { .. }
+            | SipEvent::TxProvisional { .. }
+            | SipEvent::TxRetransmitted { .. } => {}
+        }
     }
 
-    /// Counts a SIP response.
-    pub fn response(&self, method: &str, status: u16, transport: &str, dir: Direction) {
-        self.responses
-            .with_label_values(&[
-                method_label(method),
-                status_class(status),
-                transport,
-                dir.as_str(),
-            ])
-            .inc();
+    fn message(&self, m: &MessageKind, t: Transport, dir: Direction) {
+        let transport = t.uri_param();
+        match m {
+            MessageKind::Request { method } => self
+                .requests
+                .with_label_values(&[method_label(method.as_str()), transport, dir.as_str()])
+                .inc(),
+            MessageKind::Response { method, status } => self
+                .responses
+                .with_label_values(&[
+                    method_label(method.as_ref().map_or("", |m| m.as_str())),
+                    status_class(*status),
+                    transport,
+                    dir.as_str(),
+                ])
+                .inc(),
+            MessageKind::Unparseable => {}
+        }
     }
 
     /// Counts a dropped SIP message.

@@ -1,15 +1,22 @@
 //! The daemon's UDP and TCP sides (SCTP is `sipsctp_sctp::endpoint`): sockets, receive loops
-//! feeding one channel of [`Inbound`] messages, and sending to a destination. TCP splits the
-//! byte stream into SIP messages with the framing function it is given, keeps one connection
-//! per peer address, and opens connections to upstreams on demand.
+//! feeding one channel of [`Inbound`] messages, and sending to a destination without ever
+//! waiting on a peer. TCP splits the byte stream into SIP messages with the framing function
+//! it is given, keeps one connection per peer address with a bounded queue (messages and
+//! bytes, and a global byte cap) drained by a writer task with a timeout per write, and opens
+//! connections to upstreams on demand in their own task.
 
 use std::{
     collections::HashMap,
     io,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
+
+use sipsctp_sip::driver::SendDrop;
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -111,32 +118,93 @@ impl Udp {
             .collect()
     }
 
-    /// Sends from the first socket of `dest`'s address family.
+    /// Sends without waiting: from the socket bound to `from` when given, else from the first
+    /// socket of `dest`'s address family. A full socket buffer is a drop, never a wait.
     ///
     /// # Errors
-    /// No socket of that family, or the send failed.
-    pub async fn send(&self, dest: SocketAddr, data: &[u8]) -> io::Result<()> {
-        let (s, _) = self
-            .sockets
-            .iter()
-            .find(|(_, local)| local.is_ipv4() == dest.is_ipv4())
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::AddrNotAvailable,
-                    "no UDP listener of that address family",
-                )
-            })?;
-        s.send_to(data, dest).await.map(|_| ())
+    /// No socket of that family ([`SendDrop::NoTransport`]), the socket buffer is full
+    /// ([`SendDrop::QueueFull`]), or the kernel refused ([`SendDrop::SendFailed`]).
+    pub fn try_send(
+        &self,
+        from: Option<SocketAddr>,
+        dest: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), SendDrop> {
+        let (s, _) = from
+            .and_then(|f| self.sockets.iter().find(|(_, local)| *local == f))
+            .filter(|(_, local)| local.is_ipv4() == dest.is_ipv4())
+            .or_else(|| {
+                self.sockets
+                    .iter()
+                    .find(|(_, local)| local.is_ipv4() == dest.is_ipv4())
+            })
+            .ok_or(SendDrop::NoTransport)?;
+        match s.try_send_to(data, dest) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(SendDrop::QueueFull),
+            Err(e) => {
+                tracing::debug!(%dest, error = %e, "UDP send failed");
+                Err(SendDrop::SendFailed)
+            }
+        }
     }
 }
 
-/// The TCP side: listeners, and one connection per peer address.
+/// Counts messages a transport dropped after the relay handed them over (a connection that
+/// could not be made, timed out or closed with data queued): the reason and how many.
+pub type DropSink = Arc<dyn Fn(SendDrop, u64) + Send + Sync>;
+
+/// Bounds of the TCP side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Connections at once, accepted and opened (over it: accepted ones are closed, sends to
+    /// a new destination dropped).
+    pub max_connections: usize,
+    /// Messages queued per connection.
+    pub queue_messages: usize,
+    /// Bytes queued per connection.
+    pub queue_bytes: usize,
+    /// Bytes queued over all connections.
+    pub total_bytes: usize,
+    /// Connecting to a destination.
+    pub connect_timeout: Duration,
+    /// Writing one message (a peer that does not read).
+    pub write_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 2048,
+            queue_messages: 1024,
+            queue_bytes: 1 << 20,
+            total_bytes: 64 << 20,
+            connect_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A connection's send side: its writer task's queue and what it holds.
+#[derive(Clone)]
+struct Conn {
+    id: u64,
+    tx: mpsc::Sender<Vec<u8>>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// The TCP side: listeners, and one connection per peer address. Sends never wait: each
+/// connection has a writer task with a bounded queue; connecting happens in that task.
 pub struct Tcp {
     listeners: Vec<SocketAddr>,
-    conns: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>,
+    conns: Mutex<HashMap<SocketAddr, Conn>>,
+    next_id: AtomicU64,
+    total_bytes: AtomicUsize,
     tx: mpsc::Sender<Inbound>,
     framer: Framer,
     max: usize,
+    limits: TcpLimits,
+    dropped: DropSink,
 }
 
 impl Tcp {
@@ -149,6 +217,8 @@ impl Tcp {
         tx: mpsc::Sender<Inbound>,
         framer: Framer,
         max: usize,
+        limits: TcpLimits,
+        dropped: DropSink,
     ) -> Result<(Arc<Tcp>, Vec<JoinHandle<()>>), (SocketAddr, io::Error)> {
         let mut bound = Vec::new();
         let mut listeners = Vec::new();
@@ -159,10 +229,14 @@ impl Tcp {
         }
         let tcp = Arc::new(Tcp {
             listeners: bound,
-            conns: Arc::new(Mutex::new(HashMap::new())),
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            total_bytes: AtomicUsize::new(0),
             tx,
             framer,
             max,
+            limits,
+            dropped,
         });
         let tasks = listeners
             .into_iter()
@@ -171,7 +245,16 @@ impl Tcp {
                 tokio::spawn(async move {
                     loop {
                         match l.accept().await {
-                            Ok((stream, peer)) => tcp.adopt(stream, peer),
+                            Ok((stream, peer)) => {
+                                if tcp.conns().len() >= tcp.limits.max_connections {
+                                    tracing::debug!(%peer, "TCP connection limit reached; closing");
+                                    drop(stream);
+                                    continue;
+                                }
+                                let (conn, rx) = tcp.new_conn();
+                                tcp.conns().insert(peer, conn.clone());
+                                tcp.start(stream, peer, conn, rx);
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, "TCP accept failed");
                                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -189,27 +272,82 @@ impl Tcp {
         self.listeners.clone()
     }
 
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Conn>> {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes over a connected stream: a reader task framing messages, a writer task.
-    fn adopt(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    fn new_conn(&self) -> (Conn, mpsc::Receiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::channel(self.limits.queue_messages.max(1));
+        let conn = Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            tx,
+            bytes: Arc::new(AtomicUsize::new(0)),
+        };
+        (conn, rx)
+    }
+
+    /// Forgets `peer`'s connection if it is still `id` (a newer one may have replaced it).
+    fn forget(&self, peer: SocketAddr, id: u64) {
+        let mut conns = self.conns();
+        if conns.get(&peer).is_some_and(|c| c.id == id) {
+            conns.remove(&peer);
+        }
+    }
+
+    /// Drops what is still queued for a connection that ended, counting it.
+    fn discard(&self, conn: &Conn, rx: &mut mpsc::Receiver<Vec<u8>>, why: SendDrop) {
+        rx.close();
+        let mut n = 0u64;
+        while let Ok(data) = rx.try_recv() {
+            self.release(conn, data.len());
+            n += 1;
+        }
+        if n > 0 {
+            (self.dropped)(why, n);
+        }
+    }
+
+    fn release(&self, conn: &Conn, len: usize) {
+        conn.bytes.fetch_sub(len, Ordering::Relaxed);
+        self.total_bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+
+    /// Runs a connected stream: a reader task framing messages, a writer task draining the
+    /// connection's queue with a timeout per message.
+    fn start(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        conn: Conn,
+        mut rx: mpsc::Receiver<Vec<u8>>,
+    ) {
         let local = stream
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (mut rd, mut wr) = stream.into_split();
-        let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(256);
-        self.conns().insert(peer, wtx);
         let me = self.clone();
+        let writer_conn = conn.clone();
         tokio::spawn(async move {
-            while let Some(data) = wrx.recv().await {
-                if let Err(e) = wr.write_all(&data).await {
-                    tracing::debug!(%peer, error = %e, "TCP write failed; closing");
-                    break;
+            while let Some(data) = rx.recv().await {
+                let len = data.len();
+                let r = tokio::time::timeout(me.limits.write_timeout, wr.write_all(&data)).await;
+                me.release(&writer_conn, len);
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TCP write failed; closing");
+                        (me.dropped)(SendDrop::SendFailed, 1);
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TCP write timed out (the peer does not read); closing");
+                        (me.dropped)(SendDrop::QueueFull, 1);
+                        break;
+                    }
                 }
             }
-            me.conns().remove(&peer);
+            me.forget(peer, writer_conn.id);
+            me.discard(&writer_conn, &mut rx, SendDrop::QueueFull);
         });
         let me = self.clone();
         tokio::spawn(async move {
@@ -255,33 +393,78 @@ impl Tcp {
                     }
                 }
             }
-            me.conns().remove(&peer);
+            me.forget(peer, conn.id);
         });
     }
 
-    /// Sends on the connection to `dest`, opening one when there is none.
+    /// Queues `data` for `dest` without waiting, opening a connection (in its own task) when
+    /// there is none.
     ///
     /// # Errors
-    /// Connecting failed, or the connection is gone.
-    pub async fn send(self: &Arc<Self>, dest: SocketAddr, data: Vec<u8>) -> io::Result<()> {
-        let existing = self.conns().get(&dest).cloned();
-        let tx = match existing {
-            Some(tx) => tx,
-            None => {
-                let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(dest))
-                    .await
-                    .map_err(|_| {
-                        io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out")
-                    })??;
-                let _ = stream.set_nodelay(true);
-                self.adopt(stream, dest);
-                self.conns().get(&dest).cloned().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotConnected, "connection closed")
-                })?
+    /// The destination's queue is full in messages or bytes, all queues together hold the
+    /// global cap, or there are too many connections already.
+    pub fn try_send(self: &Arc<Self>, dest: SocketAddr, data: Vec<u8>) -> Result<(), SendDrop> {
+        let len = data.len();
+        if self.total_bytes.load(Ordering::Relaxed) + len > self.limits.total_bytes {
+            return Err(SendDrop::QueuesFull);
+        }
+        let conn = {
+            let mut conns = self.conns();
+            match conns.get(&dest) {
+                Some(c) => c.clone(),
+                None => {
+                    if conns.len() >= self.limits.max_connections {
+                        return Err(SendDrop::TooManyDestinations);
+                    }
+                    let (conn, rx) = self.new_conn();
+                    conns.insert(dest, conn.clone());
+                    drop(conns);
+                    self.connect(dest, conn.clone(), rx);
+                    conn
+                }
             }
         };
-        tx.send(data)
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "TCP connection closed"))
+        if conn.bytes.load(Ordering::Relaxed) + len > self.limits.queue_bytes {
+            return Err(SendDrop::QueueFull);
+        }
+        conn.bytes.fetch_add(len, Ordering::Relaxed);
+        self.total_bytes.fetch_add(len, Ordering::Relaxed);
+        match conn.tx.try_send(data) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.release(&conn, len);
+                Err(match e {
+                    mpsc::error::TrySendError::Full(_) => SendDrop::QueueFull,
+                    mpsc::error::TrySendError::Closed(_) => {
+                        self.forget(dest, conn.id);
+                        SendDrop::SendFailed
+                    }
+                })
+            }
+        }
+    }
+
+    /// Connects to `dest` in a task of its own; what was queued meanwhile is sent once
+    /// connected, or counted as dropped when connecting fails.
+    fn connect(self: &Arc<Self>, dest: SocketAddr, conn: Conn, mut rx: mpsc::Receiver<Vec<u8>>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(me.limits.connect_timeout, TcpStream::connect(dest)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    me.start(stream, dest, conn, rx);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%dest, error = %e, "TCP connect failed");
+                    me.forget(dest, conn.id);
+                    me.discard(&conn, &mut rx, SendDrop::ConnectFailed);
+                }
+                Err(_) => {
+                    tracing::debug!(%dest, "TCP connect timed out");
+                    me.forget(dest, conn.id);
+                    me.discard(&conn, &mut rx, SendDrop::ConnectFailed);
+                }
+            }
+        });
     }
 }

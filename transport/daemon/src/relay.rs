@@ -1,7 +1,9 @@
-//! The relay task: every inbound message (SCTP, UDP, TCP) is parsed once, counted, handed to
-//! the stateless relay core (`sipsctp_sip::Relay`), and its decision carried out: forwarded,
-//! answered, or dropped with a counted reason. Transactions are tracked for latency and
-//! outcome. This module moves bytes; the SIP rules are in `sipsctp_sip`.
+//! The relay task: a thin loop around the sans-IO [`RelayDriver`]. It hands each inbound
+//! message (SCTP, UDP, TCP) to the driver with one clock read per wake-up, sends what the
+//! driver yields without ever waiting on a peer ([`Senders::send`]: queue or drop, never
+//! block), reports each send back, wakes the driver at its timeout, and turns the driver's
+//! events into metrics ([`crate::metrics::Metrics::observe`]) and rate-limited logs. The SIP
+//! rules are in `sipsctp_sip`.
 
 use std::{
     net::SocketAddr,
@@ -11,16 +13,15 @@ use std::{
 
 use sipsctp_sctp::{assoc::SocketId, endpoint::SctpEndpoint};
 use sipsctp_sip::{
-    Decision, Limits, Message, Relay as Core, RelayConfig, TransactionTable, Transport,
-    relay::{Destination, HostMatch, Listener, LocalAddr, Peer, RouteRule, RouteTarget, Upstream},
-    transaction::{Leg, Legs},
+    Limits, Relay as Core, RelayConfig, RelayDriver, SipEvent, Transport,
+    driver::{DriverConfig, DropCause, SendDrop, SendResult, Transmit},
+    relay::{HostMatch, Listener, RouteRule, RouteTarget, Upstream},
 };
 use tokio::sync::mpsc;
 
 use crate::{
     config::{self, Config, Proto},
     log_limit::LogLimit,
-    metrics::{Direction, method_label},
     net::{FrameVerdict, Inbound, Tcp, Udp},
     state::Shared,
 };
@@ -33,18 +34,11 @@ fn transport(p: Proto) -> Transport {
     }
 }
 
-fn label(t: Transport) -> &'static str {
-    match t {
-        Transport::Sctp => "sctp",
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-    }
-}
-
-/// The relay core built from the configuration (routes, own addresses, limits).
+/// The relay core built from the configuration (routes, own addresses, limits), with the
+/// transaction settings of `[sip]`.
 pub struct Relay {
-    core: Core,
-    limits: Limits,
+    core: Arc<Core>,
+    driver: DriverConfig,
 }
 
 /// The relay's branch secret: random per process, kept across reloads so that responses to
@@ -119,7 +113,13 @@ impl Relay {
             limits,
         };
         let core = Core::new(cfg).map_err(|e| e.to_string())?;
-        Ok(Relay { core, limits })
+        Ok(Relay {
+            core: Arc::new(core),
+            driver: DriverConfig {
+                transaction_capacity: config.sip.transaction_capacity,
+                transaction_timeout: config.sip.transaction_timeout,
+            },
+        })
     }
 }
 
@@ -147,17 +147,6 @@ pub struct Senders {
     pub udp: Option<Arc<Udp>>,
     /// TCP.
     pub tcp: Option<Arc<Tcp>>,
-}
-
-/// Why a message could not be sent (a counted drop: `send_failed`).
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// No listener of that transport.
-    #[error("no {0} listener to send from")]
-    NoTransport(&'static str),
-    /// The transport refused.
-    #[error("{0}")]
-    Transport(String),
 }
 
 impl Senders {
@@ -197,33 +186,59 @@ impl Senders {
         v
     }
 
-    /// Sends `bytes` to `to`; for SCTP from the listener of the same address family (the one
-    /// the association lives on when the peer is already known).
-    ///
-    /// # Errors
-    /// [`SendError`].
-    pub async fn send(&self, to: Destination, bytes: Vec<u8>) -> Result<(), SendError> {
-        match to.transport {
-            Transport::Sctp => {
-                let ep = self.sctp.as_ref().ok_or(SendError::NoTransport("sctp"))?;
-                let socket = self.sctp_from[usize::from(to.addr.is_ipv6())];
-                ep.send(socket, to.addr, &bytes)
-                    .map(|_| ())
-                    .map_err(|e| SendError::Transport(e.to_string()))
-            }
-            Transport::Udp => {
-                let u = self.udp.as_ref().ok_or(SendError::NoTransport("udp"))?;
-                u.send(to.addr, &bytes)
-                    .await
-                    .map_err(|e| SendError::Transport(e.to_string()))
-            }
-            Transport::Tcp => {
-                let t = self.tcp.as_ref().ok_or(SendError::NoTransport("tcp"))?;
-                t.send(to.addr, bytes)
-                    .await
-                    .map_err(|e| SendError::Transport(e.to_string()))
-            }
+    /// The SCTP listener bound to `local`, if any.
+    fn sctp_socket_at(ep: &SctpEndpoint, local: SocketAddr) -> Option<SocketId> {
+        ep.listeners()
+            .into_iter()
+            .find(|(_, addrs)| addrs.contains(&local))
+            .map(|(id, _)| id)
+    }
+
+    /// Sends `t` without waiting on the peer: handed to the kernel, queued behind the
+    /// destination's earlier messages, or dropped with the reason. For SCTP from the listener
+    /// `t.from` names (the one its request came in on), else the one of the address family.
+    pub fn send(&self, t: &Transmit, bytes: Vec<u8>) -> SendResult {
+        let to = t.to;
+        let r = match to.transport {
+            Transport::Sctp => match &self.sctp {
+                None => Err(SendDrop::NoTransport),
+                Some(ep) => {
+                    let socket = t
+                        .from
+                        .and_then(|a| Self::sctp_socket_at(ep, a))
+                        .unwrap_or(self.sctp_from[usize::from(to.addr.is_ipv6())]);
+                    return match ep.send(socket, to.addr, &bytes) {
+                        Ok(o) => SendResult::Sent {
+                            assoc: o.assoc().map(|a| a.get()),
+                        },
+                        Err(e) => SendResult::Dropped(sctp_drop(&e)),
+                    };
+                }
+            },
+            Transport::Udp => match &self.udp {
+                None => Err(SendDrop::NoTransport),
+                Some(u) => u.try_send(t.from, to.addr, &bytes),
+            },
+            Transport::Tcp => match &self.tcp {
+                None => Err(SendDrop::NoTransport),
+                Some(tcp) => tcp.try_send(to.addr, bytes),
+            },
+        };
+        match r {
+            Ok(()) => SendResult::Sent { assoc: None },
+            Err(why) => SendResult::Dropped(why),
         }
+    }
+}
+
+fn sctp_drop(e: &sipsctp_sctp::endpoint::SendError) -> SendDrop {
+    use sipsctp_sctp::endpoint::SendError as E;
+    match e {
+        E::QueueFull { .. } => SendDrop::QueueFull,
+        E::ShuttingDown(_) => SendDrop::ShuttingDown,
+        E::Limit(_) => SendDrop::ConnectFailed,
+        E::UnknownSocket(_) => SendDrop::NoTransport,
+        _ => SendDrop::SendFailed,
     }
 }
 
@@ -234,160 +249,135 @@ pub async fn run(
     relay: Arc<RwLock<Arc<Relay>>>,
     senders: Senders,
     shared: Arc<Shared>,
-    sip: config::Sip,
     stop: Arc<tokio::sync::Notify>,
 ) {
-    let mut table = TransactionTable::new(sip.transaction_capacity);
-    // "could not relay" at most once a second per destination (the drops are counted exactly).
-    let mut failures = LogLimit::new(Duration::from_secs(1), 1024);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let current = |r: &Arc<RwLock<Arc<Relay>>>| {
+        r.read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    };
+    let mut rules = current(&relay);
+    let mut driver = RelayDriver::new(rules.core.clone(), rules.driver);
+    let mut logs = Logs::new();
     loop {
+        let timeout = driver.poll_timeout();
+        let sleep = async {
+            match timeout {
+                Some(t) => {
+                    let wait = t.saturating_duration_since(crate::clock::now());
+                    tokio::time::sleep(wait).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
-                let r = relay.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone());
-                handle(&r, &senders, &shared, &mut table, &mut failures, msg).await;
+                let latest = current(&relay);
+                if !Arc::ptr_eq(&latest, &rules) {
+                    driver.set_relay(latest.core.clone());
+                    driver.set_config(latest.driver);
+                    rules = latest;
+                }
+                let now = crate::clock::now();
+                handle(&mut driver, now, &msg);
+                // Whatever else already waits, without another clock read.
+                let mut budget = 64;
+                while budget > 0 && let Ok(msg) = rx.try_recv() {
+                    handle(&mut driver, now, &msg);
+                    budget -= 1;
+                }
+                flush(&mut driver, now, &senders, &shared, &mut logs);
             }
             _ = stop.notified() => rx.close(),
-            _ = tick.tick() => {
-                let n = table.poll_expired(Instant::now(), sip.transaction_timeout).count();
-                if n > 0 {
-                    shared.metrics.transactions_expired.inc_by(n as u64);
-                    tracing::debug!(expired = n, "transactions without a final response");
-                }
+            () = sleep => {
+                let now = crate::clock::now();
+                driver.handle_timeout(now);
+                flush(&mut driver, now, &senders, &shared, &mut logs);
             }
         }
     }
 }
 
-async fn handle(
-    relay: &Relay,
+fn handle(driver: &mut RelayDriver, now: sipsctp_sip::MonoTime, msg: &Inbound) {
+    driver.handle_inbound(
+        now,
+        sipsctp_sip::driver::Inbound {
+            transport: transport(msg.proto),
+            peer: msg.peer,
+            local: msg.local,
+            assoc: msg.sctp.map(|(_, a)| a.get()),
+            bytes: &msg.data,
+        },
+    );
+}
+
+/// Sends what the driver yields, reports each send, and consumes its events.
+fn flush(
+    driver: &mut RelayDriver,
+    now: sipsctp_sip::MonoTime,
     senders: &Senders,
     shared: &Shared,
-    table: &mut TransactionTable,
-    failures: &mut LogLimit<SocketAddr>,
-    msg: Inbound,
+    logs: &mut Logs,
 ) {
-    let m = &shared.metrics;
-    let t = transport(msg.proto);
-    let from = Peer {
-        transport: t,
-        addr: msg.peer,
-        assoc: msg.sctp.map(|(_, a)| a.get()),
-    };
-    let local = LocalAddr {
-        transport: t,
-        addr: msg.local,
-    };
-    // Parse once: for the counters and for the core.
-    let mut request_method: Option<String> = None;
-    let mut response: Option<(String, u16)> = None;
-    let decision = match Message::parse_with(&msg.data, &relay.limits) {
-        Ok(p) if p.is_request() => {
-            let method = p
-                .method()
-                .map(|x| x.as_str().to_owned())
-                .unwrap_or_default();
-            m.request(&method, label(t), Direction::In);
-            request_method = Some(method);
-            relay.core.handle_request(&p, from, local)
+    while let Some(mut t) = driver.poll_transmit() {
+        let bytes = std::mem::take(&mut t.bytes);
+        let result = senders.send(&t, bytes);
+        driver.handle_sent(now, &t.to, t.meta, result);
+    }
+    while let Some(e) = driver.poll_event() {
+        shared.metrics.observe(&e);
+        logs.event(&e);
+    }
+}
+
+/// The relay's log lines: per-message failures at most once a second per destination, with
+/// the count held back (the metrics count every one).
+struct Logs {
+    failures: LogLimit<SocketAddr>,
+}
+
+impl Logs {
+    fn new() -> Self {
+        Self {
+            failures: LogLimit::new(Duration::from_secs(1), 1024),
         }
-        Ok(p) => {
-            let status = p.status().unwrap_or(0);
-            let method = p
-                .cseq()
-                .map(|c| c.method.as_str().to_owned())
-                .unwrap_or_default();
-            m.response(&method, status, label(t), Direction::In);
-            response = Some((method, status));
-            relay.core.handle_response(&p, from)
-        }
-        Err(e) => {
-            tracing::debug!(peer = %msg.peer, proto = %msg.proto, error = %e, "malformed SIP message");
-            // A request whose head still parses (e.g. a wrong Content-Length) is answered 400:
-            // count it as the request it is.
-            if let Ok(head) = Message::parse_head(&msg.data, &relay.limits)
-                && head.is_request()
-            {
-                let method = head
-                    .method()
-                    .map(|x| x.as_str().to_owned())
-                    .unwrap_or_default();
-                m.request(&method, label(t), Direction::In);
-                request_method = Some(method);
-            }
-            relay.core.handle(&msg.data, from, local)
-        }
-    };
-    match decision {
-        Decision::Forward { to, bytes, tx } => {
-            let dest_label = label(to.transport);
-            let now = Instant::now();
-            if let Err(e) = senders.send(to, bytes).await {
-                m.drop("send_failed");
-                if let Some(held_back) = failures.check(to.addr, now) {
+    }
+
+    fn event(&mut self, e: &SipEvent) {
+        match e {
+            SipEvent::Dropped {
+                peer,
+                cause: DropCause::Send(why),
+                ..
+            } => {
+                if let Some(held_back) = self.failures.check(*peer, Instant::now()) {
                     tracing::warn!(
-                        dest = %to.addr,
-                        transport = dest_label,
-                        error = %e,
+                        dest = %peer,
+                        reason = why.as_str(),
                         not_logged_since_last = held_back,
-                        "could not relay (dropped, counted in sipsctp_sip_messages_dropped_total{{reason=\"send_failed\"}})"
+                        "could not relay (dropped, counted in sipsctp_sip_messages_dropped_total{{reason=\"{}\"}})",
+                        why.as_str()
                     );
                 }
-                return;
             }
-            match (&request_method, tx) {
-                (Some(method), Some(key)) => {
-                    m.request(method, dest_label, Direction::Out);
-                    let legs = Legs {
-                        inbound: Leg {
-                            transport: t,
-                            addr: msg.peer,
-                            assoc: from.assoc,
-                        },
-                        outbound: Leg {
-                            transport: to.transport,
-                            addr: to.addr,
-                            assoc: to.assoc,
-                        },
-                    };
-                    if table.on_request_forwarded(now, key, legs).is_err() {
-                        m.transactions_untracked.inc();
-                    }
-                }
-                (Some(method), None) => m.request(method, dest_label, Direction::Out),
-                (None, key) => {
-                    let Some((method, status)) = &response else {
-                        return;
-                    };
-                    let status = *status;
-                    m.response(method, status, dest_label, Direction::Out);
-                    if let Some(key) = key
-                        && let Some(done) = table.on_response(now, &key, status)
-                    {
-                        m.transaction_seconds
-                            .with_label_values(&[
-                                method_label(done.method.as_str()),
-                                crate::metrics::status_class(done.status),
-                            ])
-                            .observe(done.latency.as_secs_f64());
-                    }
+            SipEvent::Dropped {
+                peer,
+                cause: DropCause::Relay(reason),
+                ..
+            } => {
+                tracing::debug!(%peer, reason = reason.as_str(), "dropped");
+            }
+            SipEvent::TxEnded(end) => {
+                if let sipsctp_sip::transaction::TxOutcome::Expired { .. } = end.outcome {
+                    tracing::debug!(
+                        call_id = %end.info.call_id,
+                        method = end.info.key.method.as_str(),
+                        "transaction without a final response"
+                    );
                 }
             }
-        }
-        Decision::Respond { to, bytes, status } => {
-            let method = request_method.unwrap_or_default();
-            if let Err(e) = senders.send(to, bytes).await {
-                m.drop("send_failed");
-                tracing::debug!(dest = %to.addr, error = %e, "could not answer");
-                return;
-            }
-            m.response(&method, status, label(to.transport), Direction::Out);
-        }
-        Decision::Drop { reason } => {
-            m.drop(reason.as_str());
-            tracing::debug!(peer = %msg.peer, proto = %msg.proto, reason = reason.as_str(), "dropped");
+            _ => {}
         }
     }
 }
