@@ -30,6 +30,13 @@ use crate::{
     state::Shared,
 };
 
+/// Where each transport's receive tasks put what they receive.
+struct Inbounds {
+    sctp: mpsc::Sender<Inbound>,
+    udp: mpsc::Sender<Inbound>,
+    tcp: mpsc::Sender<Inbound>,
+}
+
 /// Why the daemon could not start (exit code 4).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -73,7 +80,17 @@ fn addrs_of(config: &Config, proto: Proto) -> Vec<Vec<SocketAddr>> {
 /// Runs the daemon until a stop signal; returns the exit code.
 pub async fn run(path: PathBuf, config: Config, attaching: Option<crate::kernel::Attaching>) -> u8 {
     let started = Instant::now();
-    let (tx, rx) = mpsc::channel::<Inbound>(8192);
+    // One queue per transport, served in turn by the relay: a flood on one transport (a TCP
+    // client sending as fast as it can) cannot hold up what the others receive.
+    let (sctp_tx, sctp_rx) = mpsc::channel::<Inbound>(4096);
+    let (udp_tx, udp_rx) = mpsc::channel::<Inbound>(4096);
+    let (tcp_tx, tcp_rx) = mpsc::channel::<Inbound>(4096);
+    let tx = Inbounds {
+        sctp: sctp_tx,
+        udp: udp_tx,
+        tcp: tcp_tx,
+    };
+    let rx = [sctp_rx, udp_rx, tcp_rx];
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     let parts = match start(&config, tx, &mut tasks).await {
         Ok(p) => p,
@@ -168,7 +185,7 @@ pub async fn run(path: PathBuf, config: Config, attaching: Option<crate::kernel:
 
 async fn start(
     config: &Config,
-    tx: mpsc::Sender<Inbound>,
+    tx: Inbounds,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<(Arc<Shared>, Senders), StartError> {
     let metrics = Metrics::new()?;
@@ -195,7 +212,7 @@ async fn start(
                     .join(",")
             ));
         }
-        let tx = tx.clone();
+        let tx = tx.sctp.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(m) = received.recv().await {
                 let local = locals
@@ -228,7 +245,7 @@ async fn start(
                 addr,
                 source,
             })?;
-        tasks.extend(udp.spawn_receivers(tx.clone(), config.sip.max_message_size));
+        tasks.extend(udp.spawn_receivers(tx.udp.clone(), config.sip.max_message_size));
         listeners.extend(udp.local_addrs().iter().map(|a| format!("udp:{a}")));
         Some(Arc::new(udp))
     };
@@ -245,7 +262,7 @@ async fn start(
         });
         let (tcp, t) = Tcp::bind(
             &tcp_addrs,
-            tx.clone(),
+            tx.tcp.clone(),
             framer,
             config.sip.max_message_size,
             crate::net::TcpLimits::default(),

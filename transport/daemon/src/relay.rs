@@ -242,10 +242,12 @@ fn sctp_drop(e: &sipsctp_sctp::endpoint::SendError) -> SendDrop {
     }
 }
 
-/// Runs the relay until the inbound channel closes. When `stop` is notified the channel is
-/// closed to new messages and what it already holds is relayed before returning.
+/// Runs the relay until every inbound queue closes. The queues (one per transport) are served
+/// in turn, a batch at a time, so that a flood on one cannot hold up the others. When `stop`
+/// is notified the queues are closed to new messages and what they already hold is relayed
+/// before returning.
 pub async fn run(
-    mut rx: mpsc::Receiver<Inbound>,
+    mut queues: [mpsc::Receiver<Inbound>; 3],
     relay: Arc<RwLock<Arc<Relay>>>,
     senders: Senders,
     shared: Arc<Shared>,
@@ -259,7 +261,11 @@ pub async fn run(
     let mut rules = current(&relay);
     let mut driver = RelayDriver::new(rules.core.clone(), rules.driver);
     let mut logs = Logs::new();
+    let mut closing = false;
     loop {
+        if closing && queues.iter().all(|q| q.is_closed() && q.is_empty()) {
+            return;
+        }
         let timeout = driver.poll_timeout();
         let sleep = async {
             match timeout {
@@ -270,32 +276,51 @@ pub async fn run(
                 None => std::future::pending::<()>().await,
             }
         };
-        tokio::select! {
-            msg = rx.recv() => {
-                let Some(msg) = msg else { return };
+        let [q0, q1, q2] = &mut queues;
+        let first = tokio::select! {
+            Some(m) = q0.recv() => Some(m),
+            Some(m) = q1.recv() => Some(m),
+            Some(m) = q2.recv() => Some(m),
+            _ = stop.notified(), if !closing => {
+                closing = true;
+                for q in &mut queues {
+                    q.close();
+                }
+                continue;
+            }
+            () = sleep => None,
+            else => return,
+        };
+        let now = crate::clock::now();
+        match first {
+            Some(msg) => {
                 let latest = current(&relay);
                 if !Arc::ptr_eq(&latest, &rules) {
                     driver.set_relay(latest.core.clone());
                     driver.set_config(latest.driver);
                     rules = latest;
                 }
-                let now = crate::clock::now();
                 handle(&mut driver, now, &msg);
-                // Whatever else already waits, without another clock read.
+                // What else already waits, a message from each queue in turn, without another
+                // clock read.
                 let mut budget = 64;
-                while budget > 0 && let Ok(msg) = rx.try_recv() {
-                    handle(&mut driver, now, &msg);
-                    budget -= 1;
+                while budget > 0 {
+                    let mut any = false;
+                    for q in &mut queues {
+                        if let Ok(msg) = q.try_recv() {
+                            handle(&mut driver, now, &msg);
+                            budget -= 1;
+                            any = true;
+                        }
+                    }
+                    if !any {
+                        break;
+                    }
                 }
-                flush(&mut driver, now, &senders, &shared, &mut logs);
             }
-            _ = stop.notified() => rx.close(),
-            () = sleep => {
-                let now = crate::clock::now();
-                driver.handle_timeout(now);
-                flush(&mut driver, now, &senders, &shared, &mut logs);
-            }
+            None => driver.handle_timeout(now),
         }
+        flush(&mut driver, now, &senders, &shared, &mut logs);
     }
 }
 
