@@ -14,7 +14,7 @@
 //!
 //! Format: <https://docs.kernel.org/bpf/btf.html>.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// BTF magic, `0xeB9F`, in the blob's byte order.
 pub(crate) const MAGIC: u16 = 0xeb9f;
@@ -296,7 +296,7 @@ impl Btf {
                 return Err(BtfError::NotComposite(walked));
             }
             let (member_ty, member_bits, width) = self
-                .find_member(composite, member, 0)?
+                .find_member(composite, member, 0, &mut HashSet::new())?
                 .ok_or_else(|| BtfError::MemberNotFound {
                     path: walked.clone(),
                     member: member.to_owned(),
@@ -382,11 +382,16 @@ impl Btf {
     /// Looks for `name` among the members of `composite`, descending into anonymous struct and
     /// union members. Returns the member's type, its bit offset from `composite`'s start and
     /// its bitfield width (0 when not a bitfield).
+    ///
+    /// `searched` holds the anonymous composites already entered during this lookup: each is
+    /// searched once, so a blob whose anonymous members repeat a type (several times, or
+    /// itself) costs one visit per type, not one per path (exponential in the depth).
     fn find_member(
         &self,
         composite: TypeHeader,
         name: &str,
         depth: usize,
+        searched: &mut HashSet<u32>,
     ) -> Result<Option<(u32, u64, u32)>, BtfError> {
         if depth > MAX_DEPTH {
             return Err(BtfError::TooDeep(name.into()));
@@ -415,10 +420,10 @@ impl Btf {
         }
         for (ty, bits) in anonymous {
             let inner = self.resolve(ty, name)?;
-            if !matches!(inner.kind, KIND_STRUCT | KIND_UNION) {
+            if !matches!(inner.kind, KIND_STRUCT | KIND_UNION) || !searched.insert(inner.id) {
                 continue;
             }
-            if let Some((t, b, bf)) = self.find_member(inner, name, depth + 1)? {
+            if let Some((t, b, bf)) = self.find_member(inner, name, depth + 1, searched)? {
                 return Ok(Some((t, bits + b, bf)));
             }
         }
@@ -512,6 +517,193 @@ impl Btf {
                 .ok_or(BtfError::BadString(off)),
             None => Err(BtfError::BadString(off)),
         }
+    }
+}
+
+/// Trimming a real blob into a small one (for fuzz seeds and tests; feature `test-util`).
+#[cfg(any(test, feature = "test-util"))]
+impl Btf {
+    /// A little-endian base blob holding the types reachable from the named types `roots`
+    /// (breadth first, at most `max` types), plus the first small type of each kind the walk
+    /// did not reach, so that every kind this reader knows appears. A reference to a type
+    /// left out becomes `void` (id 0); ids are renumbered in their original order and the
+    /// string section holds only the names kept.
+    ///
+    /// # Errors
+    /// When this BTF is malformed (it parsed, so only a bug would do that) or has a split
+    /// part (only a base can be trimmed).
+    pub fn subset(&self, roots: &[&str], max: usize) -> Result<Vec<u8>, BtfError> {
+        use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+        if self.split.is_some() {
+            return Err(BtfError::SecondSplit);
+        }
+        let mut queue: VecDeque<u32> = VecDeque::new();
+        let mut seen: HashSet<u32> = HashSet::new();
+        for root in roots {
+            let all = [KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_ENUM64, KIND_FUNC];
+            for (id, _) in self.named(root, &all) {
+                if seen.insert(id) {
+                    queue.push_back(id);
+                }
+            }
+        }
+        // Types a kept type is made of come before the targets of its pointers, so that the
+        // roots' members resolve down to their leaves before the budget runs out.
+        let mut pointees: VecDeque<u32> = VecDeque::new();
+        let mut keep: BTreeSet<u32> = BTreeSet::new();
+        while let Some(id) = queue.pop_front().or_else(|| pointees.pop_front()) {
+            if keep.len() >= max {
+                break;
+            }
+            keep.insert(id);
+            let next = if self.header(id)?.kind == KIND_PTR {
+                &mut pointees
+            } else {
+                &mut queue
+            };
+            self.record(
+                id,
+                &mut |t| {
+                    if t != 0 && seen.insert(t) {
+                        next.push_back(t);
+                    }
+                    t
+                },
+                &mut Ok,
+            )?;
+        }
+        let mut kinds: BTreeSet<u8> = keep
+            .iter()
+            .filter_map(|&id| self.header(id).ok().map(|h| h.kind))
+            .collect();
+        for id in 1..self.type_count() {
+            let id = u32::try_from(id).map_err(|_| BtfError::BadTypeId(u32::MAX))?;
+            let h = self.header(id)?;
+            let small = h.vlen <= 4 || matches!(h.kind, KIND_FUNC);
+            if small && kinds.insert(h.kind) {
+                keep.insert(id);
+            }
+        }
+        let new_id: BTreeMap<u32, u32> = keep
+            .iter()
+            .zip(1u32..)
+            .map(|(&old, new)| (old, new))
+            .collect();
+        let mut strings: Vec<u8> = vec![0];
+        let mut new_str: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut types = Vec::new();
+        for &id in &keep {
+            let rec = self.record(
+                id,
+                &mut |t| new_id.get(&t).copied().unwrap_or(0),
+                &mut |off| {
+                    if off == 0 {
+                        return Ok(0);
+                    }
+                    if let Some(&n) = new_str.get(&off) {
+                        return Ok(n);
+                    }
+                    let n = u32::try_from(strings.len()).map_err(|_| BtfError::BadString(off))?;
+                    strings.extend_from_slice(self.string(off)?);
+                    strings.push(0);
+                    new_str.insert(off, n);
+                    Ok(n)
+                },
+            )?;
+            types.extend_from_slice(&rec);
+        }
+        let too_big = |_| BtfError::BadTypeId(u32::MAX);
+        let type_len = u32::try_from(types.len()).map_err(too_big)?;
+        let str_len = u32::try_from(strings.len()).map_err(too_big)?;
+        let mut out = Vec::with_capacity(24 + types.len() + strings.len());
+        out.extend_from_slice(&MAGIC.to_le_bytes());
+        out.extend_from_slice(&[1, 0]);
+        for w in [24, 0, type_len, type_len, str_len] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(&types);
+        out.extend_from_slice(&strings);
+        Ok(out)
+    }
+
+    /// Type record `id` re-encoded little endian, every type id passed through `ty` and every
+    /// string offset through `name`.
+    fn record(
+        &self,
+        id: u32,
+        ty: &mut dyn FnMut(u32) -> u32,
+        name: &mut dyn FnMut(u32) -> Result<u32, BtfError>,
+    ) -> Result<Vec<u8>, BtfError> {
+        let h = self.header(id)?;
+        let part = self.part_of(id)?;
+        let word = |i: usize| part.u32_at(h.extra + 4 * i, "type record");
+        let mut out = Vec::new();
+        let mut put = |w: u32| out.extend_from_slice(&w.to_le_bytes());
+        put(name(h.name_off)?);
+        put(part.u32_at(h.extra - 8, "type header")?);
+        let refers = matches!(
+            h.kind,
+            KIND_PTR
+                | KIND_TYPEDEF
+                | KIND_VOLATILE
+                | KIND_CONST
+                | KIND_RESTRICT
+                | KIND_FUNC
+                | KIND_FUNC_PROTO
+                | KIND_VAR
+                | KIND_DECL_TAG
+                | KIND_TYPE_TAG
+        );
+        put(if refers {
+            ty(h.size_or_type)
+        } else {
+            h.size_or_type
+        });
+        let vlen = usize::from(h.vlen);
+        match h.kind {
+            KIND_INT | KIND_VAR | KIND_DECL_TAG => put(word(0)?),
+            KIND_ARRAY => {
+                put(ty(word(0)?));
+                put(ty(word(1)?));
+                put(word(2)?);
+            }
+            KIND_STRUCT | KIND_UNION => {
+                for i in 0..vlen {
+                    put(name(word(3 * i)?)?);
+                    put(ty(word(3 * i + 1)?));
+                    put(word(3 * i + 2)?);
+                }
+            }
+            KIND_ENUM => {
+                for i in 0..vlen {
+                    put(name(word(2 * i)?)?);
+                    put(word(2 * i + 1)?);
+                }
+            }
+            KIND_ENUM64 => {
+                for i in 0..vlen {
+                    put(name(word(3 * i)?)?);
+                    put(word(3 * i + 1)?);
+                    put(word(3 * i + 2)?);
+                }
+            }
+            KIND_FUNC_PROTO => {
+                for i in 0..vlen {
+                    put(name(word(2 * i)?)?);
+                    put(ty(word(2 * i + 1)?));
+                }
+            }
+            KIND_DATASEC => {
+                for i in 0..vlen {
+                    put(ty(word(3 * i)?));
+                    put(word(3 * i + 1)?);
+                    put(word(3 * i + 2)?);
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
     }
 }
 
@@ -834,6 +1026,43 @@ mod tests {
         }
         let btf = Btf::parse(&be).unwrap();
         assert_eq!(btf.field("s.b").unwrap(), Field { offset: 4, size: 4 });
+    }
+
+    #[test]
+    fn anonymous_members_are_searched_in_linear_time() {
+        // Found while writing the fuzz target `btf` (a hang, not a panic). C allows neither,
+        // but a blob can make a struct its own anonymous member (a cycle), or stack structs
+        // that each hold the next one several times as anonymous members (a chain). The
+        // member search used to walk every path through them: 8^16 visits for this chain
+        // (within the depth limit, which stops the cycle but not the fan-out): it never ended.
+        let mut b = Builder::base();
+        let int = b.int("int", 4);
+        let mut inner = b.structure("", 4, &[("x", int, 0, 0)]);
+        for _ in 0..16 {
+            let anon: Vec<(&str, u32, u32, u32)> = (0..8).map(|i| ("", inner, i * 32, 0)).collect();
+            inner = b.structure("", 32, &anon);
+        }
+        b.structure("chain", 32, &[("", inner, 0, 0)]);
+        // A struct of 8 anonymous members of its own type (id known in advance: the next one).
+        let cyclic = inner + 2;
+        let anon: Vec<(&str, u32, u32, u32)> = (0..8).map(|i| ("", cyclic, i * 32, 0)).collect();
+        assert_eq!(b.structure("cycle", 32, &anon), cyclic);
+        let btf = Btf::parse(&b.build()).unwrap();
+        let t0 = std::time::Instant::now();
+        assert!(matches!(
+            btf.field("chain.y"),
+            Err(BtfError::MemberNotFound { .. })
+        ));
+        assert_eq!(btf.field("chain.x").unwrap(), Field { offset: 0, size: 4 });
+        assert!(matches!(
+            btf.field("cycle.y"),
+            Err(BtfError::MemberNotFound { .. })
+        ));
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! the loader (feature `test-util`) and for the fuzz seeds (`ebpf/events/fuzz`). Not for
 //! production code: it does not check that counts and sizes fit the format's fields.
 
+use sipsctp_ebpf_common::{
+    KernelEvent, family, kind, path_command, path_state, rtx_reason, sac_state, t1_timer,
+};
+
 use crate::btf::{
     KIND_ARRAY, KIND_CONST, KIND_ENUM, KIND_FUNC, KIND_FUNC_PROTO, KIND_FWD, KIND_INT, KIND_PTR,
     KIND_STRUCT, KIND_TYPEDEF, KIND_UNION, MAGIC,
@@ -176,6 +180,18 @@ impl Builder {
         out.extend_from_slice(&self.strings);
         out
     }
+
+    /// The blob written big endian: the magic, the header's and every type record's 32-bit
+    /// words swapped (a type section is made of 32-bit words only), the strings as they are.
+    pub fn build_big_endian(&self) -> Vec<u8> {
+        let mut out = self.build();
+        out[0..2].copy_from_slice(&MAGIC.to_be_bytes());
+        let str_start = 24 + self.types.len();
+        for w in out[4..str_start].chunks_exact_mut(4) {
+            w.reverse();
+        }
+        out
+    }
 }
 
 /// A base (vmlinux-like) and a split (module-like) blob shaped like the kernel's types
@@ -306,4 +322,241 @@ pub fn kernel_like() -> (Vec<u8>, Vec<u8>) {
     let proto = s.func_proto(0, &[tp_ptr, u32_t]);
     s.func("sctp_transport_update_rto", proto);
     (base, s.build())
+}
+
+/// One fuzz input of the `btf` target from a base blob and an optional split blob: the base's
+/// length (u32, little endian), the base, then the split (see [`split_fuzz_input`]).
+pub fn fuzz_input(base: &[u8], split: Option<&[u8]>) -> Vec<u8> {
+    let len = u32::try_from(base.len()).unwrap_or(u32::MAX);
+    let mut out = len.to_le_bytes().to_vec();
+    out.extend_from_slice(base);
+    out.extend_from_slice(split.unwrap_or(&[]));
+    out
+}
+
+/// The base and split blobs of a `btf` fuzz input (see [`fuzz_input`]). A length past the end
+/// makes the rest the base; an empty rest after the base means no split.
+pub fn split_fuzz_input(data: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let Some((len, rest)) = data.split_first_chunk::<4>() else {
+        return (data, None);
+    };
+    let len = usize::try_from(u32::from_le_bytes(*len)).unwrap_or(usize::MAX);
+    match rest.split_at_checked(len) {
+        Some((base, [])) => (base, None),
+        Some((base, split)) => (base, Some(split)),
+        None => (rest, None),
+    }
+}
+
+/// One record of each event kind, shaped like what the probes write (IPv4, IPv6 and
+/// pathless events among them), each with a file name for the fuzz seeds.
+pub fn sample_records() -> Vec<(&'static str, KernelEvent)> {
+    let v4 = |kind, values| KernelEvent {
+        kind,
+        family: family::INET,
+        tgid: 4242,
+        ts_ns: 73_000_123_456,
+        netns: 4_026_531_840,
+        assoc_id: 3,
+        local_port: 5060,
+        peer_port: 40_000,
+        peer_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        assoc: 0xffff_8880_1000_0000,
+        transport: 0xffff_8880_2000_0000,
+        values,
+        ..KernelEvent::default()
+    };
+    let v6 = |kind, values| KernelEvent {
+        family: family::INET6,
+        peer_addr: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
+        ..v4(kind, values)
+    };
+    let pathless = |kind, values| KernelEvent {
+        family: family::NONE,
+        peer_addr: [0; 16],
+        transport: 0,
+        tgid: 0,
+        assoc_id: 0,
+        ..v4(kind, values)
+    };
+    vec![
+        ("rto_update", v4(kind::RTO_UPDATE, [2, 50, 12, 9, 0, 0])),
+        (
+            "retransmit_t3",
+            v4(
+                kind::RETRANSMIT,
+                [rtx_reason::T3_RTX, 250, 4380, 9000, 1200, 1],
+            ),
+        ),
+        (
+            "retransmit_fast_v6",
+            v6(
+                kind::RETRANSMIT,
+                [rtx_reason::FAST_RTX, 250, 4380, 9000, 1200, 0],
+            ),
+        ),
+        (
+            "t3_rtx_expired",
+            v4(kind::T3_RTX_EXPIRED, [500, 2, 2, 1500, 3000, 0]),
+        ),
+        (
+            "t1_init_expired",
+            pathless(kind::T1_EXPIRED, [t1_timer::INIT, 1, 8, 750, 0, 0]),
+        ),
+        (
+            "t1_cookie_expired",
+            v4(kind::T1_EXPIRED, [t1_timer::COOKIE, 2, 8, 1500, 0, 0]),
+        ),
+        ("assoc_new", pathless(kind::ASSOC_NEW, [1, 0, 0, 0, 0, 0])),
+        ("assoc_free", v4(kind::ASSOC_FREE, [3, 4, 0, 0, 0, 0])),
+        (
+            "assoc_change_up",
+            v4(kind::ASSOC_CHANGE, [sac_state::COMM_UP, 0, 10, 10, 0, 0]),
+        ),
+        (
+            "assoc_change_cant_str",
+            pathless(
+                kind::ASSOC_CHANGE,
+                [sac_state::CANT_STR_ASSOC, 1, 10, 10, 0, 0],
+            ),
+        ),
+        (
+            "path_change_pf_v6",
+            v6(
+                kind::PATH_CHANGE,
+                [path_command::PF, 0, path_state::ACTIVE, 1, 0, 0],
+            ),
+        ),
+        (
+            "primary_change",
+            v4(kind::PRIMARY_CHANGE, [0xffff_8880_2000_1000, 0, 0, 0, 0, 0]),
+        ),
+        (
+            "heartbeat_sent",
+            v4(
+                kind::HEARTBEAT_SENT,
+                [250, 0, 1, path_state::UNCONFIRMED, 0, 0],
+            ),
+        ),
+        (
+            "heartbeat_ack_v6",
+            v6(kind::HEARTBEAT_ACK, [250, 0, path_state::ACTIVE, 0, 0, 0]),
+        ),
+    ]
+}
+
+/// The types a trimmed real vmlinux BTF seed starts from: those the programs' identity
+/// members go through (see [`crate::layout::IDENTITY`]) that vmlinux itself has.
+pub const VMLINUX_SEED_ROOTS: &[&str] = &[
+    "sock",
+    "net",
+    "sockaddr",
+    "sockaddr_in",
+    "sockaddr_in6",
+    "sctp_retransmit_reason",
+];
+
+/// Most types kept in a trimmed real vmlinux BTF seed.
+pub const VMLINUX_SEED_TYPES: usize = 300;
+
+#[cfg(test)]
+mod tests {
+    //! The fuzz seeds (`ebpf/events/fuzz/seeds`) are made here, and checked to be what the
+    //! code makes today: a change of the record layout or of the samples fails this test until
+    //! `SIPSCTP_WRITE_SEEDS=1 cargo test -p sipsctp-ebpf-events fuzz_seeds` rewrites them
+    //! (that run also trims this host's `/sys/kernel/btf/vmlinux` into `btf/vmlinux_trimmed`).
+
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::{SctpEvent, btf::Btf, hz::Hz, layout};
+
+    fn seeds(target: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/seeds")
+            .join(target)
+    }
+
+    fn writing() -> bool {
+        std::env::var_os("SIPSCTP_WRITE_SEEDS").is_some_and(|v| v == "1")
+    }
+
+    /// Compares (or, when writing, writes) one seed file.
+    fn check(path: &Path, bytes: &[u8]) {
+        if writing() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        let on_disk = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            on_disk == bytes,
+            "{} is stale: rewrite the seeds with SIPSCTP_WRITE_SEEDS=1",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn fuzz_seeds_record() {
+        let hz = Hz::new(250).unwrap();
+        for (name, record) in sample_records() {
+            let bytes = record.to_bytes();
+            let decoded = SctpEvent::decode(&bytes, hz);
+            assert!(decoded.is_ok(), "{name}: {decoded:?}");
+            check(&seeds("record").join(format!("{name}.bin")), &bytes);
+        }
+    }
+
+    #[test]
+    fn fuzz_seeds_btf() {
+        let (base, split) = kernel_like();
+        let input = fuzz_input(&base, Some(&split));
+        assert_eq!(split_fuzz_input(&input), (&base[..], Some(&split[..])));
+        check(&seeds("btf").join("kernel_like.bin"), &input);
+
+        let mut b = Builder::base();
+        let int = b.int("int", 4);
+        b.structure("s", 8, &[("a", int, 0, 0), ("b", int, 32, 0)]);
+        let be = b.build_big_endian();
+        let btf = Btf::parse(&be).unwrap();
+        assert_eq!(btf.field("s.b").unwrap().offset, 4);
+        check(&seeds("btf").join("big_endian.bin"), &fuzz_input(&be, None));
+
+        let trimmed = seeds("btf").join("vmlinux_trimmed.bin");
+        if writing()
+            && let Ok(vmlinux) = std::fs::read("/sys/kernel/btf/vmlinux")
+        {
+            let blob = Btf::parse(&vmlinux)
+                .unwrap()
+                .subset(VMLINUX_SEED_ROOTS, VMLINUX_SEED_TYPES)
+                .unwrap();
+            std::fs::write(&trimmed, fuzz_input(&blob, None)).unwrap();
+        }
+        // Whatever kernel it came from, the trimmed blob keeps the identity members that
+        // vmlinux has, and the kinds of a real kernel's BTF.
+        let input = std::fs::read(&trimmed).unwrap();
+        let (blob, split) = split_fuzz_input(&input);
+        assert_eq!(split, None);
+        let btf = Btf::parse(blob).unwrap();
+        let r = layout::resolve(&btf);
+        for f in [layout::Field::SockNet, layout::Field::NetInum] {
+            assert!(
+                !r.missing.contains_key(&f),
+                "{f:?}: {:?}",
+                r.missing.get(&f)
+            );
+        }
+        assert!(btf.type_count() <= VMLINUX_SEED_TYPES + 20);
+    }
+
+    #[test]
+    fn fuzz_inputs_split_without_panicking() {
+        assert_eq!(split_fuzz_input(&[]), (&[][..], None));
+        assert_eq!(split_fuzz_input(&[1, 2]), (&[1, 2][..], None));
+        assert_eq!(split_fuzz_input(&[9, 0, 0, 0, 1]), (&[1][..], None));
+        assert_eq!(
+            split_fuzz_input(&[1, 0, 0, 0, 1, 2]),
+            (&[1][..], Some(&[2][..]))
+        );
+        assert_eq!(split_fuzz_input(&[0, 0, 0, 0]), (&[][..], None));
+    }
 }
