@@ -31,7 +31,13 @@ fn exercise(btf: &Btf) {
             let _ = btf.enum_value(name, variant);
         }
     }
-    for name in ["sock", "net", "sctp_association", "sctp_transport", "sctp_addr"] {
+    for name in [
+        "sock",
+        "net",
+        "sctp_association",
+        "sctp_transport",
+        "sctp_addr",
+    ] {
         let _ = btf.composite_size(name);
     }
     let _ = btf.has_func("sctp_transport_update_rto");

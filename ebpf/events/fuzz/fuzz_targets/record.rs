@@ -12,7 +12,12 @@ use sipsctp_ebpf_events::{DecodeError, EventKind, Hz, Jiffies, SctpEvent};
 
 fn jiffies(kind: &EventKind) -> Vec<Jiffies> {
     match *kind {
-        EventKind::RtoUpdate { rtt, rto, srtt, rttvar } => vec![rtt, rto, srtt, rttvar],
+        EventKind::RtoUpdate {
+            rtt,
+            rto,
+            srtt,
+            rttvar,
+        } => vec![rtt, rto, srtt, rttvar],
         EventKind::Retransmit { rto, .. }
         | EventKind::T3RtxExpired { rto, .. }
         | EventKind::T1Expired { rto, .. }
@@ -37,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(e) => {
             let raw = KernelEvent::from_bytes(data).expect("a decoded record is long enough");
             assert_eq!(e.time.as_nanos(), u128::from(raw.ts_ns));
-            assert_eq!((e.netns, e.assoc, e.assoc_id as u32), (raw.netns, raw.assoc, raw.assoc_id));
+            assert_eq!(
+                (e.netns, e.assoc, e.assoc_id as u32),
+                (raw.netns, raw.assoc, raw.assoc_id)
+            );
             assert_eq!((e.local_port, e.peer_port), (raw.local_port, raw.peer_port));
             assert_eq!(e.transport, (raw.transport != 0).then_some(raw.transport));
             assert_eq!(e.owner, (raw.tgid != 0).then_some(raw.tgid));
