@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: the criterion benchmarks of the transport (`transport/sctp/benches`:
-//! per-message bookkeeping) and of the kernel event path (`ebpf/loader/benches`: ring-buffer
+//! per-message bookkeeping) and of the kernel event path (`ebpf/events/benches`: ring-buffer
 //! record to typed event, against a raw-copy baseline). They open no sockets and attach no
 //! probes, so they run on the host. Criterion prints its report as it goes; at the end
 //! this prints one line per benchmark of this run (the mean and its 95 % interval), read from
@@ -29,7 +29,7 @@ pub struct Options {
 /// Runs the benchmarks and prints the summary.
 pub fn run(o: &Options) -> Result<()> {
     let start = SystemTime::now();
-    for package in ["sipsctp-sctp", "sipsctp-ebpf"] {
+    for package in ["sipsctp-sctp", "sipsctp-ebpf-events"] {
         step(format!("cargo bench -p {package}"));
         exec(
             cargo()

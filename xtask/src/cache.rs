@@ -10,6 +10,9 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The LLVM major version bpf-linker links (Debian's `llvm-22-dev`).
 pub const LLVM_MAJOR: &str = "22";
 
+/// cargo-fuzz's version (`cargo xtask fuzz`; part of its cache key).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// `$XDG_CACHE_HOME/sipsctp`, else `~/.cache/sipsctp`.
 pub fn root() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
@@ -25,6 +28,11 @@ pub fn bpf_linker_root() -> PathBuf {
     root()
         .join("bpf-linker")
         .join(format!("{BPF_LINKER_VERSION}-llvm{LLVM_MAJOR}"))
+}
+
+/// The cached cargo-fuzz install root for the pinned version.
+pub fn cargo_fuzz_root() -> PathBuf {
+    root().join("cargo-fuzz").join(CARGO_FUZZ_VERSION)
 }
 
 /// Unpacked kernels, one folder per Debian package name and version.

@@ -8,11 +8,14 @@
 //! - [`vm`]: boots a kernel with the host's root read-only and runs one command in it;
 //! - [`test`]: formatting, clippy, host unit tests, then the integration tests in the VM on
 //!   every supported kernel;
-//! - [`demo`]: the README's main job (SIP through sipsctpd in the VM).
+//! - [`demo`]: the README's main job (SIP through sipsctpd in the VM);
+//! - [`bench`]: the host benchmarks;
+//! - [`fuzz`]: every cargo-fuzz target for a fixed time (not part of `test`: it takes minutes).
 
 mod bench;
 mod cache;
 mod demo;
+mod fuzz;
 mod initramfs;
 mod kernel;
 mod setup;
@@ -44,6 +47,9 @@ enum Task {
     Demo(demo::Options),
     /// The transport's criterion benchmarks (host, no sockets), then a summary.
     Bench(bench::Options),
+    /// Every fuzz target (SIP, SCTP notifications, kernel event records, BTF) for S seconds
+    /// each; exit 1 and the crashing input's path when one crashes.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
         Task::Test(o) => test::run(&o),
         Task::Demo(o) => demo::run(&o),
         Task::Bench(o) => bench::run(&o).map(|()| 0),
+        Task::Fuzz(o) => fuzz::run(&o),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -2,11 +2,15 @@
 //! functions, and turns their ring-buffer records into typed [`SctpEvent`]s on tokio.
 //!
 //! # Organization
+//! The pure half lives in `sipsctp-ebpf-events` (no aya, no tokio, no syscalls), re-exported
+//! here under the paths it always had; a crate that only decodes events depends on that one.
 //! - [`btf`]: a reader of the kernel's BTF, base + split (module) blobs: struct member offsets
-//!   by name.
-//! - [`layout`]: which members the programs read, and their resolution into [`Offsets`].
-//! - [`hz`]: the kernel's tick rate, measured, to convert jiffies.
-//! - [`event`]: decoding of ring-buffer records into [`SctpEvent`].
+//!   by name (pure, re-exported), and [`btf::from_sys_fs`], which reads `/sys/kernel/btf`.
+//! - [`layout`]: which members the programs read, and their resolution into [`Offsets`]
+//!   (re-exported).
+//! - [`hz`]: the kernel's tick rate (re-exported), and [`hz::measure`], which measures it.
+//! - [`event`]: decoding of ring-buffer records into [`SctpEvent`] (re-exported).
+//! - [`prog_stats`]: the kernel's counts of skipped probe runs (`bpf(2)`).
 //! - this file: [`KernelProbes`], which loads, attaches, filters and streams.
 //!
 //! # Loading
@@ -59,10 +63,10 @@
 #![warn(missing_docs)]
 
 pub mod btf;
-pub mod event;
 pub mod hz;
-pub mod layout;
 pub mod prog_stats;
+
+pub use sipsctp_ebpf_events::{event, layout};
 
 use std::os::{
     fd::{AsFd as _, AsRawFd as _},
@@ -519,9 +523,9 @@ impl KernelProbes {
     pub fn attach(options: LoadOptions) -> Result<AttachedProbes, ProbeError> {
         let LoadOptions { scope, functions } = options;
         let t0 = std::time::Instant::now();
-        let hz = Hz::measure()?;
+        let hz = hz::measure()?;
         let t_hz = t0.elapsed();
-        let (btf, resolved) = match Btf::from_sys_fs(Some("sctp")) {
+        let (btf, resolved) = match btf::from_sys_fs(Some("sctp")) {
             Ok(btf) => {
                 let r = layout::resolve(&btf);
                 if let Some(e) = &r.temp_flag {
@@ -1058,7 +1062,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::btf::tests::kernel_like;
+    use sipsctp_ebpf_events::testing::kernel_like;
 
     fn def(name: &str) -> &'static ProbeDef {
         PROBES.iter().find(|d| d.name == name).unwrap()

@@ -11,17 +11,17 @@
 //! Reading the ring buffer itself (a pointer into shared memory, aya's `RingBuf::next`) needs the
 //! kernel and is measured with the probes' overhead in the system benchmark.
 //!
-//! Run with `cargo xtask bench` (or `cargo bench -p sipsctp-ebpf`); the ratio decode/baseline
+//! Run with `cargo xtask bench` (or `cargo bench -p sipsctp-ebpf-events`); the ratio decode/baseline
 //! is printed at the end.
 
 use std::{hint::black_box, time::Duration};
 
 use criterion::{Criterion, Throughput, criterion_group};
-use sipsctp_ebpf::{
+use sipsctp_ebpf_common::{family, kind, path_command, path_state, rtx_reason, sac_state};
+use sipsctp_ebpf_events::{
     Hz, KernelEvent, SctpEvent,
     event::{EventKind, RetransmitReason},
 };
-use sipsctp_ebpf_common::{family, kind, path_command, path_state, rtx_reason, sac_state};
 
 /// Records per batch (a ring buffer's worth of a busy second on a small box).
 const BATCH: usize = 4096;

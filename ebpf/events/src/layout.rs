@@ -359,7 +359,7 @@ pub const ASSOC_STATES: &[EnumValue] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf::tests::kernel_like;
+    use crate::testing::{Builder, kernel_like};
 
     #[test]
     fn resolves_what_the_kernel_has_and_names_what_it_lacks() {
@@ -397,7 +397,7 @@ mod tests {
             r.missing.get(&Field::TpRttvar),
             Some(FieldError::Missing { .. })
         ));
-        let mut b = crate::btf::tests::Builder::base();
+        let mut b = Builder::base();
         let u32_t = b.int("unsigned int", 4);
         b.structure("sctp_transport", 16, &[("rto", u32_t, 0, 0)]);
         let btf = Btf::parse(&b.build()).unwrap();
