@@ -13,7 +13,8 @@ use sipsctp_sctp::{
 };
 use sipsctp_sip::{
     DropReason, SipEvent, Transport,
-    driver::{MessageKind, SendDrop},
+    bridge::RetransmitLeg,
+    driver::{DropCause as SipDropCause, MessageKind, SendDrop},
     transaction::TxOutcome,
 };
 use std::sync::Mutex;
@@ -57,6 +58,12 @@ pub struct Metrics {
     pub transactions_expired: IntCounter,
     /// `sipsctp_sip_transactions_untracked_total` (table full).
     pub transactions_untracked: IntCounter,
+    /// `sipsctp_sip_retransmissions_total{leg}`: what the relay retransmitted itself where UDP
+    /// meets a reliable transport.
+    pub retransmissions: IntCounterVec,
+    /// `sipsctp_sip_bridge_untracked_total`: transactions crossing between UDP and a reliable
+    /// transport relayed without retransmission state (its bounds were reached).
+    pub bridge_untracked: IntCounter,
     /// The kernel metrics (eBPF or polling).
     pub kernel: std::sync::Arc<crate::kernel::KernelMetrics>,
 }
@@ -150,6 +157,7 @@ impl Metrics {
         for r in SendDrop::ALL {
             dropped.with_label_values(&[r.as_str()]);
         }
+        dropped.with_label_values(&[SipDropCause::Absorbed.as_str()]);
         let transaction_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "sipsctp_sip_transaction_duration_seconds",
@@ -168,8 +176,26 @@ impl Metrics {
             "sipsctp_sip_transactions_untracked_total",
             "Relayed requests not tracked because the transaction table was full",
         )?;
+        let retransmissions = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_sip_retransmissions_total",
+                "SIP messages the relay retransmitted toward UDP itself (requests on timers A/E, \
+                 final responses on timer G or to answer a request retransmission, ACKs for a \
+                 retransmitted 2xx), by leg",
+            ),
+            &["leg"],
+        )?;
+        for l in RetransmitLeg::ALL {
+            retransmissions.with_label_values(&[l.as_str()]);
+        }
+        let bridge_untracked = IntCounter::new(
+            "sipsctp_sip_bridge_untracked_total",
+            "Transactions between UDP and SCTP/TCP relayed without retransmission state (bounds reached)",
+        )?;
         for c in [
-            Box::new(sctp_dropped.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(retransmissions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(bridge_untracked.clone()),
+            Box::new(sctp_dropped.clone()),
             Box::new(sctp_opened.clone()),
             Box::new(sctp_tracked.clone()),
             Box::new(sctp_queued.clone()),
@@ -198,6 +224,8 @@ impl Metrics {
             transaction_seconds,
             transactions_expired,
             transactions_untracked,
+            retransmissions,
+            bridge_untracked,
         })
     }
 
@@ -248,6 +276,12 @@ impl Metrics {
                 TxOutcome::SendFailed { .. } => {}
             },
             SipEvent::TxUntracked { .. } => self.transactions_untracked.inc(),
+            SipEvent::Retransmitted { leg, .. } => {
+                self.retransmissions
+                    .with_label_values(&[leg.as_str()])
+                    .inc();
+            }
+            SipEvent::BridgeUntracked { .. } => self.bridge_untracked.inc(),
             SipEvent::TxStarted(_)
             | SipEvent::TxForwarded { .. }
             | SipEvent::TxProvisional { .. }

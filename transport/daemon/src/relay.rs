@@ -118,6 +118,7 @@ impl Relay {
             driver: DriverConfig {
                 transaction_capacity: config.sip.transaction_capacity,
                 transaction_timeout: config.sip.transaction_timeout,
+                ..DriverConfig::default()
             },
         })
     }

@@ -23,8 +23,9 @@
 use std::{collections::VecDeque, net::SocketAddr, sync::Arc, time::Duration};
 
 use crate::{
+    bridge::{Bridge, BridgeAction, BridgeConfig, RetransmitLeg, Verdict},
     message::Message,
-    method::MethodBuf,
+    method::{Method, MethodBuf},
     relay::{Decision, Destination, DropReason, LocalAddr, Peer, Relay},
     time::MonoTime,
     transaction::{
@@ -90,6 +91,8 @@ pub struct TransmitMeta {
     pub local: bool,
     /// The tracked transaction of a forwarded request.
     pub tx: Option<TxKey>,
+    /// A retransmission the relay makes itself (counted apart from the messages relayed).
+    pub retransmission: Option<RetransmitLeg>,
 }
 
 /// Why a send did not happen; [`SendDrop::as_str`] is the counter label.
@@ -146,13 +149,16 @@ impl SendDrop {
     }
 }
 
-/// Why a message was dropped: a relay rule, or its send.
+/// Why a message was dropped: a relay rule, its send, or a retransmission the relay handles
+/// itself where UDP meets a reliable transport ([`crate::bridge`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropCause {
     /// The relay's decision.
     Relay(DropReason),
     /// The send.
     Send(SendDrop),
+    /// A retransmission absorbed (`retransmission_absorbed`).
+    Absorbed,
 }
 
 impl DropCause {
@@ -161,6 +167,7 @@ impl DropCause {
         match self {
             Self::Relay(r) => r.as_str(),
             Self::Send(s) => s.as_str(),
+            Self::Absorbed => "retransmission_absorbed",
         }
     }
 }
@@ -252,6 +259,21 @@ pub enum SipEvent {
         /// When.
         at: MonoTime,
     },
+    /// The relay retransmitted a message toward UDP itself ([`crate::bridge`]).
+    Retransmitted {
+        /// When.
+        at: MonoTime,
+        /// Which kind.
+        leg: RetransmitLeg,
+        /// To whom.
+        to: SocketAddr,
+    },
+    /// A transaction crossing between UDP and a reliable transport was relayed without the
+    /// bridge's state (its bounds were reached): no retransmissions for it.
+    BridgeUntracked {
+        /// When.
+        at: MonoTime,
+    },
 }
 
 /// Settings of the transaction bookkeeping.
@@ -261,6 +283,8 @@ pub struct DriverConfig {
     pub transaction_capacity: usize,
     /// When an unanswered transaction is given up (64*T1).
     pub transaction_timeout: Duration,
+    /// Where UDP meets a reliable transport: timers and bounds.
+    pub bridge: BridgeConfig,
 }
 
 impl Default for DriverConfig {
@@ -268,8 +292,13 @@ impl Default for DriverConfig {
         Self {
             transaction_capacity: 65_536,
             transaction_timeout: crate::transaction::DEFAULT_TIMEOUT,
+            bridge: BridgeConfig::default(),
         }
     }
+}
+
+fn limits_of(relay: &Relay) -> crate::limits::Limits {
+    relay.config().limits
 }
 
 /// The relay driver; see the module documentation.
@@ -278,6 +307,7 @@ pub struct RelayDriver {
     relay: Arc<Relay>,
     config: DriverConfig,
     table: TransactionTable,
+    bridge: Bridge,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SipEvent>,
 }
@@ -288,6 +318,7 @@ impl RelayDriver {
         Self {
             relay,
             table: TransactionTable::new(config.transaction_capacity),
+            bridge: Bridge::new(config.bridge),
             config,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -387,10 +418,14 @@ impl RelayDriver {
         };
         match decision {
             Decision::Forward { to, bytes, tx } => {
-                let tx = tx.and_then(|key| {
+                let dialog = (
+                    m.call_id().unwrap_or_default(),
+                    m.cseq().map(|c| c.seq).unwrap_or_default(),
+                );
+                let tracked = tx.as_ref().and_then(|key| {
                     let start = TxStart {
-                        call_id: m.call_id().unwrap_or_default(),
-                        cseq: m.cseq().map(|c| c.seq).unwrap_or_default(),
+                        call_id: dialog.0,
+                        cseq: dialog.1,
                         inbound: Leg {
                             transport: from.transport,
                             addr: from.addr,
@@ -407,16 +442,16 @@ impl RelayDriver {
                     };
                     match self.table.on_request_forwarded(now, key.clone(), start) {
                         Ok(Tracked::New(_)) => {
-                            if let Some(info) = self.table.get(&key) {
+                            if let Some(info) = self.table.get(key) {
                                 self.events
                                     .push_back(SipEvent::TxStarted(Box::new(info.clone())));
                             }
-                            Some(key)
+                            Some(key.clone())
                         }
                         Ok(Tracked::Retransmission(id)) => {
                             self.events
                                 .push_back(SipEvent::TxRetransmitted { id, at: now });
-                            Some(key)
+                            Some(key.clone())
                         }
                         Err(_) => {
                             self.events.push_back(SipEvent::TxUntracked { at: now });
@@ -424,6 +459,41 @@ impl RelayDriver {
                         }
                     }
                 });
+                // Where UDP meets a reliable transport, the bridge keeps the transaction.
+                let crossing = (from.transport.is_reliable(), to.transport.is_reliable());
+                let invite = method == Method::Invite;
+                let verdict = match (&tx, crossing) {
+                    (None, (true, false)) => {
+                        self.bridge.client_ack(now, dialog, to, None, &bytes);
+                        Verdict::Forward
+                    }
+                    (None, (false, true)) => {
+                        if let Some(key) = Self::own_branch(&bytes, &limits_of(&self.relay)) {
+                            self.bridge.server_ack(&key, dialog);
+                        }
+                        Verdict::Forward
+                    }
+                    (Some(key), (true, false)) => {
+                        let untracked = self.bridge.untracked;
+                        let v = self
+                            .bridge
+                            .client_request(now, key, invite, dialog, to, None, &bytes);
+                        self.note_untracked(now, untracked);
+                        v
+                    }
+                    (Some(key), (false, true)) => {
+                        let untracked = self.bridge.untracked;
+                        let (v, actions) = self.bridge.server_request(now, key, invite, dialog);
+                        self.note_untracked(now, untracked);
+                        self.bridge_actions(now, actions);
+                        v
+                    }
+                    _ => Verdict::Forward,
+                };
+                if verdict == Verdict::Absorb {
+                    self.dropped(now, from.addr, kind, DropCause::Absorbed);
+                    return;
+                }
                 self.transmits.push_back(Transmit {
                     to,
                     from: None,
@@ -431,7 +501,8 @@ impl RelayDriver {
                     meta: TransmitMeta {
                         message: kind,
                         local: false,
-                        tx,
+                        tx: tracked,
+                        retransmission: None,
                     },
                 });
             }
@@ -448,11 +519,55 @@ impl RelayDriver {
                         },
                         local: true,
                         tx: None,
+                        retransmission: None,
                     },
                 });
             }
             Decision::Drop { reason } => {
                 self.dropped(now, from.addr, kind, DropCause::Relay(reason));
+            }
+        }
+    }
+
+    /// The branch of the relay's own (top) Via in a message it built, as an `INVITE` key: an
+    /// `ACK` for a non-2xx response carries its `INVITE`'s branch.
+    fn own_branch(bytes: &[u8], limits: &crate::limits::Limits) -> Option<TxKey> {
+        let m = Message::parse_head(bytes, limits).ok()?;
+        let via = m.top_via().ok()?;
+        Some(TxKey::new(via.branch?, Method::Invite))
+    }
+
+    fn note_untracked(&mut self, now: MonoTime, before: u64) {
+        if self.bridge.untracked > before {
+            self.events.push_back(SipEvent::BridgeUntracked { at: now });
+        }
+    }
+
+    /// Turns the bridge's requests into transmits.
+    fn bridge_actions(&mut self, now: MonoTime, actions: Vec<BridgeAction>) {
+        for a in actions {
+            match a {
+                BridgeAction::Resend {
+                    to,
+                    from,
+                    bytes,
+                    leg,
+                } => self.transmits.push_back(Transmit {
+                    to,
+                    from,
+                    bytes,
+                    meta: TransmitMeta {
+                        message: MessageKind::Unparseable,
+                        local: false,
+                        tx: None,
+                        retransmission: Some(leg),
+                    },
+                }),
+                BridgeAction::TimedOut { key } => {
+                    // Timer B/F: the transaction table's own expiry reports it; nothing to
+                    // send (a stateless relay has no request to answer 408 from).
+                    let _ = (now, key);
+                }
             }
         }
     }
@@ -471,23 +586,35 @@ impl RelayDriver {
         });
         match self.relay.handle_response(m, from) {
             Decision::Forward { mut to, bytes, tx } => {
-                let inbound = tx.and_then(|key| match self.table.on_response(now, &key, status) {
-                    ResponseMatch::Provisional { id, first, inbound } => {
-                        self.events.push_back(SipEvent::TxProvisional {
-                            id,
-                            at: now,
-                            status,
-                            first,
+                if let Some(key) = &tx
+                    && from.transport == Transport::Udp
+                {
+                    let (verdict, actions) = self.bridge.client_response(now, key, status);
+                    self.bridge_actions(now, actions);
+                    if verdict == Verdict::Absorb {
+                        self.dropped(now, from.addr, kind, DropCause::Absorbed);
+                        return;
+                    }
+                }
+                let inbound =
+                    tx.clone()
+                        .and_then(|key| match self.table.on_response(now, &key, status) {
+                            ResponseMatch::Provisional { id, first, inbound } => {
+                                self.events.push_back(SipEvent::TxProvisional {
+                                    id,
+                                    at: now,
+                                    status,
+                                    first,
+                                });
+                                Some(inbound)
+                            }
+                            ResponseMatch::Final(end) => {
+                                let inbound = end.info.inbound;
+                                self.events.push_back(SipEvent::TxEnded(end));
+                                Some(inbound)
+                            }
+                            ResponseMatch::Unmatched => None,
                         });
-                        Some(inbound)
-                    }
-                    ResponseMatch::Final(end) => {
-                        let inbound = end.info.inbound;
-                        self.events.push_back(SipEvent::TxEnded(end));
-                        Some(inbound)
-                    }
-                    ResponseMatch::Unmatched => None,
-                });
                 // Back where the request came from: its listener, and its association when the
                 // response goes to the same peer (it does for SCTP: rport is always set).
                 let mut from_local = None;
@@ -499,6 +626,13 @@ impl RelayDriver {
                         to.assoc = leg.assoc;
                     }
                 }
+                if let Some(key) = &tx
+                    && to.transport == Transport::Udp
+                    && from.transport.is_reliable()
+                {
+                    self.bridge
+                        .server_response(now, key, status, to, from_local, &bytes);
+                }
                 self.transmits.push_back(Transmit {
                     to,
                     from: from_local,
@@ -507,6 +641,7 @@ impl RelayDriver {
                         message: kind,
                         local: false,
                         tx: None,
+                        retransmission: None,
                     },
                 });
             }
@@ -539,6 +674,15 @@ impl RelayDriver {
         result: SendResult,
     ) {
         match result {
+            SendResult::Sent { .. } if meta.retransmission.is_some() => {
+                if let Some(leg) = meta.retransmission {
+                    self.events.push_back(SipEvent::Retransmitted {
+                        at: now,
+                        leg,
+                        to: to.addr,
+                    });
+                }
+            }
             SendResult::Sent { assoc } => {
                 if let Some(key) = &meta.tx
                     && let Some((id, true)) = self.table.on_sent(key, assoc)
@@ -555,6 +699,9 @@ impl RelayDriver {
                 });
             }
             SendResult::Dropped(why) => {
+                if let Some(key) = &meta.tx {
+                    self.bridge.request_not_sent(key);
+                }
                 if let Some(key) = &meta.tx
                     && let Some(end) = self.table.on_send_failed(now, key)
                 {
@@ -567,15 +714,28 @@ impl RelayDriver {
 
     /// When [`handle_timeout`](Self::handle_timeout) is due next, if ever.
     pub fn poll_timeout(&self) -> Option<MonoTime> {
-        self.table.poll_timeout(self.config.transaction_timeout)
+        let table = self.table.poll_timeout(self.config.transaction_timeout);
+        let bridge = self.bridge.poll_timeout();
+        match (table, bridge) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Expires what is due at `now`.
+    /// Runs what is due at `now`: retransmissions where UDP meets a reliable transport, and
+    /// expiries.
     pub fn handle_timeout(&mut self, now: MonoTime) {
+        let actions = self.bridge.handle_timeout(now);
+        self.bridge_actions(now, actions);
         let timeout = self.config.transaction_timeout;
         let ended: Vec<TxEnd> = self.table.poll_expired(now, timeout).collect();
         self.events
             .extend(ended.into_iter().map(|e| SipEvent::TxEnded(Box::new(e))));
+    }
+
+    /// Transactions the bridge keeps now (where UDP meets a reliable transport).
+    pub fn bridged(&self) -> usize {
+        self.bridge.len()
     }
 
     /// The next event.

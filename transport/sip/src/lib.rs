@@ -22,6 +22,8 @@
 //!   their responses into latencies, expiries and overflow counts.
 //! - [`driver`]: [`RelayDriver`], the relay loop without the I/O: messages in, transmits and
 //!   [`SipEvent`]s out, timers polled; time is [`MonoTime`] (`CLOCK_MONOTONIC`, passed in).
+//! - [`bridge`]: the transaction state kept where a request crosses between a reliable
+//!   transport and UDP (retransmissions the reliable side never makes).
 //!
 //! # Example
 //!
@@ -101,6 +103,7 @@
 )]
 
 mod addr;
+pub mod bridge;
 mod cseq;
 mod cursor;
 pub mod driver;

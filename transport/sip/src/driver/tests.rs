@@ -80,6 +80,8 @@ struct Net {
     assocs: HashMap<(SocketAddr, SocketAddr), u32>,
     /// Sends the transport refuses (destination address).
     refuse: Vec<SocketAddr>,
+    /// Packets the network loses: to this address, starting with this text, this many times.
+    lose: Vec<(SocketAddr, &'static str, u32)>,
 }
 
 impl Net {
@@ -106,6 +108,7 @@ impl Net {
             inbox: HashMap::new(),
             assocs: HashMap::new(),
             refuse: Vec::new(),
+            lose: Vec::new(),
         };
         net.add(a);
         net.add(b);
@@ -146,7 +149,19 @@ impl Net {
         });
     }
 
+    /// Advances the clock by `d` in steps of 100 ms, running timers and moving packets.
     fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            let step = end
+                .saturating_duration_since(self.now)
+                .min(Duration::from_millis(100));
+            self.step(step);
+            self.drive();
+        }
+    }
+
+    fn step(&mut self, d: Duration) {
         self.now = self.now + d;
         for i in 0..self.relays.len() {
             if self.relays[i]
@@ -161,10 +176,21 @@ impl Net {
         }
     }
 
+    /// Loses the next `n` packets to `to` that start with `start`.
+    fn lose(&mut self, to: &str, start: &'static str, n: u32) {
+        self.lose.push((sa(to), start, n));
+    }
+
     /// Moves packets until the wire is empty; 1 ms per hop.
     fn drive(&mut self) {
         while let Some(p) = self.wire.pop_front() {
             self.now = self.now + Duration::from_millis(1);
+            if let Some(rule) = self.lose.iter_mut().find(|(to, start, n)| {
+                *n > 0 && *to == p.to && p.bytes.starts_with(start.as_bytes())
+            }) {
+                rule.2 -= 1;
+                continue;
+            }
             let target = self.relays.iter().position(|n| {
                 n.listeners
                     .iter()
@@ -577,7 +603,11 @@ fn unanswered_transactions_expire() {
     net.send(Transport::Udp, UAC, A_UDP, &invite("c6", 70));
     net.drive();
     net.events(0);
-    let due = net.relays[0].driver.poll_timeout().unwrap();
+    let due = net.relays[0]
+        .driver
+        .transactions()
+        .poll_timeout(crate::transaction::DEFAULT_TIMEOUT)
+        .unwrap();
     assert_eq!(
         due.saturating_duration_since(net.now),
         crate::transaction::DEFAULT_TIMEOUT - Duration::from_millis(2),
@@ -590,7 +620,11 @@ fn unanswered_transactions_expire() {
     let ends = ended(&ev);
     assert_eq!(ends.len(), 1);
     assert!(matches!(ends[0].outcome, TxOutcome::Expired { .. }));
-    assert_eq!(net.relays[0].driver.poll_timeout(), None);
+    assert!(net.relays[0].driver.transactions().is_empty());
+    // Relay B retransmitted the INVITE toward the silent UDP side meanwhile (Timer A) and
+    // gave up at Timer B.
+    assert_eq!(retransmitted(&net.events(1), RetransmitLeg::Request), 6);
+    assert_eq!(net.relays[1].driver.bridged(), 0);
     // The final response after the expiry is still relayed (stateless), unmatched.
     let inv = net.take(UAS).pop().unwrap();
     net.send(Transport::Udp, UAS, B_UDP, &answer(&inv, 200, "OK"));
@@ -615,7 +649,24 @@ fn a_refused_send_ends_the_transaction_and_is_counted() {
     let ends = ended(&ev);
     assert!(matches!(ends[0].outcome, TxOutcome::SendFailed { .. }));
     assert_eq!(net.relays[0].driver.transactions().len(), 0);
+    assert_eq!(
+        net.relays[0].driver.bridged(),
+        0,
+        "nothing kept for a request never sent"
+    );
     assert_eq!(net.relays[0].driver.poll_timeout(), None);
+    // So the client's retransmission is forwarded (and refused again), not absorbed.
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c7", 70));
+    net.drive();
+    let ev = net.events(0);
+    assert_eq!(absorbed(&ev), 0);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        SipEvent::Dropped {
+            cause: DropCause::Send(SendDrop::QueueFull),
+            ..
+        }
+    )));
 }
 
 /// H1 through the driver: the client's own received/rport choose nothing.
@@ -633,7 +684,9 @@ Call-ID: h1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         net.send(Transport::Udp, UAS, B_UDP, &answer(&req, 200, "OK"));
     }
     net.drive();
-    assert_eq!(net.take(UAC).len(), 3, "every 200 reaches the client");
+    // The first 200 reaches the client; the two copies are absorbed where UDP meets SCTP.
+    assert_eq!(net.take(UAC).len(), 1, "the 200 reaches the client");
+    assert_eq!(absorbed(&net.events(1)), 2);
     assert!(
         net.take("127.0.0.3:5999").is_empty(),
         "none reaches the victim"
@@ -753,4 +806,232 @@ fn malformed_input_is_counted_never_lost() {
         [400]
     );
     assert!(net.take(UAS).is_empty());
+}
+
+fn retransmitted(events: &[SipEvent], want: RetransmitLeg) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, SipEvent::Retransmitted { leg, .. } if *leg == want))
+        .count()
+}
+
+fn absorbed(events: &[SipEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                SipEvent::Dropped {
+                    cause: DropCause::Absorbed,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+/// Reliable -> UDP: relay B retransmits a lost INVITE on UDP (Timer A) until a response, then
+/// stops.
+#[test]
+fn bridge_retransmits_a_lost_invite_toward_udp() {
+    let mut net = Net::two_relays();
+    net.lose(UAS, "INVITE ", 2);
+    net.send(Transport::Udp, UAC, A_UDP, &invite("b1", 70));
+    net.drive();
+    assert!(net.take(UAS).is_empty(), "lost");
+    net.advance(Duration::from_millis(500));
+    assert!(
+        net.take(UAS).is_empty(),
+        "the first retransmission (T1) is lost too"
+    );
+    net.advance(Duration::from_millis(1000));
+    let got = net.take(UAS);
+    assert_eq!(got.len(), 1, "the second retransmission (2*T1) arrives");
+    let ev = net.events(1);
+    assert_eq!(retransmitted(&ev, RetransmitLeg::Request), 2);
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&got[0], 180, "Ringing"));
+    net.drive();
+    net.advance(Duration::from_secs(20));
+    assert!(
+        net.take(UAS).is_empty(),
+        "no retransmission after a provisional response"
+    );
+    assert_eq!(retransmitted(&net.events(1), RetransmitLeg::Request), 0);
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&got[0], 200, "OK"));
+    net.drive();
+    assert_eq!(
+        net.take(UAC)
+            .iter()
+            .map(|m| status_of(m))
+            .collect::<Vec<_>>(),
+        [180, 200]
+    );
+}
+
+/// Reliable -> UDP: a BYE whose 200 is lost is retransmitted (Timer E); the UAS's second 200
+/// goes back once.
+#[test]
+fn bridge_retransmits_a_bye_whose_answer_was_lost() {
+    let mut net = Net::two_relays();
+    let bye = invite("b2", 70)
+        .replace("INVITE sip:", "BYE sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 2 BYE");
+    net.send(Transport::Udp, UAC, A_UDP, &bye);
+    net.drive();
+    let at_uas = net.take(UAS);
+    assert_eq!(at_uas.len(), 1);
+    net.lose(B_UDP, "SIP/2.0 200", 1);
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&at_uas[0], 200, "OK"));
+    net.drive();
+    net.advance(Duration::from_millis(500));
+    let again = net.take(UAS);
+    assert_eq!(again.len(), 1, "BYE retransmitted after T1");
+    assert_eq!(again[0], at_uas[0], "the same bytes");
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&again[0], 200, "OK"));
+    net.drive();
+    // A late copy of the 200 is absorbed.
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&again[0], 200, "OK"));
+    net.drive();
+    assert_eq!(
+        net.take(UAC)
+            .iter()
+            .map(|m| status_of(m))
+            .collect::<Vec<_>>(),
+        [200]
+    );
+    let ev = net.events(1);
+    assert_eq!(absorbed(&ev), 1);
+    net.advance(Duration::from_secs(40));
+    assert!(net.take(UAS).is_empty());
+    assert_eq!(
+        net.relays[1].driver.bridged(),
+        0,
+        "nothing kept after Timer K"
+    );
+}
+
+/// Reliable -> UDP: when the ACK of a 2xx is lost on UDP, the UAS retransmits its 200; the
+/// relay absorbs it and re-sends the ACK instead of bothering the caller.
+#[test]
+fn bridge_resends_the_ack_when_the_udp_side_retransmits_its_2xx() {
+    let mut net = Net::two_relays();
+    net.send(Transport::Udp, UAC, A_UDP, &invite("b3", 70));
+    net.drive();
+    let inv = net.take(UAS).pop().unwrap();
+    let ok = answer(&inv, 200, "OK");
+    net.send(Transport::Udp, UAS, B_UDP, &ok);
+    net.drive();
+    let ok_at_uac = net.take(UAC).pop().unwrap();
+    net.lose(UAS, "ACK ", 1);
+    net.send(
+        Transport::Udp,
+        UAC,
+        A_UDP,
+        &in_dialog(&ok_at_uac, "ACK", 1, "ack3"),
+    );
+    net.drive();
+    assert!(net.take(UAS).is_empty(), "ACK lost");
+    net.events(1);
+    net.send(Transport::Udp, UAS, B_UDP, &ok);
+    net.drive();
+    let acks = net.take(UAS);
+    assert_eq!(acks.len(), 1, "the relay re-sent the ACK");
+    assert!(acks[0].starts_with("ACK "));
+    assert!(
+        net.take(UAC).is_empty(),
+        "the 200 retransmission stays at the relay"
+    );
+    let ev = net.events(1);
+    assert_eq!(
+        (absorbed(&ev), retransmitted(&ev, RetransmitLeg::Ack)),
+        (1, 1)
+    );
+}
+
+/// UDP -> reliable: relay A retransmits a final response toward the UDP client (Timer G)
+/// until its ACK.
+#[test]
+fn bridge_retransmits_a_lost_final_toward_udp_until_the_ack() {
+    let mut net = Net::two_relays();
+    net.send(Transport::Udp, UAC, A_UDP, &invite("b4", 70));
+    net.drive();
+    let inv = net.take(UAS).pop().unwrap();
+    net.lose(UAC, "SIP/2.0 486", 1);
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&inv, 486, "Busy Here"));
+    net.drive();
+    assert!(net.take(UAC).is_empty(), "lost");
+    net.advance(Duration::from_millis(500));
+    let got = net.take(UAC);
+    assert_eq!(got.iter().map(|m| status_of(m)).collect::<Vec<_>>(), [486]);
+    assert_eq!(retransmitted(&net.events(0), RetransmitLeg::Response), 1);
+    // The ACK of a non-2xx carries the INVITE's branch; it stops Timer G.
+    let ack = invite("b4", 70)
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
+    net.send(Transport::Udp, UAC, A_UDP, &ack);
+    net.drive();
+    net.advance(Duration::from_secs(10));
+    assert!(net.take(UAC).is_empty(), "no retransmission after the ACK");
+    assert_eq!(retransmitted(&net.events(0), RetransmitLeg::Response), 0);
+    net.advance(Duration::from_secs(200));
+    assert_eq!(net.relays[0].driver.bridged(), 0);
+}
+
+/// UDP -> reliable: the UDP client's INVITE retransmission is absorbed and answered with the
+/// last response (its 180 was lost); the reliable side sees one INVITE.
+#[test]
+fn bridge_answers_a_udp_request_retransmission_with_the_last_response() {
+    let mut net = Net::two_relays();
+    let inv = invite("b5", 70);
+    net.send(Transport::Udp, UAC, A_UDP, &inv);
+    net.drive();
+    let at_uas = net.take(UAS).pop().unwrap();
+    net.lose(UAC, "SIP/2.0 180", 1);
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&at_uas, 180, "Ringing"));
+    net.drive();
+    assert!(net.take(UAC).is_empty());
+    net.events(1);
+    net.send(Transport::Udp, UAC, A_UDP, &inv);
+    net.drive();
+    assert_eq!(
+        net.take(UAC)
+            .iter()
+            .map(|m| status_of(m))
+            .collect::<Vec<_>>(),
+        [180]
+    );
+    assert!(net.take(UAS).is_empty(), "not forwarded again");
+    assert!(
+        !net.events(1)
+            .iter()
+            .any(|e| matches!(e, SipEvent::Received { .. })),
+        "relay B saw nothing"
+    );
+    let ev = net.events(0);
+    assert_eq!(
+        (absorbed(&ev), retransmitted(&ev, RetransmitLeg::Response)),
+        (1, 1)
+    );
+}
+
+/// The bridge's bounds: past them a crossing transaction is relayed statelessly and counted.
+#[test]
+fn bridge_bounds_are_counted() {
+    let mut net = Net::two_relays();
+    let mut config = DriverConfig::default();
+    config.bridge.max_entries = 1;
+    let b = net.relays[1].driver.relay().clone();
+    net.relays[1].driver = RelayDriver::new(b, config);
+    net.send(Transport::Udp, UAC, A_UDP, &invite("b6", 70));
+    net.send(Transport::Udp, UAC, A_UDP, &invite("b7", 70));
+    net.drive();
+    assert_eq!(net.take(UAS).len(), 2, "both relayed");
+    let ev = net.events(1);
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, SipEvent::BridgeUntracked { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(net.relays[1].driver.bridged(), 1);
 }
