@@ -91,8 +91,8 @@ fn relay_daemon(name: &str, port: u16, upstream: &str, admin: &str, extra: &str)
     )
 }
 
-/// sipp's built-in UAS (`-sn uas`) on `ip:port` over `transport` (`u1`, `s1`), in the
-/// background; returns once its port is open.
+/// sipp's built-in UAS, behaving like a user agent (`uas_ua.xml`), on `ip:port` over
+/// `transport` (`u1`, `s1`), in the background; returns once its port is open.
 fn uas(dir: &Path, transport: &str, ip: &str, port: u16) -> Peer {
     uas_with(dir, None, transport, ip, port)
 }
@@ -100,10 +100,11 @@ fn uas(dir: &Path, transport: &str, ip: &str, port: u16) -> Peer {
 /// As [`uas`], with scenario file `scenario` instead of the built-in one when given.
 fn uas_with(dir: &Path, scenario: Option<&Path>, transport: &str, ip: &str, port: u16) -> Peer {
     let mut c = sipp(dir, None);
-    match scenario {
-        Some(f) => c.arg("-sf").arg(f),
-        None => c.args(["-sn", "uas"]),
-    };
+    // By default sipp's built-in UAS behaving like a user agent (`uas_ua.xml`): it answers BYE
+    // retransmissions for 32 s and does not abort a call on a late INVITE retransmission.
+    let ua = data_file("uas_ua.xml");
+    c.arg("-sf").arg(scenario.unwrap_or(&ua));
+    c.args(["-default_behaviors", "all,-abortunexp"]);
     c.args(["-t", transport, "-i", ip, "-p", &port.to_string()]);
     let mut p = Peer::spawn(
         &format!("sipp UAS -t {transport} on {ip}:{port}"),
@@ -1166,5 +1167,67 @@ fn daemon_sctp_to_udp_300_calls_with_10_percent_loss_on_both_legs() {
         rtx("request"),
         rtx("ack"),
         m.sip_dropped("retransmission_absorbed")
+    );
+}
+
+/// M4 of the hardening review: with two SCTP listeners, a response goes back from the listener
+/// (and on the association) its request came in on. Before, every SCTP send left from the
+/// first listener of the address family: the 200s to a caller of the second listener opened
+/// a second association from the other port.
+#[test]
+fn daemon_responses_leave_from_the_listener_of_their_association() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    let dir = scratch("two-listeners");
+    let _uas = uas(&dir, "u1", "127.0.0.1", 6080);
+    let admin = "127.0.0.1:9473";
+    let d = Daemon::start(
+        "two-listeners",
+        addr(admin),
+        &config(
+            &[
+                ("sctp", &["127.0.0.1"], 6060),
+                ("sctp", &["127.0.0.1"], 6070),
+                ("udp", &["127.0.0.1"], 6060),
+            ],
+            &[(None, "udp:127.0.0.1:6080")],
+            admin,
+            EBPF_OFF,
+        ),
+    );
+    let calls = 20u32;
+    let mut peak = 0usize;
+    let r = Uac {
+        scenario: None,
+        transport: "s1",
+        local_ip: "127.0.0.1",
+        local_port: 6075,
+        remote: addr("127.0.0.1:6070"),
+        calls,
+        rate: 10,
+        netns: None,
+    }
+    .run(&dir, || peak = peak.max(assocs_listed(&d)));
+    r.assert_all_ok(
+        calls,
+        "sipp -t s1 -> the second SCTP listener -> UDP UAS",
+        &d,
+    );
+    let m = d.settle();
+    let show = m.nonzero();
+    assert_eq!(
+        (m.value("sipsctp_sctp_established_total"), peak),
+        (1, 1),
+        "kernel {}: one association (sipp's, on the second listener) carried every response; \
+         none opened from the first listener:\n{show}",
+        vm_kernel()
+    );
+    assert_eq!(
+        m.responses("INVITE", "2xx", "sctp", "out"),
+        u64::from(calls),
+        "{show}"
     );
 }

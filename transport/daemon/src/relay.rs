@@ -293,33 +293,37 @@ pub async fn run(
             else => return,
         };
         let now = crate::clock::now();
-        match first {
-            Some(msg) => {
-                let latest = current(&relay);
-                if !Arc::ptr_eq(&latest, &rules) {
-                    driver.set_relay(latest.core.clone());
-                    driver.set_config(latest.driver);
-                    rules = latest;
-                }
-                handle(&mut driver, now, &msg);
-                // What else already waits, a message from each queue in turn, without another
-                // clock read.
-                let mut budget = 64;
-                while budget > 0 {
-                    let mut any = false;
-                    for q in &mut queues {
-                        if let Ok(msg) = q.try_recv() {
-                            handle(&mut driver, now, &msg);
-                            budget -= 1;
-                            any = true;
-                        }
-                    }
-                    if !any {
-                        break;
-                    }
+        if first.is_some() {
+            let latest = current(&relay);
+            if !Arc::ptr_eq(&latest, &rules) {
+                driver.set_relay(latest.core.clone());
+                driver.set_config(latest.driver);
+                rules = latest;
+            }
+        }
+        if let Some(msg) = first {
+            handle(&mut driver, now, &msg);
+        }
+        // What else already waits, a message from each queue in turn, without another clock
+        // read; before the timers, so that a response already received stops a
+        // retransmission that is due.
+        let mut budget = 64;
+        while budget > 0 {
+            let mut any = false;
+            for q in &mut queues {
+                if let Ok(msg) = q.try_recv() {
+                    handle(&mut driver, now, &msg);
+                    budget -= 1;
+                    any = true;
                 }
             }
-            None => driver.handle_timeout(now),
+            if !any {
+                break;
+            }
+        }
+        // Timers run on every wake-up once due, so a busy relay still retransmits and expires.
+        if driver.poll_timeout().is_some_and(|t| t <= now) {
+            driver.handle_timeout(now);
         }
         flush(&mut driver, now, &senders, &shared, &mut logs);
     }
