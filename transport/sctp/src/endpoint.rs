@@ -42,15 +42,14 @@ use tokio::{
 };
 
 use crate::{
-    AssocId, AssocStatus, Error, Incoming, Notification, PeerAddrInfo, SctpSocket, SendOptions,
-    SendTarget, SocketConfig,
+    AssocId, AssocStatus, DropReason, Error, Incoming, Notification, PeerAddrInfo, SctpSocket,
+    SendOptions, SendTarget, SocketConfig,
     assoc::{AssocTable, CommUp, LIMIT_ABORT_REASON, LimitExceeded, Route, SocketId},
     counters::{CounterSnapshot, Counters, DropCause},
     notification::{AssocChangeState, PeerAddrState, SendFailedStatus},
     options,
     params::{Param, ParamError, Scope, SctpParams},
     sendq::{QueueFull, SendQueues},
-    socket::DropReason,
 };
 
 /// How the endpoint is set up.

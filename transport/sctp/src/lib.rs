@@ -22,6 +22,7 @@ pub mod assoc;
 pub mod counters;
 pub mod endpoint;
 mod error;
+mod incoming;
 mod notification;
 pub mod options;
 pub mod params;
@@ -32,10 +33,11 @@ mod sys;
 mod types;
 
 pub use error::{Error, Result};
+pub use incoming::{DropReason, Incoming};
 pub use notification::{
     AssocChangeState, DecodeError, Notification, PeerAddrState, SendFailedStatus,
 };
-pub use socket::{DropReason, Incoming, SctpSocket, SendOptions, SendTarget, SocketConfig};
+pub use socket::{SctpSocket, SendOptions, SendTarget, SocketConfig};
 pub use types::{
     AssocId, AssocParams, AssocState, AssocStatus, DelayedSack, EventSubscriptions, InitMsg,
     PathState, PeerAddrFlags, PeerAddrInfo, PeerAddrParams, RtoInfo,

@@ -17,8 +17,8 @@ use std::{
 
 use crate::{
     error::{Error, Result},
+    incoming::{DropReason, Incoming},
     notification::{AssocChangeState, Notification},
-    socket::{DropReason, Incoming},
     sys::cmsg::RcvInfo,
     types::AssocId,
 };

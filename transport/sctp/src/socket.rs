@@ -19,7 +19,7 @@ use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
     error::{Error, Result},
-    notification::Notification,
+    incoming::Incoming,
     reassembly::{Piece, Reassembler},
     sys::{
         cmsg::{self, CmsgBuf, SendControl, SendInfo},
@@ -81,60 +81,6 @@ impl Default for SocketConfig {
     }
 }
 
-/// Why an incoming message was not delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// Larger than [`SocketConfig::max_message_size`]; `size_so_far` is how many bytes of it
-    /// were read (all of it, unless its association ended first).
-    TooLarge {
-        /// Bytes read.
-        size_so_far: usize,
-    },
-    /// Its association ended, or the kernel aborted its partial delivery, before the end of
-    /// the message arrived.
-    Incomplete {
-        /// Bytes read.
-        size_so_far: usize,
-    },
-}
-
-/// What [`SctpSocket::recv`] returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
-    /// A whole user message.
-    Message {
-        /// Its bytes.
-        data: Vec<u8>,
-        /// The association it came on.
-        assoc_id: AssocId,
-        /// The peer address it came from (IPv4-mapped addresses as IPv4).
-        peer: SocketAddr,
-        /// The stream.
-        stream: u16,
-        /// The payload protocol identifier, as on the wire.
-        ppid: u32,
-        /// Whether it was sent unordered.
-        unordered: bool,
-    },
-    /// A notification from the kernel.
-    Notification {
-        /// The notification.
-        notification: Notification,
-        /// The association's primary peer address, which the kernel reports with every
-        /// notification of an association (`None` when it gave none).
-        peer: Option<SocketAddr>,
-    },
-    /// A message that was read but not delivered (the socket keeps working).
-    Dropped {
-        /// The association it came on.
-        assoc_id: AssocId,
-        /// The peer address it came from.
-        peer: SocketAddr,
-        /// Why.
-        reason: DropReason,
-    },
-}
-
 /// Where [`SctpSocket::send`] sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendTarget {
@@ -155,9 +101,11 @@ pub struct SendOptions {
     pub ppid: u32,
     /// Lifetime in milliseconds (PR-SCTP `SCTP_PR_SCTP_TTL`): the message is abandoned if not
     /// sent (or, with a PR-SCTP capable peer, not acknowledged) in time, and reported in a
-    /// [`Notification::SendFailed`]. `None` = reliable. Default `None`.
+    /// [`Notification::SendFailed`](crate::Notification::SendFailed). `None` = reliable.
+    /// Default `None`.
     pub ttl_ms: Option<u32>,
-    /// Opaque value returned in a [`Notification::SendFailed`] for this message. Default 0.
+    /// Opaque value returned in a [`Notification::SendFailed`](crate::Notification::SendFailed)
+    /// for this message. Default 0.
     pub context: u32,
 }
 
