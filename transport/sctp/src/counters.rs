@@ -36,6 +36,32 @@ impl DropCause {
     }
 }
 
+/// One counter of [`Counters`], as the endpoint core names it in an
+/// [`Action::Count`](crate::endpoint_core::Action::Count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Counter {
+    /// `established`.
+    Established,
+    /// `connect_failed`.
+    ConnectFailed,
+    /// `local_reject`.
+    LocalReject,
+    /// `remote_shutdown`.
+    RemoteShutdown,
+    /// `assoc_shutdown`.
+    AssocShutdown,
+    /// `comm_lost`.
+    CommLost,
+    /// `sendq_full`.
+    SendqFull,
+    /// `send_failed`.
+    SendFailed,
+    /// `send_force_retry`.
+    SendForceRetry,
+    /// A dropped received message, by reason.
+    Dropped(DropCause),
+}
+
 /// Kamailio's sctp counters (`kamctl stats sctp`), same names.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -90,6 +116,23 @@ impl Counters {
     /// Adds one.
     pub fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds one to `counter`.
+    pub fn count(&self, counter: Counter) {
+        let c = match counter {
+            Counter::Established => &self.established,
+            Counter::ConnectFailed => &self.connect_failed,
+            Counter::LocalReject => &self.local_reject,
+            Counter::RemoteShutdown => &self.remote_shutdown,
+            Counter::AssocShutdown => &self.assoc_shutdown,
+            Counter::CommLost => &self.comm_lost,
+            Counter::SendqFull => &self.sendq_full,
+            Counter::SendFailed => &self.send_failed,
+            Counter::SendForceRetry => &self.send_force_retry,
+            Counter::Dropped(reason) => return self.dropped(reason),
+        };
+        Counters::bump(c);
     }
 
     /// Counts a dropped message.
@@ -166,5 +209,34 @@ mod tests {
         assert_eq!(s.named()[8], ("send_force_retry", 1));
         assert_eq!(s.dropped(DropCause::TooLarge), 1);
         assert_eq!(s.dropped(DropCause::Rejected), 0);
+    }
+
+    #[test]
+    fn count_reaches_the_named_counter_only() {
+        let all = [
+            Counter::Established,
+            Counter::ConnectFailed,
+            Counter::LocalReject,
+            Counter::RemoteShutdown,
+            Counter::AssocShutdown,
+            Counter::CommLost,
+            Counter::SendqFull,
+            Counter::SendFailed,
+            Counter::SendForceRetry,
+        ];
+        for (i, counter) in all.into_iter().enumerate() {
+            let c = Counters::default();
+            c.count(counter);
+            let named = c.snapshot().named();
+            for (j, (name, v)) in named.into_iter().enumerate() {
+                assert_eq!(v, u64::from(i == j), "{counter:?} moved {name}");
+            }
+        }
+        let c = Counters::default();
+        c.count(Counter::Dropped(DropCause::Rejected));
+        let s = c.snapshot();
+        assert_eq!(s.dropped(DropCause::Rejected), 1);
+        assert_eq!(s.dropped(DropCause::TooLarge), 0);
+        assert!(s.named().iter().all(|(_, v)| *v == 0));
     }
 }

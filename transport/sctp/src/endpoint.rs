@@ -3,8 +3,12 @@
 //! and turns kernel notifications into table updates, counters, retries, ABORTs for the
 //! association limit, and typed [`AssocEvent`]s.
 //!
-//! IO at the edges only: the decisions are in [`crate::assoc`], [`crate::params`] and
-//! [`crate::sendq`]; this module moves bytes and notifications between them and the kernel.
+//! IO at the edges only: every decision is taken by the pure [`EndpointCore`]
+//! ([`crate::endpoint_core`]), which answers each notification, received message and send with
+//! [`Action`]s; this module moves bytes and notifications between the kernel and the core and
+//! carries the actions out (counting, broadcasting events, ABORTs, resends, waking the send
+//! tasks). It holds the core behind one mutex and never does IO while holding it, except when
+//! applying a parameter change to every listener (which must succeed everywhere or nowhere).
 //!
 //! # Sending
 //!
@@ -42,14 +46,19 @@ use tokio::{
 };
 
 use crate::{
-    AssocId, AssocStatus, DropReason, Error, Incoming, Notification, PeerAddrInfo, SctpSocket,
-    SendOptions, SendTarget, SocketConfig,
-    assoc::{AssocTable, CommUp, LIMIT_ABORT_REASON, LimitExceeded, Route, SocketId},
+    AssocId, AssocStatus, Error, Incoming, Notification, PeerAddrInfo, SctpSocket, SendTarget,
+    SocketConfig,
+    assoc::{Route, SocketId},
     counters::{CounterSnapshot, Counters, DropCause},
-    notification::{AssocChangeState, PeerAddrState, SendFailedStatus},
+    endpoint_core::{Action, Attempt, Delivery, EndpointCore, SendPlan, Transmit},
+    notification::AssocChangeState,
     options,
     params::{Param, ParamError, Scope, SctpParams},
-    sendq::{QueueFull, SendQueues},
+};
+
+pub use crate::{
+    endpoint_core::{SendError, SendOutcome},
+    event::{AssocEvent, DownCause},
 };
 
 /// How the endpoint is set up.
@@ -102,143 +111,6 @@ pub struct Received {
     pub data: Vec<u8>,
 }
 
-/// Why an association ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DownCause {
-    /// COMM_LOST (the peer aborted, or retransmissions ran out), with the kernel's error.
-    CommLost {
-        /// The error code in the notification.
-        error: u16,
-    },
-    /// SHUTDOWN_COMP: an orderly shutdown.
-    ShutdownComplete,
-}
-
-/// What happened to an association; for the relay and the exporter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AssocEvent {
-    /// COMM_UP, accepted.
-    Up {
-        /// Socket.
-        socket: SocketId,
-        /// Association.
-        assoc: AssocId,
-        /// The peer's primary address.
-        peer: Option<SocketAddr>,
-        /// Negotiated outbound streams.
-        outbound_streams: u16,
-        /// Negotiated inbound streams.
-        inbound_streams: u16,
-    },
-    /// The association ended.
-    Down {
-        /// Socket.
-        socket: SocketId,
-        /// Association.
-        assoc: AssocId,
-        /// The peer's primary address.
-        peer: Option<SocketAddr>,
-        /// Why.
-        cause: DownCause,
-    },
-    /// The peer restarted the association (RESTART).
-    Restart {
-        /// Socket.
-        socket: SocketId,
-        /// Association.
-        assoc: AssocId,
-        /// The peer's primary address.
-        peer: Option<SocketAddr>,
-    },
-    /// An association could not be set up (CANT_STR_ASSOC).
-    CantStart {
-        /// Socket.
-        socket: SocketId,
-        /// The destination.
-        peer: Option<SocketAddr>,
-        /// The kernel's error.
-        error: u16,
-    },
-    /// The peer sent SHUTDOWN.
-    RemoteShutdown {
-        /// Socket.
-        socket: SocketId,
-        /// Association.
-        assoc: AssocId,
-    },
-    /// A path (peer address) changed state.
-    PathChange {
-        /// Socket.
-        socket: SocketId,
-        /// Association.
-        assoc: AssocId,
-        /// The peer address.
-        addr: SocketAddr,
-        /// Its new state.
-        state: PeerAddrState,
-        /// The kernel's error.
-        error: i32,
-    },
-    /// A message was not delivered and will not be retried (budget exhausted or an error).
-    SendFailure {
-        /// Socket.
-        socket: SocketId,
-        /// Association it was on.
-        assoc: AssocId,
-        /// Its destination, when known.
-        dest: Option<SocketAddr>,
-        /// The kernel's error (0 = abandoned, e.g. its lifetime expired).
-        error: u32,
-        /// Whether some of it had been sent.
-        partly_sent: bool,
-        /// Its size.
-        len: usize,
-    },
-    /// A message the kernel returned was resent by address (`send_force_retry`).
-    SendRetried {
-        /// Socket.
-        socket: SocketId,
-        /// The association it failed on.
-        assoc: AssocId,
-        /// Where it was resent.
-        dest: SocketAddr,
-        /// Retries left after this one.
-        retries_left: u32,
-    },
-    /// An association over `sctp_max_assocs` was aborted.
-    LimitReject {
-        /// Socket.
-        socket: SocketId,
-        /// Association.
-        assoc: AssocId,
-        /// The peer.
-        peer: Option<SocketAddr>,
-    },
-    /// A received message was dropped.
-    Dropped {
-        /// Socket.
-        socket: SocketId,
-        /// Association.
-        assoc: AssocId,
-        /// The peer.
-        peer: Option<SocketAddr>,
-        /// Why.
-        cause: DropCause,
-        /// Bytes of it that were read.
-        size: usize,
-    },
-    /// The peer reported an operation error (REMOTE_ERROR).
-    RemoteError {
-        /// Socket.
-        socket: SocketId,
-        /// Association.
-        assoc: AssocId,
-        /// The error cause code.
-        error: u16,
-    },
-}
-
 /// Errors of the endpoint's setup.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -263,39 +135,6 @@ pub enum EndpointError {
     },
 }
 
-/// Why a send did not go out.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    /// It would open an association beyond `sctp_max_assocs`.
-    #[error(transparent)]
-    Limit(#[from] LimitExceeded),
-    /// The send buffer is full and so is the destination's queue.
-    #[error("to {dest}: {source}")]
-    QueueFull {
-        /// The destination.
-        dest: SocketAddr,
-        /// The queue limit.
-        #[source]
-        source: QueueFull,
-    },
-    /// No such listener.
-    #[error("no SCTP listener {0:?}")]
-    UnknownSocket(SocketId),
-    /// The endpoint is shutting down and `dest` has no association.
-    #[error("to {0}: shutting down, no new associations")]
-    ShuttingDown(SocketAddr),
-    /// The kernel refused the message.
-    #[error("to {dest}: {source}")]
-    Socket {
-        /// The destination.
-        dest: SocketAddr,
-        /// What the kernel said.
-        #[source]
-        source: Error,
-    },
-}
-
 /// A runtime parameter change that did not happen.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -312,32 +151,6 @@ pub enum ParamChangeError {
         #[source]
         source: Error,
     },
-}
-
-/// How a send went, with the association it went on when that was known at send time (an
-/// association being set up by this very send, or a send by address after a stale one, has
-/// no id yet: it arrives with `AssocEvent::Up`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// The kernel took it.
-    Sent {
-        /// The association that carries it.
-        assoc: Option<AssocId>,
-    },
-    /// It waits in the destination's queue for the send buffer to drain.
-    Queued {
-        /// The association it waits for.
-        assoc: Option<AssocId>,
-    },
-}
-
-impl SendOutcome {
-    /// The association that carries (or will carry) the message, when known.
-    pub const fn assoc(&self) -> Option<AssocId> {
-        match self {
-            Self::Sent { assoc } | Self::Queued { assoc } => *assoc,
-        }
-    }
 }
 
 /// Kamailio's `sctp.info`.
@@ -366,14 +179,6 @@ pub struct AssocView {
     pub paths: Vec<PeerAddrInfo>,
 }
 
-/// A message waiting for the send buffer.
-#[derive(Debug)]
-struct Pending {
-    data: Vec<u8>,
-    dest: SocketAddr,
-    budget: u32,
-}
-
 struct Listener {
     id: SocketId,
     sock: SctpSocket,
@@ -381,17 +186,9 @@ struct Listener {
     writer: Notify,
 }
 
-struct State {
-    table: AssocTable,
-    params: SctpParams,
-    queues: Vec<SendQueues<Route, Pending>>,
-}
-
 struct Inner {
-    /// Set by `stop_accepting`: no new associations, not even outbound ones.
-    closing: std::sync::atomic::AtomicBool,
     listeners: Vec<Listener>,
-    state: Mutex<State>,
+    core: Mutex<EndpointCore>,
     counters: Counters,
     events: broadcast::Sender<AssocEvent>,
 }
@@ -473,24 +270,11 @@ impl SctpEndpoint {
                 writer: Notify::new(),
             });
         }
-        let table = AssocTable::new(
-            params.get(Param::AssocTracking) == 1,
-            params.get(Param::AssocReuse) == 1,
-            params.get(Param::MaxAssocs),
-        );
-        let queues = listeners
-            .iter()
-            .map(|_| SendQueues::new(config.sendq_limit))
-            .collect();
+        let core = EndpointCore::new(params, listeners.len(), config.sendq_limit);
         let (events, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
-            closing: std::sync::atomic::AtomicBool::new(false),
             listeners,
-            state: Mutex::new(State {
-                table,
-                params,
-                queues,
-            }),
+            core: Mutex::new(core),
             counters: Counters::default(),
             events,
         });
@@ -525,18 +309,18 @@ impl SctpEndpoint {
 
     /// Kamailio's `sctp.info`.
     pub fn info(&self) -> EndpointInfo {
-        let st = self.inner.lock();
+        let core = self.inner.lock();
         EndpointInfo {
-            opened: st.table.opened(),
-            tracked: st.table.tracked(),
+            opened: core.opened(),
+            tracked: core.tracked(),
             total: self.inner.counters.snapshot().established,
-            queued: st.queues.iter().map(|q| q.len() as u64).sum(),
+            queued: core.queued(),
         }
     }
 
     /// The configured parameter values (Kamailio's `sctp.options`).
     pub fn params(&self) -> SctpParams {
-        self.inner.lock().params
+        self.inner.lock().params()
     }
 
     /// The kernel's values on a listener (`sctp.options <addr>`): its endpoint defaults, or
@@ -570,14 +354,16 @@ impl SctpEndpoint {
     /// [`ParamChangeError`].
     pub fn set_param(&self, name: &str, value: i64, scope: Scope) -> Result<i64, ParamChangeError> {
         let param = Param::from_name(name).ok_or_else(|| ParamError::Unknown(name.to_owned()))?;
-        let mut st = self.inner.lock();
-        let mut next = st.params;
+        // Held throughout: the listeners must all take the value or all keep the old one.
+        let mut core = self.inner.lock();
+        let old = core.params();
+        let mut next = old;
         let now = next.change(param, value)?;
         for l in &self.inner.listeners {
             if let Err(source) = options::apply(&l.sock, &next, param, scope) {
                 // Put back what the listeners had (best effort) and report.
                 for l in &self.inner.listeners {
-                    let _ = options::apply(&l.sock, &st.params, param, scope);
+                    let _ = options::apply(&l.sock, &old, param, scope);
                 }
                 return Err(ParamChangeError::Kernel {
                     param: param.name(),
@@ -585,13 +371,7 @@ impl SctpEndpoint {
                 });
             }
         }
-        match param {
-            Param::AssocTracking => st.table.set_tracking(now == 1),
-            Param::AssocReuse => st.table.set_reuse(now == 1),
-            Param::MaxAssocs => st.table.set_max_assocs(now),
-            _ => {}
-        }
-        st.params = next;
+        core.handle_param_change(next, param, now);
         Ok(now)
     }
 
@@ -635,10 +415,7 @@ impl SctpEndpoint {
         dest: SocketAddr,
         data: &[u8],
     ) -> Result<SendOutcome, SendError> {
-        let budget = {
-            let st = self.inner.lock();
-            u32::try_from(st.params.get(Param::SendRetries)).unwrap_or(0)
-        };
+        let budget = self.inner.lock().send_budget();
         self.inner.send(socket, dest, data, budget)
     }
 
@@ -650,9 +427,7 @@ impl SctpEndpoint {
     /// # Errors
     /// The first listener the kernel refused it for.
     pub fn stop_accepting(&self) -> Result<(), EndpointError> {
-        self.inner
-            .closing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.lock().stop_accepting();
         for l in &self.inner.listeners {
             l.sock
                 .stop_listening()
@@ -689,22 +464,23 @@ impl SctpEndpoint {
     }
 }
 
-/// The association a route names, if it names one.
-const fn route_assoc(route: Route) -> Option<AssocId> {
-    match route {
-        Route::Assoc(a) => Some(a),
-        Route::Addr(_) => None,
-    }
-}
-
 fn is_stale_assoc(e: &Error) -> bool {
     e.raw_os_error()
         .is_some_and(crate::sys::is_stale_assoc_errno)
 }
 
+/// The driver's view of one attempt: what the kernel said, as the core wants to hear it.
+fn transmit(result: Result<Option<AssocId>, Error>) -> Transmit {
+    match result {
+        Ok(assoc) => Transmit::Sent { assoc },
+        Err(e) if e.is_would_block() => Transmit::WouldBlock,
+        Err(e) => Transmit::Failed(e),
+    }
+}
+
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, EndpointCore> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn listener(&self, id: SocketId) -> Result<&Listener, SendError> {
@@ -718,37 +494,39 @@ impl Inner {
         let _ = self.events.send(e);
     }
 
-    /// A message that will not be delivered: `send_failed` and an [`AssocEvent::SendFailure`].
-    fn send_failure(
-        &self,
-        socket: SocketId,
-        assoc: AssocId,
-        dest: Option<SocketAddr>,
-        error: u32,
-        partly_sent: bool,
-        len: usize,
-    ) {
-        Counters::bump(&self.counters.send_failed);
-        self.emit(AssocEvent::SendFailure {
-            socket,
-            assoc,
-            dest,
-            error,
-            partly_sent,
-            len,
-        });
-    }
-
-    /// Per-message options: the retry budget as context, and the lifetime when the message
-    /// goes on an association that is up (see the module doc).
-    fn send_options(&self, socket: SocketId, dest: SocketAddr, budget: u32) -> SendOptions {
-        let st = self.lock();
-        let ttl = st.params.get(Param::SendTtl);
-        let established = st.table.lookup(socket, dest).is_some();
-        SendOptions {
-            ttl_ms: (ttl > 0 && established).then(|| u32::try_from(ttl).unwrap_or(u32::MAX)),
-            context: budget,
-            ..SendOptions::default()
+    /// Carries out the core's actions, in order. Called without the core's lock.
+    fn run(&self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Count(c) => self.counters.count(c),
+                Action::Emit(e) => self.emit(e),
+                Action::Abort {
+                    socket,
+                    assoc,
+                    reason,
+                } => {
+                    if let Ok(l) = self.listener(socket) {
+                        let _ = l.sock.abort(assoc, reason.as_bytes());
+                    }
+                }
+                Action::Wake(socket) => {
+                    if let Ok(l) = self.listener(socket) {
+                        l.writer.notify_one();
+                    }
+                }
+                Action::Resend(r) => {
+                    let result = match self.listener(r.socket) {
+                        Ok(l) => transmit(
+                            l.sock
+                                .try_send(&r.data, SendTarget::Addr(r.dest), &r.options)
+                                .map(|_| None),
+                        ),
+                        Err(_) => Transmit::Failed(Error::InvalidInput("no such listener")),
+                    };
+                    let more = self.lock().handle_resend_result(r, result);
+                    self.run(more);
+                }
+            }
         }
     }
 
@@ -760,88 +538,40 @@ impl Inner {
         budget: u32,
     ) -> Result<SendOutcome, SendError> {
         let l = self.listener(socket)?;
-        let idx = usize::try_from(socket.0).unwrap_or(usize::MAX);
-        let closing = self.closing.load(std::sync::atomic::Ordering::SeqCst);
-        let route = {
-            let mut st = self.lock();
-            if closing && st.table.lookup(socket, dest).is_none() {
-                return Err(SendError::ShuttingDown(dest));
-            }
-            let route = st.table.route(socket, dest)?;
-            if let Some(q) = st.queues.get_mut(idx)
-                && q.has(&route)
-            {
-                // Keep order behind what already waits.
-                let pending = Pending {
-                    data: data.to_vec(),
-                    dest,
-                    budget,
-                };
-                q.push(route, pending)
-                    .map_err(|(source, _)| SendError::QueueFull { dest, source })?;
-                return Ok(SendOutcome::Queued {
-                    assoc: route_assoc(route),
-                });
-            }
-            route
+        let attempt = match self.lock().plan_send(socket, dest, data, budget)? {
+            SendPlan::Queued(outcome) => return Ok(outcome),
+            SendPlan::Transmit(attempt) => attempt,
         };
-        let opts = self.send_options(socket, dest, budget);
-        match self.try_send_route(l, route, dest, data, &opts) {
-            Ok(assoc) => Ok(SendOutcome::Sent { assoc }),
-            Err(e) if e.is_would_block() => {
-                Counters::bump(&self.counters.sendq_full);
-                let mut st = self.lock();
-                let q = st
-                    .queues
-                    .get_mut(idx)
-                    .ok_or(SendError::UnknownSocket(socket))?;
-                q.push(
-                    route,
-                    Pending {
-                        data: data.to_vec(),
-                        dest,
-                        budget,
-                    },
-                )
-                .map_err(|(source, _)| {
-                    Counters::bump(&self.counters.send_failed);
-                    SendError::QueueFull { dest, source }
-                })?;
-                l.writer.notify_one();
-                Ok(SendOutcome::Queued {
-                    assoc: route_assoc(route),
-                })
-            }
-            Err(source) => {
-                Counters::bump(&self.counters.send_failed);
-                Err(SendError::Socket { dest, source })
-            }
-        }
+        let result = transmit(self.try_send_route(l, &attempt, data));
+        let step = self.lock().handle_transmit(socket, &attempt, data, result);
+        self.run(step.actions);
+        step.result
     }
 
-    /// One attempt on the route, falling back to the address when the association is stale.
-    /// Returns the association used, when known.
+    /// One attempt on the route, falling back to the address when the association is stale
+    /// and the core allows it. Returns the association used, when known.
     fn try_send_route(
         &self,
         l: &Listener,
-        route: Route,
-        dest: SocketAddr,
+        attempt: &Attempt,
         data: &[u8],
-        opts: &SendOptions,
     ) -> Result<Option<AssocId>, Error> {
-        let target = match route {
+        let target = match attempt.route {
             Route::Assoc(a) => SendTarget::Assoc(a),
             Route::Addr(a) => SendTarget::Addr(a),
         };
-        match l.sock.try_send(data, target, opts) {
-            Ok(_) => Ok(route_assoc(route)),
+        match l.sock.try_send(data, target, &attempt.options) {
+            Ok(_) => Ok(match attempt.route {
+                Route::Assoc(a) => Some(a),
+                Route::Addr(_) => None,
+            }),
             Err(e)
-                if matches!(route, Route::Assoc(_))
+                if matches!(attempt.route, Route::Assoc(_))
                     && is_stale_assoc(&e)
-                    && !self.closing.load(std::sync::atomic::Ordering::SeqCst) =>
+                    && attempt.addr_fallback =>
             {
                 l.sock
-                    .try_send(data, SendTarget::Addr(dest), opts)
+                    .try_send(data, SendTarget::Addr(attempt.dest), &attempt.options)
                     .map(|_| None)
             }
             Err(e) => Err(e),
@@ -849,239 +579,19 @@ impl Inner {
     }
 
     fn handle_notification(&self, l: &Listener, n: Notification, peer: Option<SocketAddr>) {
-        let socket = l.id;
-        let now = Instant::now();
-        match n {
+        // The only socket input the core needs: a new association's peer addresses.
+        let peer_addrs = match &n {
             Notification::AssocChange {
-                state,
-                error,
-                outbound_streams,
-                inbound_streams,
+                state: AssocChangeState::CommUp,
                 assoc_id,
-            } => match state {
-                AssocChangeState::CommUp => {
-                    Counters::bump(&self.counters.established);
-                    let peer = peer.or_else(|| {
-                        l.sock
-                            .peer_addrs(assoc_id)
-                            .ok()
-                            .and_then(|v| v.first().copied())
-                    });
-                    let outcome = self.lock().table.handle_comm_up(
-                        now,
-                        socket,
-                        assoc_id,
-                        peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-                        outbound_streams,
-                        inbound_streams,
-                    );
-                    match outcome {
-                        CommUp::Accepted { .. } => {
-                            if let Ok(more) = l.sock.peer_addrs(assoc_id) {
-                                let mut st = self.lock();
-                                for a in more {
-                                    st.table.handle_addr_added(socket, assoc_id, a);
-                                }
-                            }
-                            self.emit(AssocEvent::Up {
-                                socket,
-                                assoc: assoc_id,
-                                peer,
-                                outbound_streams,
-                                inbound_streams,
-                            });
-                        }
-                        CommUp::Reject => {
-                            Counters::bump(&self.counters.local_reject);
-                            let _ = l.sock.abort(assoc_id, LIMIT_ABORT_REASON.as_bytes());
-                            self.emit(AssocEvent::LimitReject {
-                                socket,
-                                assoc: assoc_id,
-                                peer,
-                            });
-                        }
-                    }
-                }
-                AssocChangeState::CommLost | AssocChangeState::ShutdownComp => {
-                    let cause = if state == AssocChangeState::CommLost {
-                        Counters::bump(&self.counters.comm_lost);
-                        DownCause::CommLost { error }
-                    } else {
-                        Counters::bump(&self.counters.assoc_shutdown);
-                        DownCause::ShutdownComplete
-                    };
-                    let idx = usize::try_from(socket.0).unwrap_or(usize::MAX);
-                    let mut st = self.lock();
-                    let gone = st.table.handle_down(socket, assoc_id);
-                    // Messages queued for the association go by address (a new one) instead.
-                    if let Some(q) = st.queues.get_mut(idx) {
-                        for p in q.take(&Route::Assoc(assoc_id)) {
-                            let dest = p.dest;
-                            if let Err((_, lost)) = q.push(Route::Addr(dest), p) {
-                                self.send_failure(
-                                    socket,
-                                    assoc_id,
-                                    Some(dest),
-                                    0,
-                                    false,
-                                    lost.data.len(),
-                                );
-                            }
-                        }
-                    }
-                    drop(st);
-                    l.writer.notify_one();
-                    self.emit(AssocEvent::Down {
-                        socket,
-                        assoc: assoc_id,
-                        peer: peer.or_else(|| gone.and_then(|a| a.primary)),
-                        cause,
-                    });
-                }
-                AssocChangeState::Restart => self.emit(AssocEvent::Restart {
-                    socket,
-                    assoc: assoc_id,
-                    peer,
-                }),
-                AssocChangeState::CantStrAssoc => {
-                    Counters::bump(&self.counters.connect_failed);
-                    self.emit(AssocEvent::CantStart {
-                        socket,
-                        peer,
-                        error,
-                    });
-                }
-                AssocChangeState::Other(_) => {}
-            },
-            Notification::PeerAddrChange {
-                addr,
-                state,
-                error,
-                assoc_id,
-            } => {
-                {
-                    let mut st = self.lock();
-                    match state {
-                        PeerAddrState::Added
-                        | PeerAddrState::AddrAvailable
-                        | PeerAddrState::Confirmed => {
-                            st.table.handle_addr_added(socket, assoc_id, addr)
-                        }
-                        PeerAddrState::MadePrimary => {
-                            st.table.handle_primary(socket, assoc_id, addr)
-                        }
-                        PeerAddrState::Removed => {
-                            st.table.handle_addr_removed(socket, assoc_id, addr)
-                        }
-                        _ => {}
-                    }
-                }
-                self.emit(AssocEvent::PathChange {
-                    socket,
-                    assoc: assoc_id,
-                    addr,
-                    state,
-                    error,
-                });
-            }
-            Notification::SendFailed {
-                status,
-                error,
-                assoc_id,
-                context,
-                payload,
-                payload_len,
                 ..
-            } => {
-                let dest = peer.or_else(|| {
-                    self.lock()
-                        .table
-                        .get(socket, assoc_id)
-                        .and_then(|a| a.primary)
-                });
-                let whole = payload.len() == payload_len && !payload.is_empty();
-                let closing = self.closing.load(std::sync::atomic::Ordering::SeqCst);
-                match dest {
-                    Some(dest) if error == 0 && context > 0 && whole && !closing => {
-                        Counters::bump(&self.counters.send_force_retry);
-                        let left = context - 1;
-                        self.emit(AssocEvent::SendRetried {
-                            socket,
-                            assoc: assoc_id,
-                            dest,
-                            retries_left: left,
-                        });
-                        // By address, so that a fresh association opens if this one died.
-                        let opts = self.send_options(socket, dest, left);
-                        match l.sock.try_send(&payload, SendTarget::Addr(dest), &opts) {
-                            Ok(_) => {}
-                            Err(e) if e.is_would_block() => {
-                                Counters::bump(&self.counters.sendq_full);
-                                let idx = usize::try_from(socket.0).unwrap_or(usize::MAX);
-                                let mut st = self.lock();
-                                let queued = st.queues.get_mut(idx).map(|q| {
-                                    q.push(
-                                        Route::Addr(dest),
-                                        Pending {
-                                            data: payload,
-                                            dest,
-                                            budget: left,
-                                        },
-                                    )
-                                });
-                                if !matches!(queued, Some(Ok(()))) {
-                                    self.send_failure(
-                                        socket,
-                                        assoc_id,
-                                        Some(dest),
-                                        0,
-                                        false,
-                                        payload_len,
-                                    );
-                                }
-                                l.writer.notify_one();
-                            }
-                            Err(_) => {
-                                self.send_failure(
-                                    socket,
-                                    assoc_id,
-                                    Some(dest),
-                                    0,
-                                    false,
-                                    payload_len,
-                                );
-                            }
-                        }
-                    }
-                    _ => {
-                        self.send_failure(
-                            socket,
-                            assoc_id,
-                            dest,
-                            error,
-                            status == SendFailedStatus::Sent,
-                            payload_len,
-                        );
-                    }
-                }
-            }
-            Notification::Shutdown { assoc_id } => {
-                Counters::bump(&self.counters.remote_shutdown);
-                self.emit(AssocEvent::RemoteShutdown {
-                    socket,
-                    assoc: assoc_id,
-                });
-            }
-            Notification::SenderDry { .. } => l.writer.notify_one(),
-            Notification::RemoteError {
-                error, assoc_id, ..
-            } => self.emit(AssocEvent::RemoteError {
-                socket,
-                assoc: assoc_id,
-                error,
-            }),
-            Notification::PartialDelivery { .. } | Notification::Other(_) => {}
-        }
+            } => l.sock.peer_addrs(*assoc_id).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let actions = self
+            .lock()
+            .handle_notification(Instant::now(), l.id, n, peer, &peer_addrs);
+        self.run(actions);
     }
 }
 
@@ -1101,22 +611,13 @@ async fn receive_loop(inner: Arc<Inner>, i: usize, tx: mpsc::Sender<Received>) {
                 ppid,
                 ..
             }) => {
-                {
-                    let mut st = inner.lock();
-                    if st.table.is_rejected(l.id, assoc_id) {
-                        drop(st);
-                        inner.counters.dropped(DropCause::Rejected);
-                        inner.emit(AssocEvent::Dropped {
-                            socket: l.id,
-                            assoc: assoc_id,
-                            peer: Some(peer),
-                            cause: DropCause::Rejected,
-                            size: data.len(),
-                        });
-                        continue;
-                    }
-                    st.table
-                        .handle_message(Instant::now(), l.id, assoc_id, peer);
+                let delivery =
+                    inner
+                        .lock()
+                        .handle_message(Instant::now(), l.id, assoc_id, peer, data.len());
+                if let Delivery::Drop(actions) = delivery {
+                    inner.run(actions);
+                    continue;
                 }
                 let msg = Received {
                     socket: l.id,
@@ -1138,18 +639,8 @@ async fn receive_loop(inner: Arc<Inner>, i: usize, tx: mpsc::Sender<Received>) {
                 peer,
                 reason,
             }) => {
-                let (cause, size) = match reason {
-                    DropReason::TooLarge { size_so_far } => (DropCause::TooLarge, size_so_far),
-                    DropReason::Incomplete { size_so_far } => (DropCause::Incomplete, size_so_far),
-                };
-                inner.counters.dropped(cause);
-                inner.emit(AssocEvent::Dropped {
-                    socket: l.id,
-                    assoc: assoc_id,
-                    peer: Some(peer),
-                    cause,
-                    size,
-                });
+                let actions = inner.lock().handle_dropped(l.id, assoc_id, peer, reason);
+                inner.run(actions);
             }
             Err(Error::Notification(_)) | Err(Error::Protocol(_)) => {
                 inner.counters.dropped(DropCause::BadNotification);
@@ -1167,33 +658,17 @@ async fn send_loop(inner: Arc<Inner>, i: usize) {
         return;
     };
     loop {
-        let next = inner.lock().queues.get_mut(i).and_then(|q| q.pop_any());
-        let Some((route, p)) = next else {
+        let next = inner.lock().poll_queued(l.id);
+        let Some(queued) = next else {
             l.writer.notified().await;
             continue;
         };
-        let opts = inner.send_options(l.id, p.dest, p.budget);
-        let sent = inner.try_send_route(l, route, p.dest, &p.data, &opts);
-        if !matches!(&sent, Err(e) if e.is_would_block())
-            && let Some(q) = inner.lock().queues.get_mut(i)
-        {
-            q.done(&route);
-        }
-        match sent {
-            Ok(_) => {}
-            Err(e) if e.is_would_block() => {
-                if let Some(q) = inner.lock().queues.get_mut(i) {
-                    q.unpop(route, p);
-                }
-                let _ = tokio::time::timeout(Duration::from_millis(200), l.sock.writable()).await;
-            }
-            Err(_) => {
-                let assoc = match route {
-                    Route::Assoc(a) => a,
-                    Route::Addr(_) => AssocId(0),
-                };
-                inner.send_failure(l.id, assoc, Some(p.dest), 0, false, p.data.len());
-            }
+        let result = transmit(inner.try_send_route(l, &queued.attempt, &queued.data));
+        let blocked = matches!(result, Transmit::WouldBlock);
+        let actions = inner.lock().handle_queued_result(l.id, queued, result);
+        inner.run(actions);
+        if blocked {
+            let _ = tokio::time::timeout(Duration::from_millis(200), l.sock.writable()).await;
         }
     }
 }

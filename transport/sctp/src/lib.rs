@@ -21,7 +21,9 @@
 pub mod assoc;
 pub mod counters;
 pub mod endpoint;
+pub mod endpoint_core;
 mod error;
+mod event;
 mod incoming;
 mod notification;
 pub mod options;

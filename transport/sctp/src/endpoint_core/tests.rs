@@ -1,0 +1,904 @@
+//! The endpoint core's decisions, branch by branch, without a socket: each test feeds
+//! notifications, messages and send results and checks the actions and the state after.
+
+use super::*;
+use crate::notification::PeerAddrState;
+
+const S: SocketId = SocketId(0);
+const A1: AssocId = AssocId(1);
+const A2: AssocId = AssocId(2);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn p1() -> SocketAddr {
+    addr("10.0.0.1:5060")
+}
+
+fn p2() -> SocketAddr {
+    addr("10.0.0.2:5060")
+}
+
+fn params(set: &[(Param, i64)]) -> SctpParams {
+    let mut p = SctpParams::default();
+    for &(k, v) in set {
+        p.set(k, v).unwrap();
+    }
+    p.validate().unwrap();
+    p
+}
+
+fn core(set: &[(Param, i64)]) -> EndpointCore {
+    EndpointCore::new(params(set), 1, 4)
+}
+
+fn now() -> Instant {
+    Instant::now()
+}
+
+fn assoc_change(state: AssocChangeState, assoc: AssocId, error: u16) -> Notification {
+    Notification::AssocChange {
+        state,
+        error,
+        outbound_streams: 10,
+        inbound_streams: 5,
+        assoc_id: assoc,
+    }
+}
+
+/// COMM_UP of `assoc` with `peer`, checked to be accepted.
+fn up(c: &mut EndpointCore, assoc: AssocId, peer: SocketAddr) {
+    let actions = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommUp, assoc, 0),
+        Some(peer),
+        &[peer],
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Emit(AssocEvent::Up { .. }))),
+        "{actions:?}"
+    );
+}
+
+fn send_failed(
+    assoc: AssocId,
+    error: u32,
+    status: SendFailedStatus,
+    context: u32,
+    payload: &[u8],
+    payload_len: usize,
+) -> Notification {
+    Notification::SendFailed {
+        status,
+        error,
+        assoc_id: assoc,
+        stream: 0,
+        send_flags: 0,
+        ppid: 0,
+        context,
+        payload: payload.to_vec(),
+        payload_len,
+    }
+}
+
+fn counts(actions: &[Action]) -> Vec<Counter> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Count(c) => Some(*c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(actions: &[Action]) -> Vec<&AssocEvent> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn resends(actions: &[Action]) -> Vec<&Resend> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Resend(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sends `data` to `dest` and reports `result` for the attempt; returns the step.
+fn send_with(c: &mut EndpointCore, dest: SocketAddr, data: &[u8], result: Transmit) -> SendStep {
+    let budget = c.send_budget();
+    match c.plan_send(S, dest, data, budget).unwrap() {
+        SendPlan::Transmit(attempt) => c.handle_transmit(S, &attempt, data, result),
+        SendPlan::Queued(o) => panic!("expected a transmit, got {o:?}"),
+    }
+}
+
+// --- associations -------------------------------------------------------------------------
+
+#[test]
+fn comm_up_is_counted_tracked_and_reported_with_every_peer_address() {
+    let mut c = core(&[]);
+    let extra = addr("10.0.1.1:5060");
+    // No address with the notification: the first the socket lists is the peer.
+    let actions = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommUp, A1, 0),
+        None,
+        &[p1(), extra],
+    );
+    assert_eq!(
+        actions,
+        vec![
+            Action::Count(Counter::Established),
+            Action::Emit(AssocEvent::Up {
+                socket: S,
+                assoc: A1,
+                peer: Some(p1()),
+                outbound_streams: 10,
+                inbound_streams: 5,
+            }),
+        ]
+    );
+    assert_eq!((c.opened(), c.tracked()), (1, 1));
+    // Both addresses reach the association (reuse is on by default).
+    for a in [p1(), extra] {
+        match c.plan_send(S, a, b"x", 0).unwrap() {
+            SendPlan::Transmit(t) => assert_eq!(t.route, Route::Assoc(A1), "{a}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn comm_up_over_the_limit_is_aborted_and_its_messages_dropped() {
+    let mut c = core(&[(Param::MaxAssocs, 1)]);
+    up(&mut c, A1, p1());
+    let actions = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommUp, A2, 0),
+        Some(p2()),
+        &[p2()],
+    );
+    assert_eq!(
+        actions,
+        vec![
+            Action::Count(Counter::Established),
+            Action::Count(Counter::LocalReject),
+            Action::Abort {
+                socket: S,
+                assoc: A2,
+                reason: LIMIT_ABORT_REASON,
+            },
+            Action::Emit(AssocEvent::LimitReject {
+                socket: S,
+                assoc: A2,
+                peer: Some(p2()),
+            }),
+        ]
+    );
+    assert_eq!(c.opened(), 1);
+    // Data that was already on its way from the rejected peer is dropped and counted.
+    match c.handle_message(now(), S, A2, p2(), 7) {
+        Delivery::Drop(actions) => assert_eq!(
+            actions,
+            vec![
+                Action::Count(Counter::Dropped(DropCause::Rejected)),
+                Action::Emit(AssocEvent::Dropped {
+                    socket: S,
+                    assoc: A2,
+                    peer: Some(p2()),
+                    cause: DropCause::Rejected,
+                    size: 7,
+                }),
+            ]
+        ),
+        Delivery::Deliver => panic!("a rejected association's message was delivered"),
+    }
+    assert_eq!(c.handle_message(now(), S, A1, p1(), 7), Delivery::Deliver);
+    // Its COMM_LOST (after our ABORT) does not uncount the accepted one.
+    c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommLost, A2, 0),
+        Some(p2()),
+        &[],
+    );
+    assert_eq!(c.opened(), 1);
+    // An outbound send that would open a second association is refused.
+    assert!(matches!(
+        c.plan_send(S, p2(), b"x", 0),
+        Err(SendError::Limit(LimitExceeded { max: 1, .. }))
+    ));
+}
+
+#[test]
+fn comm_lost_moves_the_associations_queue_to_its_address_and_wakes_the_sender() {
+    let mut c = core(&[]);
+    up(&mut c, A1, p1());
+    // Two messages wait for A1 (the buffer was full).
+    let first = send_with(&mut c, p1(), b"one", Transmit::WouldBlock);
+    assert_eq!(
+        first.result.unwrap(),
+        SendOutcome::Queued { assoc: Some(A1) }
+    );
+    match c.plan_send(S, p1(), b"two", 0).unwrap() {
+        SendPlan::Queued(o) => assert_eq!(o, SendOutcome::Queued { assoc: Some(A1) }),
+        other => panic!("order: the second must queue behind the first, got {other:?}"),
+    }
+    let actions = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommLost, A1, 3),
+        None,
+        &[],
+    );
+    assert_eq!(
+        actions,
+        vec![
+            Action::Count(Counter::CommLost),
+            Action::Wake(S),
+            Action::Emit(AssocEvent::Down {
+                socket: S,
+                assoc: A1,
+                // No address with the notification: the table's primary.
+                peer: Some(p1()),
+                cause: DownCause::CommLost { error: 3 },
+            }),
+        ]
+    );
+    assert_eq!((c.opened(), c.tracked(), c.queued()), (0, 0, 2));
+    // They now go by address, in order, without a lifetime (no association is up).
+    let q1 = c.poll_queued(S).unwrap();
+    assert_eq!(q1.attempt.route, Route::Addr(p1()));
+    assert_eq!(q1.data, b"one");
+    assert_eq!(
+        c.handle_queued_result(S, q1, Transmit::Sent { assoc: None }),
+        vec![]
+    );
+    let q2 = c.poll_queued(S).unwrap();
+    assert_eq!(q2.data, b"two");
+}
+
+#[test]
+fn requeued_messages_that_do_not_fit_the_address_queue_are_send_failures() {
+    let mut c = EndpointCore::new(params(&[]), 1, 1);
+    // A message waits for p1 by address while its association comes up.
+    let step = send_with(&mut c, p1(), b"by-addr", Transmit::WouldBlock);
+    assert!(step.result.is_ok());
+    up(&mut c, A1, p1());
+    // Another waits on the association itself.
+    let step = send_with(&mut c, p1(), b"on-assoc", Transmit::WouldBlock);
+    assert_eq!(
+        step.result.unwrap(),
+        SendOutcome::Queued { assoc: Some(A1) }
+    );
+    let actions = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::ShutdownComp, A1, 0),
+        Some(p1()),
+        &[],
+    );
+    assert_eq!(
+        counts(&actions),
+        vec![Counter::AssocShutdown, Counter::SendFailed]
+    );
+    assert_eq!(
+        events(&actions),
+        vec![
+            &AssocEvent::SendFailure {
+                socket: S,
+                assoc: A1,
+                dest: Some(p1()),
+                error: 0,
+                partly_sent: false,
+                len: 8,
+            },
+            &AssocEvent::Down {
+                socket: S,
+                assoc: A1,
+                peer: Some(p1()),
+                cause: DownCause::ShutdownComplete,
+            },
+        ]
+    );
+    assert_eq!(c.queued(), 1);
+}
+
+#[test]
+fn a_down_for_an_unknown_association_changes_nothing_it_should_not() {
+    let mut c = core(&[]);
+    up(&mut c, A1, p1());
+    // A stale id: never seen up (e.g. its COMM_UP came before tracking was switched on).
+    let actions = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommLost, AssocId(99), 0),
+        None,
+        &[],
+    );
+    assert_eq!(
+        events(&actions),
+        vec![&AssocEvent::Down {
+            socket: S,
+            assoc: AssocId(99),
+            peer: None,
+            cause: DownCause::CommLost { error: 0 },
+        }]
+    );
+    assert_eq!(c.tracked(), 1, "the tracked association survives");
+    // Path changes and send failures for unknown ids do not invent entries.
+    c.handle_notification(
+        now(),
+        S,
+        Notification::PeerAddrChange {
+            addr: p2(),
+            state: PeerAddrState::Added,
+            error: 0,
+            assoc_id: AssocId(99),
+        },
+        None,
+        &[],
+    );
+    assert!(c.table().lookup(S, p2()).is_none());
+}
+
+#[test]
+fn other_association_changes_are_reported_and_counted() {
+    let mut c = core(&[]);
+    let a = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CantStrAssoc, A1, 110),
+        Some(p1()),
+        &[],
+    );
+    assert_eq!(
+        a,
+        vec![
+            Action::Count(Counter::ConnectFailed),
+            Action::Emit(AssocEvent::CantStart {
+                socket: S,
+                peer: Some(p1()),
+                error: 110,
+            }),
+        ]
+    );
+    let a = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::Restart, A1, 0),
+        Some(p1()),
+        &[],
+    );
+    assert_eq!(
+        a,
+        vec![Action::Emit(AssocEvent::Restart {
+            socket: S,
+            assoc: A1,
+            peer: Some(p1()),
+        })]
+    );
+    let a = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::Other(9), A1, 0),
+        None,
+        &[],
+    );
+    assert_eq!(a, vec![]);
+    let a = c.handle_notification(now(), S, Notification::Shutdown { assoc_id: A1 }, None, &[]);
+    assert_eq!(
+        a,
+        vec![
+            Action::Count(Counter::RemoteShutdown),
+            Action::Emit(AssocEvent::RemoteShutdown {
+                socket: S,
+                assoc: A1
+            }),
+        ]
+    );
+    let a = c.handle_notification(
+        now(),
+        S,
+        Notification::SenderDry { assoc_id: A1 },
+        None,
+        &[],
+    );
+    assert_eq!(a, vec![Action::Wake(S)]);
+    let a = c.handle_notification(
+        now(),
+        S,
+        Notification::RemoteError {
+            error: 0xb,
+            assoc_id: A1,
+            data: vec![],
+        },
+        None,
+        &[],
+    );
+    assert_eq!(
+        a,
+        vec![Action::Emit(AssocEvent::RemoteError {
+            socket: S,
+            assoc: A1,
+            error: 0xb,
+        })]
+    );
+    for quiet in [
+        Notification::PartialDelivery {
+            indication: 0,
+            assoc_id: A1,
+            stream: 0,
+            seq: 0,
+        },
+        Notification::Other(0x8008),
+    ] {
+        assert_eq!(c.handle_notification(now(), S, quiet, None, &[]), vec![]);
+    }
+}
+
+#[test]
+fn path_changes_update_the_table_and_are_reported() {
+    let mut c = core(&[]);
+    up(&mut c, A1, p1());
+    let second = addr("10.0.1.1:5060");
+    let change = |state| Notification::PeerAddrChange {
+        addr: second,
+        state,
+        error: 0,
+        assoc_id: A1,
+    };
+    let a = c.handle_notification(now(), S, change(PeerAddrState::Added), None, &[]);
+    assert_eq!(
+        a,
+        vec![Action::Emit(AssocEvent::PathChange {
+            socket: S,
+            assoc: A1,
+            addr: second,
+            state: PeerAddrState::Added,
+            error: 0,
+        })]
+    );
+    assert_eq!(c.table().lookup(S, second).map(|a| a.id), Some(A1));
+    c.handle_notification(now(), S, change(PeerAddrState::MadePrimary), None, &[]);
+    assert_eq!(c.table().get(S, A1).and_then(|a| a.primary), Some(second));
+    c.handle_notification(now(), S, change(PeerAddrState::Unreachable), None, &[]);
+    assert!(
+        c.table().lookup(S, second).is_some(),
+        "unreachable keeps it"
+    );
+    c.handle_notification(now(), S, change(PeerAddrState::Removed), None, &[]);
+    assert!(c.table().lookup(S, second).is_none());
+}
+
+#[test]
+fn received_drops_are_counted_by_reason() {
+    let mut c = core(&[]);
+    let a = c.handle_dropped(
+        S,
+        A1,
+        p1(),
+        DropReason::TooLarge {
+            size_so_far: 70_000,
+        },
+    );
+    assert_eq!(
+        a,
+        vec![
+            Action::Count(Counter::Dropped(DropCause::TooLarge)),
+            Action::Emit(AssocEvent::Dropped {
+                socket: S,
+                assoc: A1,
+                peer: Some(p1()),
+                cause: DropCause::TooLarge,
+                size: 70_000,
+            }),
+        ]
+    );
+    let a = c.handle_dropped(S, A1, p1(), DropReason::Incomplete { size_so_far: 3 });
+    assert_eq!(counts(&a), vec![Counter::Dropped(DropCause::Incomplete)]);
+}
+
+// --- SEND_FAILED and the retry budget -------------------------------------------------------
+
+#[test]
+fn a_returned_message_with_budget_left_is_resent_by_address() {
+    let mut c = core(&[(Param::SendRetries, 2), (Param::SendTtl, 500)]);
+    up(&mut c, A1, p1());
+    let n = send_failed(A1, 0, SendFailedStatus::Sent, 2, b"INVITE", 6);
+    let a = c.handle_notification(now(), S, n, Some(p1()), &[]);
+    assert_eq!(counts(&a), vec![Counter::SendForceRetry]);
+    assert_eq!(
+        events(&a),
+        vec![&AssocEvent::SendRetried {
+            socket: S,
+            assoc: A1,
+            dest: p1(),
+            retries_left: 1,
+        }]
+    );
+    let r = resends(&a);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        *r[0],
+        Resend {
+            socket: S,
+            failed_on: A1,
+            dest: p1(),
+            data: b"INVITE".to_vec(),
+            budget: 1,
+            options: SendOptions {
+                // The association is still tracked: the lifetime applies.
+                ttl_ms: Some(500),
+                context: 1,
+                ..SendOptions::default()
+            },
+        }
+    );
+}
+
+#[test]
+fn the_destination_of_a_returned_message_comes_from_the_table_when_the_kernel_gives_none() {
+    let mut c = core(&[(Param::SendRetries, 1)]);
+    up(&mut c, A1, p1());
+    let a = c.handle_notification(
+        now(),
+        S,
+        send_failed(A1, 0, SendFailedStatus::Unsent, 1, b"x", 1),
+        None,
+        &[],
+    );
+    assert_eq!(resends(&a).first().map(|r| r.dest), Some(p1()));
+}
+
+#[test]
+fn an_exhausted_budget_is_one_send_failure() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    up(&mut c, A1, p1());
+    let a = c.handle_notification(
+        now(),
+        S,
+        send_failed(A1, 0, SendFailedStatus::Unsent, 0, b"INVITE", 6),
+        Some(p1()),
+        &[],
+    );
+    assert_eq!(
+        a,
+        vec![
+            Action::Count(Counter::SendFailed),
+            Action::Emit(AssocEvent::SendFailure {
+                socket: S,
+                assoc: A1,
+                dest: Some(p1()),
+                error: 0,
+                partly_sent: false,
+                len: 6,
+            }),
+        ]
+    );
+}
+
+#[test]
+fn an_error_in_the_notification_is_never_retried_and_says_whether_data_left() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    for (status, partly_sent) in [
+        (SendFailedStatus::Sent, true),
+        (SendFailedStatus::Unsent, false),
+        (SendFailedStatus::Other(7), false),
+    ] {
+        let a = c.handle_notification(
+            now(),
+            S,
+            send_failed(A1, 110, status, 2, b"abc", 3),
+            Some(p1()),
+            &[],
+        );
+        assert!(resends(&a).is_empty());
+        assert_eq!(
+            events(&a),
+            vec![&AssocEvent::SendFailure {
+                socket: S,
+                assoc: A1,
+                dest: Some(p1()),
+                error: 110,
+                partly_sent,
+                len: 3,
+            }]
+        );
+    }
+}
+
+#[test]
+fn a_truncated_or_empty_returned_message_is_not_resent() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    // The notification was cut short on receipt: 3 of 10 bytes.
+    let a = c.handle_notification(
+        now(),
+        S,
+        send_failed(A1, 0, SendFailedStatus::Unsent, 2, b"abc", 10),
+        Some(p1()),
+        &[],
+    );
+    assert!(resends(&a).is_empty());
+    assert_eq!(counts(&a), vec![Counter::SendFailed]);
+    match events(&a).as_slice() {
+        [AssocEvent::SendFailure { len, .. }] => assert_eq!(*len, 10),
+        other => panic!("{other:?}"),
+    }
+    let a = c.handle_notification(
+        now(),
+        S,
+        send_failed(A1, 0, SendFailedStatus::Unsent, 2, b"", 0),
+        Some(p1()),
+        &[],
+    );
+    assert!(resends(&a).is_empty());
+    assert_eq!(counts(&a), vec![Counter::SendFailed]);
+}
+
+#[test]
+fn a_returned_message_of_an_unknown_association_without_address_fails() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    // Stale id, no address from the kernel: nowhere to resend to.
+    let a = c.handle_notification(
+        now(),
+        S,
+        send_failed(AssocId(42), 0, SendFailedStatus::Unsent, 2, b"x", 1),
+        None,
+        &[],
+    );
+    assert_eq!(
+        events(&a),
+        vec![&AssocEvent::SendFailure {
+            socket: S,
+            assoc: AssocId(42),
+            dest: None,
+            error: 0,
+            partly_sent: false,
+            len: 1,
+        }]
+    );
+}
+
+#[test]
+fn nothing_is_resent_while_shutting_down() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    up(&mut c, A1, p1());
+    c.stop_accepting();
+    let a = c.handle_notification(
+        now(),
+        S,
+        send_failed(A1, 0, SendFailedStatus::Unsent, 2, b"x", 1),
+        Some(p1()),
+        &[],
+    );
+    assert!(resends(&a).is_empty());
+    assert_eq!(counts(&a), vec![Counter::SendFailed]);
+}
+
+#[test]
+fn a_resend_that_finds_the_buffer_full_queues_by_address_or_fails_when_full() {
+    let mut c = EndpointCore::new(params(&[(Param::SendRetries, 2)]), 1, 1);
+    let resend = |data: &[u8]| Resend {
+        socket: S,
+        failed_on: A1,
+        dest: p1(),
+        data: data.to_vec(),
+        budget: 1,
+        options: SendOptions::default(),
+    };
+    assert_eq!(
+        c.handle_resend_result(resend(b"a"), Transmit::Sent { assoc: None }),
+        vec![]
+    );
+    assert_eq!(
+        c.handle_resend_result(resend(b"b"), Transmit::WouldBlock),
+        vec![Action::Count(Counter::SendqFull), Action::Wake(S)]
+    );
+    assert_eq!(c.queued(), 1);
+    let a = c.handle_resend_result(resend(b"cc"), Transmit::WouldBlock);
+    assert_eq!(
+        counts(&a),
+        vec![Counter::SendqFull, Counter::SendFailed],
+        "the queue holds one"
+    );
+    let a = c.handle_resend_result(
+        resend(b"ddd"),
+        Transmit::Failed(Error::InvalidInput("refused")),
+    );
+    assert_eq!(
+        events(&a),
+        vec![&AssocEvent::SendFailure {
+            socket: S,
+            assoc: A1,
+            dest: Some(p1()),
+            error: 0,
+            partly_sent: false,
+            len: 3,
+        }]
+    );
+    // The queued resend keeps its remaining budget.
+    let q = c.poll_queued(S).unwrap();
+    assert_eq!((q.data.as_slice(), q.attempt.budget), (&b"b"[..], 1));
+    assert_eq!(q.attempt.options.context, 1);
+}
+
+// --- sending ---------------------------------------------------------------------------------
+
+#[test]
+fn sends_go_on_the_association_with_the_lifetime_or_by_address_without() {
+    let mut c = core(&[(Param::SendTtl, 300), (Param::SendRetries, 3)]);
+    assert_eq!(c.send_budget(), 3);
+    // No association yet: by address, no lifetime (Linux would abandon it at COMM_UP).
+    match c.plan_send(S, p1(), b"x", 3).unwrap() {
+        SendPlan::Transmit(t) => {
+            assert_eq!(t.route, Route::Addr(p1()));
+            assert_eq!(t.options.ttl_ms, None);
+            assert_eq!(t.options.context, 3);
+            assert!(t.addr_fallback);
+        }
+        other => panic!("{other:?}"),
+    }
+    up(&mut c, A1, p1());
+    match c.plan_send(S, p1(), b"x", 3).unwrap() {
+        SendPlan::Transmit(t) => {
+            assert_eq!(t.route, Route::Assoc(A1));
+            assert_eq!(t.options.ttl_ms, Some(300));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_full_buffer_queues_and_later_sends_keep_their_place_until_the_queue_is_full() {
+    let mut c = EndpointCore::new(params(&[]), 1, 2);
+    let step = send_with(&mut c, p1(), b"1", Transmit::WouldBlock);
+    assert_eq!(step.result.unwrap(), SendOutcome::Queued { assoc: None });
+    assert_eq!(
+        step.actions,
+        vec![Action::Count(Counter::SendqFull), Action::Wake(S)]
+    );
+    assert!(matches!(
+        c.plan_send(S, p1(), b"2", 0),
+        Ok(SendPlan::Queued(_))
+    ));
+    match c.plan_send(S, p1(), b"3", 0) {
+        Err(SendError::QueueFull { dest, source }) => {
+            assert_eq!(dest, p1());
+            assert_eq!(source.limit, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another destination is not held up.
+    assert!(matches!(
+        c.plan_send(S, p2(), b"x", 0),
+        Ok(SendPlan::Transmit(_))
+    ));
+    // The drainer: a full buffer puts the message back first; a refusal is a failure.
+    let q = c.poll_queued(S).unwrap();
+    assert_eq!(q.data, b"1");
+    assert_eq!(c.handle_queued_result(S, q, Transmit::WouldBlock), vec![]);
+    let q = c.poll_queued(S).unwrap();
+    assert_eq!(q.data, b"1", "put back at the front");
+    // While it is in flight a new send for that destination still queues behind it.
+    assert!(matches!(
+        c.plan_send(S, p1(), b"3", 0),
+        Ok(SendPlan::Queued(_))
+    ));
+    let a = c.handle_queued_result(S, q, Transmit::Failed(Error::InvalidInput("no")));
+    assert_eq!(
+        events(&a),
+        vec![&AssocEvent::SendFailure {
+            socket: S,
+            assoc: AssocId(0),
+            dest: Some(p1()),
+            error: 0,
+            partly_sent: false,
+            len: 1,
+        }]
+    );
+    let q = c.poll_queued(S).unwrap();
+    assert_eq!(q.data, b"2");
+}
+
+#[test]
+fn a_full_queue_on_the_first_eagain_is_a_counted_failure() {
+    let mut c = EndpointCore::new(params(&[]), 1, 0);
+    let step = send_with(&mut c, p1(), b"1", Transmit::WouldBlock);
+    assert!(matches!(step.result, Err(SendError::QueueFull { .. })));
+    assert_eq!(
+        step.actions,
+        vec![
+            Action::Count(Counter::SendqFull),
+            Action::Count(Counter::SendFailed)
+        ]
+    );
+}
+
+#[test]
+fn a_refused_send_is_a_counted_socket_error() {
+    let mut c = core(&[]);
+    let step = send_with(
+        &mut c,
+        p1(),
+        b"1",
+        Transmit::Failed(Error::InvalidInput("empty message")),
+    );
+    assert!(matches!(step.result, Err(SendError::Socket { dest, .. }) if dest == p1()));
+    assert_eq!(step.actions, vec![Action::Count(Counter::SendFailed)]);
+    let step = send_with(&mut c, p1(), b"1", Transmit::Sent { assoc: None });
+    assert_eq!(step.result.unwrap(), SendOutcome::Sent { assoc: None });
+    assert_eq!(step.actions, vec![]);
+}
+
+#[test]
+fn shutting_down_refuses_new_associations_only() {
+    let mut c = core(&[]);
+    up(&mut c, A1, p1());
+    c.stop_accepting();
+    assert!(c.closing());
+    assert!(matches!(
+        c.plan_send(S, p2(), b"x", 0),
+        Err(SendError::ShuttingDown(d)) if d == p2()
+    ));
+    match c.plan_send(S, p1(), b"x", 0).unwrap() {
+        SendPlan::Transmit(t) => {
+            assert_eq!(t.route, Route::Assoc(A1));
+            assert!(!t.addr_fallback, "no new association by address");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_unknown_listener_is_refused() {
+    let mut c = core(&[]);
+    assert!(matches!(
+        c.plan_send(SocketId(3), p1(), b"x", 0),
+        Err(SendError::UnknownSocket(SocketId(3)))
+    ));
+    assert_eq!(c.poll_queued(SocketId(3)), None);
+}
+
+#[test]
+fn parameter_changes_reach_the_table() {
+    let mut c = core(&[]);
+    up(&mut c, A1, p1());
+    let mut next = c.params();
+    let v = next.change(Param::AssocReuse, 0).unwrap();
+    c.handle_param_change(next, Param::AssocReuse, v);
+    assert_eq!(c.params().get(Param::AssocReuse), 0);
+    match c.plan_send(S, p1(), b"x", 0).unwrap() {
+        SendPlan::Transmit(t) => assert_eq!(t.route, Route::Addr(p1())),
+        other => panic!("{other:?}"),
+    }
+    let mut next = c.params();
+    let v = next.change(Param::AssocTracking, 0).unwrap();
+    c.handle_param_change(next, Param::AssocTracking, v);
+    assert_eq!(c.tracked(), -1);
+    let mut next = c.params();
+    let v = next.change(Param::MaxAssocs, 0).unwrap();
+    c.handle_param_change(next, Param::MaxAssocs, v);
+    let a = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommUp, A2, 0),
+        Some(p2()),
+        &[],
+    );
+    assert!(a.contains(&Action::Count(Counter::LocalReject)), "{a:?}");
+}
