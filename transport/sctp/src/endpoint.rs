@@ -50,7 +50,7 @@ use crate::{
     SocketConfig,
     assoc::{Route, SocketId},
     counters::{CounterSnapshot, Counters, DropCause},
-    endpoint_core::{Action, Attempt, Delivery, EndpointCore, SendPlan, Transmit},
+    endpoint_core::{Action, Attempt, EndpointCore, SendPlan, Transmit},
     notification::AssocChangeState,
     options,
     params::{Param, ParamError, Scope, SctpParams},
@@ -270,7 +270,12 @@ impl SctpEndpoint {
                 writer: Notify::new(),
             });
         }
-        let core = EndpointCore::new(params, listeners.len(), config.sendq_limit);
+        let core = EndpointCore::new(
+            params,
+            listeners.len(),
+            config.sendq_limit,
+            config.max_message_size,
+        );
         let (events, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
             listeners,
@@ -615,8 +620,8 @@ async fn receive_loop(inner: Arc<Inner>, i: usize, tx: mpsc::Sender<Received>) {
                     inner
                         .lock()
                         .handle_message(Instant::now(), l.id, assoc_id, peer, data.len());
-                if let Delivery::Drop(actions) = delivery {
-                    inner.run(actions);
+                inner.run(delivery.actions);
+                if !delivery.deliver {
                     continue;
                 }
                 let msg = Received {

@@ -23,20 +23,28 @@
 //!
 //! # Retries (`sctp_send_retries`)
 //!
-//! Each message carries its remaining retry budget as its SCTP context. When the kernel
-//! returns it in a SEND_FAILED notification with no error and budget left, the core asks for
-//! a [`Resend`] by address (so that a fresh association opens if this one died) and counts
-//! `send_force_retry`; otherwise it counts `send_failed` and emits
-//! [`AssocEvent::SendFailure`].
+//! Each message carries a [`Context`] as its SCTP context: a tag naming the message and its
+//! remaining retry budget. The kernel hands a failed message back in one SEND_FAILED event
+//! per DATA chunk; the core joins the fragments of a message again (by their B/E flags and
+//! tag, see `returned.rs`) and decides once per message: when it came back whole, with no
+//! error and budget left, it asks for a [`Resend`] of the whole message by address (so that a
+//! fresh association opens if this one died) and counts `send_force_retry`; otherwise it
+//! counts `send_failed` once and emits one [`AssocEvent::SendFailure`] with the message's
+//! size. A fragment is never resent on its own.
+
+mod returned;
 
 use std::{net::SocketAddr, time::Instant};
+
+pub use returned::Context;
+use returned::{FailedChunk, Returned, ReturnedMessage};
 
 use crate::{
     AssocId, DropReason, Error, Notification, SendOptions,
     assoc::{AssocTable, CommUp, LIMIT_ABORT_REASON, LimitExceeded, Route, SocketId},
     counters::{Counter, DropCause},
     event::{AssocEvent, DownCause},
-    notification::{AssocChangeState, PeerAddrState, SendFailedStatus},
+    notification::{AssocChangeState, PeerAddrState},
     params::{Param, SctpParams},
     sendq::{QueueFull, SendQueues},
 };
@@ -134,9 +142,9 @@ pub struct Resend {
     pub dest: SocketAddr,
     /// The whole message.
     pub data: Vec<u8>,
-    /// Retries left after this one.
-    pub budget: u32,
-    /// How to send it (the budget is in its context).
+    /// Its tag and the retries left after this one.
+    pub context: Context,
+    /// How to send it (the context included).
     pub options: SendOptions,
 }
 
@@ -163,8 +171,8 @@ pub struct Attempt {
     pub dest: SocketAddr,
     /// How to send it.
     pub options: SendOptions,
-    /// Its retry budget.
-    pub budget: u32,
+    /// Its tag and retry budget (in `options.context` too).
+    pub context: Context,
     /// When the association turns out stale (EPIPE / EINVAL), whether to try once more by
     /// address (not while shutting down: that would open a new association).
     pub addr_fallback: bool,
@@ -198,13 +206,13 @@ pub struct QueuedSend {
     pub data: Vec<u8>,
 }
 
-/// Whether a received message is handed up.
+/// Whether a received message is handed up, and what to do first.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// Hand it to the receiver.
-    Deliver,
-    /// Drop it, after carrying out these actions.
-    Drop(Vec<Action>),
+pub struct Delivery {
+    /// Hand it to the receiver (else it is dropped).
+    pub deliver: bool,
+    /// What the driver must do.
+    pub actions: Vec<Action>,
 }
 
 /// A message waiting for the send buffer.
@@ -212,7 +220,7 @@ pub enum Delivery {
 struct Pending {
     data: Vec<u8>,
     dest: SocketAddr,
-    budget: u32,
+    context: Context,
 }
 
 /// The endpoint's state and policy (see the module doc).
@@ -224,6 +232,10 @@ pub struct EndpointCore {
     queues: Vec<SendQueues<Route, Pending>>,
     /// Set by [`EndpointCore::stop_accepting`]: no new associations, not even outbound ones.
     closing: bool,
+    /// Messages coming back in SEND_FAILED events, per listener.
+    returned: Returned,
+    /// The tag of the next message sent.
+    next_tag: u32,
 }
 
 /// The association a route names, if it names one.
@@ -239,9 +251,15 @@ fn index(socket: SocketId) -> usize {
 }
 
 impl EndpointCore {
-    /// A core for `listeners` sockets with validated `params` and `sendq_limit` messages per
-    /// destination queue.
-    pub fn new(params: SctpParams, listeners: usize, sendq_limit: usize) -> EndpointCore {
+    /// A core for `listeners` sockets with validated `params`, `sendq_limit` messages per
+    /// destination queue, and messages up to `max_message_size` bytes rebuilt from their
+    /// returned fragments for a resend.
+    pub fn new(
+        params: SctpParams,
+        listeners: usize,
+        sendq_limit: usize,
+        max_message_size: usize,
+    ) -> EndpointCore {
         EndpointCore {
             table: AssocTable::new(
                 params.get(Param::AssocTracking) == 1,
@@ -253,6 +271,17 @@ impl EndpointCore {
                 .map(|_| SendQueues::new(sendq_limit))
                 .collect(),
             closing: false,
+            returned: Returned::new(listeners, max_message_size),
+            next_tag: 0,
+        }
+    }
+
+    /// A fresh context for a new message.
+    fn new_context(&mut self, budget: u32) -> Context {
+        self.next_tag = self.next_tag.wrapping_add(1);
+        Context {
+            tag: self.next_tag,
+            budget,
         }
     }
 
@@ -312,22 +341,28 @@ impl EndpointCore {
     /// Per-message options: the retry budget as context, and the lifetime when the message
     /// goes on an association that is up (Linux abandons a PR-SCTP message sent while its
     /// association is being set up as soon as it comes up; see the endpoint's doc).
-    fn send_options(&self, socket: SocketId, dest: SocketAddr, budget: u32) -> SendOptions {
+    fn send_options(&self, socket: SocketId, dest: SocketAddr, context: Context) -> SendOptions {
         let ttl = self.params.get(Param::SendTtl);
         let established = self.table.lookup(socket, dest).is_some();
         SendOptions {
             ttl_ms: (ttl > 0 && established).then(|| u32::try_from(ttl).unwrap_or(u32::MAX)),
-            context: budget,
+            context: context.to_raw(),
             ..SendOptions::default()
         }
     }
 
-    fn attempt(&self, socket: SocketId, route: Route, dest: SocketAddr, budget: u32) -> Attempt {
+    fn attempt(
+        &self,
+        socket: SocketId,
+        route: Route,
+        dest: SocketAddr,
+        context: Context,
+    ) -> Attempt {
         Attempt {
             route,
             dest,
-            options: self.send_options(socket, dest, budget),
-            budget,
+            options: self.send_options(socket, dest, context),
+            context,
             addr_fallback: !self.closing,
         }
     }
@@ -376,13 +411,14 @@ impl EndpointCore {
             return Err(SendError::ShuttingDown(dest));
         }
         let route = self.table.route(socket, dest)?;
+        let context = self.new_context(budget);
         if let Some(q) = self.queues.get_mut(idx)
             && q.has(&route)
         {
             let pending = Pending {
                 data: data.to_vec(),
                 dest,
-                budget,
+                context,
             };
             q.push(route, pending)
                 .map_err(|(source, _)| SendError::QueueFull { dest, source })?;
@@ -391,7 +427,7 @@ impl EndpointCore {
             }));
         }
         Ok(SendPlan::Transmit(
-            self.attempt(socket, route, dest, budget),
+            self.attempt(socket, route, dest, context),
         ))
     }
 
@@ -413,7 +449,7 @@ impl EndpointCore {
                 let pending = Pending {
                     data: data.to_vec(),
                     dest,
-                    budget: attempt.budget,
+                    context: attempt.context,
                 };
                 match self.queues.get_mut(index(socket)) {
                     None => Err(SendError::UnknownSocket(socket)),
@@ -445,7 +481,7 @@ impl EndpointCore {
     pub fn poll_queued(&mut self, socket: SocketId) -> Option<QueuedSend> {
         let (route, p) = self.queues.get_mut(index(socket))?.pop_any()?;
         Some(QueuedSend {
-            attempt: self.attempt(socket, route, p.dest, p.budget),
+            attempt: self.attempt(socket, route, p.dest, p.context),
             data: p.data,
         })
     }
@@ -470,7 +506,7 @@ impl EndpointCore {
                 Pending {
                     data: sent.data,
                     dest: sent.attempt.dest,
-                    budget: sent.attempt.budget,
+                    context: sent.attempt.context,
                 },
             ),
             Transmit::Failed(_) => {
@@ -499,7 +535,7 @@ impl EndpointCore {
             failed_on,
             dest,
             data,
-            budget,
+            context,
             ..
         } = resend;
         let len = data.len();
@@ -507,10 +543,16 @@ impl EndpointCore {
             Transmit::Sent { .. } => {}
             Transmit::WouldBlock => {
                 actions.push(Action::Count(Counter::SendqFull));
-                let queued = self
-                    .queues
-                    .get_mut(index(socket))
-                    .map(|q| q.push(Route::Addr(dest), Pending { data, dest, budget }));
+                let queued = self.queues.get_mut(index(socket)).map(|q| {
+                    q.push(
+                        Route::Addr(dest),
+                        Pending {
+                            data,
+                            dest,
+                            context,
+                        },
+                    )
+                });
                 if !matches!(queued, Some(Ok(()))) {
                     Self::send_failure(&mut actions, socket, failed_on, Some(dest), 0, false, len);
                 }
@@ -533,20 +575,27 @@ impl EndpointCore {
         peer: SocketAddr,
         size: usize,
     ) -> Delivery {
+        let mut actions = Vec::new();
+        self.interrupt_returned(&mut actions, socket);
         if self.table.is_rejected(socket, assoc) {
-            return Delivery::Drop(vec![
-                Action::Count(Counter::Dropped(DropCause::Rejected)),
-                Action::Emit(AssocEvent::Dropped {
-                    socket,
-                    assoc,
-                    peer: Some(peer),
-                    cause: DropCause::Rejected,
-                    size,
-                }),
-            ]);
+            actions.push(Action::Count(Counter::Dropped(DropCause::Rejected)));
+            actions.push(Action::Emit(AssocEvent::Dropped {
+                socket,
+                assoc,
+                peer: Some(peer),
+                cause: DropCause::Rejected,
+                size,
+            }));
+            return Delivery {
+                deliver: false,
+                actions,
+            };
         }
         self.table.handle_message(now, socket, assoc, peer);
-        Delivery::Deliver
+        Delivery {
+            deliver: true,
+            actions,
+        }
     }
 
     /// The socket read a message it did not deliver (too large, or cut short).
@@ -561,16 +610,54 @@ impl EndpointCore {
             DropReason::TooLarge { size_so_far } => (DropCause::TooLarge, size_so_far),
             DropReason::Incomplete { size_so_far } => (DropCause::Incomplete, size_so_far),
         };
-        vec![
-            Action::Count(Counter::Dropped(cause)),
-            Action::Emit(AssocEvent::Dropped {
-                socket,
-                assoc,
-                peer: Some(peer),
-                cause,
-                size,
-            }),
-        ]
+        let mut actions = Vec::new();
+        self.interrupt_returned(&mut actions, socket);
+        actions.push(Action::Count(Counter::Dropped(cause)));
+        actions.push(Action::Emit(AssocEvent::Dropped {
+            socket,
+            assoc,
+            peer: Some(peer),
+            cause,
+            size,
+        }));
+        actions
+    }
+
+    /// Something other than a SEND_FAILED event arrived on `socket`: a returned message whose
+    /// fragments were still arriving lost its end and fails (see `returned.rs`).
+    fn interrupt_returned(&mut self, out: &mut Vec<Action>, socket: SocketId) {
+        if let Some(m) = self.returned.interrupt(index(socket)) {
+            self.handle_returned(out, socket, m);
+        }
+    }
+
+    /// A message the kernel gave up on: resent whole by address when it came back whole with
+    /// no error and budget left (and the endpoint is not shutting down), else one failure.
+    fn handle_returned(&self, out: &mut Vec<Action>, socket: SocketId, m: ReturnedMessage) {
+        match (m.dest, m.data) {
+            (Some(dest), Some(data)) if m.error == 0 && m.context.budget > 0 && !self.closing => {
+                let context = Context {
+                    tag: m.context.tag,
+                    budget: m.context.budget - 1,
+                };
+                out.push(Action::Count(Counter::SendForceRetry));
+                out.push(Action::Emit(AssocEvent::SendRetried {
+                    socket,
+                    assoc: m.assoc,
+                    dest,
+                    retries_left: context.budget,
+                }));
+                out.push(Action::Resend(Resend {
+                    socket,
+                    failed_on: m.assoc,
+                    dest,
+                    data,
+                    context,
+                    options: self.send_options(socket, dest, context),
+                }));
+            }
+            _ => Self::send_failure(out, socket, m.assoc, m.dest, m.error, m.partly_sent, m.len),
+        }
     }
 
     /// A notification on listener `socket`. `peer` is the address the kernel gave with it;
@@ -585,6 +672,9 @@ impl EndpointCore {
         peer_addrs: &[SocketAddr],
     ) -> Vec<Action> {
         let mut out = Vec::new();
+        if !matches!(n, Notification::SendFailed { .. }) {
+            self.interrupt_returned(&mut out, socket);
+        }
         match n {
             Notification::AssocChange {
                 state,
@@ -695,6 +785,7 @@ impl EndpointCore {
                 status,
                 error,
                 assoc_id,
+                send_flags,
                 context,
                 payload,
                 payload_len,
@@ -702,35 +793,18 @@ impl EndpointCore {
             } => {
                 let dest =
                     peer.or_else(|| self.table.get(socket, assoc_id).and_then(|a| a.primary));
-                let whole = payload.len() == payload_len && !payload.is_empty();
-                match dest {
-                    Some(dest) if error == 0 && context > 0 && whole && !self.closing => {
-                        let budget = context - 1;
-                        out.push(Action::Count(Counter::SendForceRetry));
-                        out.push(Action::Emit(AssocEvent::SendRetried {
-                            socket,
-                            assoc: assoc_id,
-                            dest,
-                            retries_left: budget,
-                        }));
-                        out.push(Action::Resend(Resend {
-                            socket,
-                            failed_on: assoc_id,
-                            dest,
-                            data: payload,
-                            budget,
-                            options: self.send_options(socket, dest, budget),
-                        }));
-                    }
-                    _ => Self::send_failure(
-                        &mut out,
-                        socket,
-                        assoc_id,
-                        dest,
-                        error,
-                        status == SendFailedStatus::Sent,
-                        payload_len,
-                    ),
+                let chunk = FailedChunk {
+                    assoc: assoc_id,
+                    dest,
+                    status,
+                    error,
+                    chunk_flags: send_flags,
+                    context,
+                    payload: &payload,
+                    payload_len,
+                };
+                for m in self.returned.push(index(socket), &chunk) {
+                    self.handle_returned(&mut out, socket, m);
                 }
             }
             Notification::Shutdown { assoc_id } => {

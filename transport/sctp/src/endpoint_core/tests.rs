@@ -2,7 +2,7 @@
 //! notifications, messages and send results and checks the actions and the state after.
 
 use super::*;
-use crate::notification::PeerAddrState;
+use crate::notification::{PeerAddrState, SendFailedStatus};
 
 const S: SocketId = SocketId(0);
 const A1: AssocId = AssocId(1);
@@ -29,8 +29,10 @@ fn params(set: &[(Param, i64)]) -> SctpParams {
     p
 }
 
+const MAX: usize = 65_536;
+
 fn core(set: &[(Param, i64)]) -> EndpointCore {
-    EndpointCore::new(params(set), 1, 4)
+    EndpointCore::new(params(set), 1, 4, MAX)
 }
 
 fn now() -> Instant {
@@ -64,10 +66,35 @@ fn up(c: &mut EndpointCore, assoc: AssocId, peer: SocketAddr) {
     );
 }
 
+/// DATA chunk flags: B, E, and U as the kernel sets them on an unordered message.
+const WHOLE: u16 = 0x07;
+const FIRST: u16 = 0x06;
+const MIDDLE: u16 = 0x04;
+const LAST: u16 = 0x05;
+
+/// A message's context as the endpoint sets it (tag 7).
+fn ctx(budget: u32) -> u32 {
+    Context { tag: 7, budget }.to_raw()
+}
+
+/// The SEND_FAILED event of an unfragmented message.
 fn send_failed(
     assoc: AssocId,
     error: u32,
     status: SendFailedStatus,
+    context: u32,
+    payload: &[u8],
+    payload_len: usize,
+) -> Notification {
+    fragment(assoc, error, status, WHOLE, context, payload, payload_len)
+}
+
+/// The SEND_FAILED event of one DATA chunk with `flags`.
+fn fragment(
+    assoc: AssocId,
+    error: u32,
+    status: SendFailedStatus,
+    flags: u16,
     context: u32,
     payload: &[u8],
     payload_len: usize,
@@ -77,7 +104,7 @@ fn send_failed(
         error,
         assoc_id: assoc,
         stream: 0,
-        send_flags: 0,
+        send_flags: flags,
         ppid: 0,
         context,
         payload: payload.to_vec(),
@@ -191,10 +218,11 @@ fn comm_up_over_the_limit_is_aborted_and_its_messages_dropped() {
     );
     assert_eq!(c.opened(), 1);
     // Data that was already on its way from the rejected peer is dropped and counted.
-    match c.handle_message(now(), S, A2, p2(), 7) {
-        Delivery::Drop(actions) => assert_eq!(
-            actions,
-            vec![
+    assert_eq!(
+        c.handle_message(now(), S, A2, p2(), 7),
+        Delivery {
+            deliver: false,
+            actions: vec![
                 Action::Count(Counter::Dropped(DropCause::Rejected)),
                 Action::Emit(AssocEvent::Dropped {
                     socket: S,
@@ -204,10 +232,15 @@ fn comm_up_over_the_limit_is_aborted_and_its_messages_dropped() {
                     size: 7,
                 }),
             ]
-        ),
-        Delivery::Deliver => panic!("a rejected association's message was delivered"),
-    }
-    assert_eq!(c.handle_message(now(), S, A1, p1(), 7), Delivery::Deliver);
+        }
+    );
+    assert_eq!(
+        c.handle_message(now(), S, A1, p1(), 7),
+        Delivery {
+            deliver: true,
+            actions: vec![]
+        }
+    );
     // Its COMM_LOST (after our ABORT) does not uncount the accepted one.
     c.handle_notification(
         now(),
@@ -274,7 +307,7 @@ fn comm_lost_moves_the_associations_queue_to_its_address_and_wakes_the_sender() 
 
 #[test]
 fn requeued_messages_that_do_not_fit_the_address_queue_are_send_failures() {
-    let mut c = EndpointCore::new(params(&[]), 1, 1);
+    let mut c = EndpointCore::new(params(&[]), 1, 1, MAX);
     // A message waits for p1 by address while its association comes up.
     let step = send_with(&mut c, p1(), b"by-addr", Transmit::WouldBlock);
     assert!(step.result.is_ok());
@@ -519,7 +552,7 @@ fn received_drops_are_counted_by_reason() {
 fn a_returned_message_with_budget_left_is_resent_by_address() {
     let mut c = core(&[(Param::SendRetries, 2), (Param::SendTtl, 500)]);
     up(&mut c, A1, p1());
-    let n = send_failed(A1, 0, SendFailedStatus::Sent, 2, b"INVITE", 6);
+    let n = send_failed(A1, 0, SendFailedStatus::Sent, ctx(2), b"INVITE", 6);
     let a = c.handle_notification(now(), S, n, Some(p1()), &[]);
     assert_eq!(counts(&a), vec![Counter::SendForceRetry]);
     assert_eq!(
@@ -540,11 +573,11 @@ fn a_returned_message_with_budget_left_is_resent_by_address() {
             failed_on: A1,
             dest: p1(),
             data: b"INVITE".to_vec(),
-            budget: 1,
+            context: Context { tag: 7, budget: 1 },
             options: SendOptions {
                 // The association is still tracked: the lifetime applies.
                 ttl_ms: Some(500),
-                context: 1,
+                context: ctx(1),
                 ..SendOptions::default()
             },
         }
@@ -558,7 +591,7 @@ fn the_destination_of_a_returned_message_comes_from_the_table_when_the_kernel_gi
     let a = c.handle_notification(
         now(),
         S,
-        send_failed(A1, 0, SendFailedStatus::Unsent, 1, b"x", 1),
+        send_failed(A1, 0, SendFailedStatus::Unsent, ctx(1), b"x", 1),
         None,
         &[],
     );
@@ -572,7 +605,7 @@ fn an_exhausted_budget_is_one_send_failure() {
     let a = c.handle_notification(
         now(),
         S,
-        send_failed(A1, 0, SendFailedStatus::Unsent, 0, b"INVITE", 6),
+        send_failed(A1, 0, SendFailedStatus::Unsent, ctx(0), b"INVITE", 6),
         Some(p1()),
         &[],
     );
@@ -603,7 +636,7 @@ fn an_error_in_the_notification_is_never_retried_and_says_whether_data_left() {
         let a = c.handle_notification(
             now(),
             S,
-            send_failed(A1, 110, status, 2, b"abc", 3),
+            send_failed(A1, 110, status, ctx(2), b"abc", 3),
             Some(p1()),
             &[],
         );
@@ -629,7 +662,7 @@ fn a_truncated_or_empty_returned_message_is_not_resent() {
     let a = c.handle_notification(
         now(),
         S,
-        send_failed(A1, 0, SendFailedStatus::Unsent, 2, b"abc", 10),
+        send_failed(A1, 0, SendFailedStatus::Unsent, ctx(2), b"abc", 10),
         Some(p1()),
         &[],
     );
@@ -642,7 +675,7 @@ fn a_truncated_or_empty_returned_message_is_not_resent() {
     let a = c.handle_notification(
         now(),
         S,
-        send_failed(A1, 0, SendFailedStatus::Unsent, 2, b"", 0),
+        send_failed(A1, 0, SendFailedStatus::Unsent, ctx(2), b"", 0),
         Some(p1()),
         &[],
     );
@@ -657,7 +690,7 @@ fn a_returned_message_of_an_unknown_association_without_address_fails() {
     let a = c.handle_notification(
         now(),
         S,
-        send_failed(AssocId(42), 0, SendFailedStatus::Unsent, 2, b"x", 1),
+        send_failed(AssocId(42), 0, SendFailedStatus::Unsent, ctx(2), b"x", 1),
         None,
         &[],
     );
@@ -682,7 +715,7 @@ fn nothing_is_resent_while_shutting_down() {
     let a = c.handle_notification(
         now(),
         S,
-        send_failed(A1, 0, SendFailedStatus::Unsent, 2, b"x", 1),
+        send_failed(A1, 0, SendFailedStatus::Unsent, ctx(2), b"x", 1),
         Some(p1()),
         &[],
     );
@@ -692,13 +725,13 @@ fn nothing_is_resent_while_shutting_down() {
 
 #[test]
 fn a_resend_that_finds_the_buffer_full_queues_by_address_or_fails_when_full() {
-    let mut c = EndpointCore::new(params(&[(Param::SendRetries, 2)]), 1, 1);
+    let mut c = EndpointCore::new(params(&[(Param::SendRetries, 2)]), 1, 1, MAX);
     let resend = |data: &[u8]| Resend {
         socket: S,
         failed_on: A1,
         dest: p1(),
         data: data.to_vec(),
-        budget: 1,
+        context: Context { tag: 3, budget: 1 },
         options: SendOptions::default(),
     };
     assert_eq!(
@@ -733,8 +766,235 @@ fn a_resend_that_finds_the_buffer_full_queues_by_address_or_fails_when_full() {
     );
     // The queued resend keeps its remaining budget.
     let q = c.poll_queued(S).unwrap();
-    assert_eq!((q.data.as_slice(), q.attempt.budget), (&b"b"[..], 1));
-    assert_eq!(q.attempt.options.context, 1);
+    assert_eq!(q.data, b"b");
+    assert_eq!(q.attempt.context, Context { tag: 3, budget: 1 });
+    assert_eq!(
+        q.attempt.options.context,
+        Context { tag: 3, budget: 1 }.to_raw()
+    );
+}
+
+// --- SEND_FAILED for fragmented messages (review item M1) ---------------------------------
+
+/// The three SEND_FAILED events of `abcdefgh` sent in chunks of 3, 3 and 2 bytes.
+fn fragments(c: &mut EndpointCore, context: u32, status: SendFailedStatus) -> Vec<Vec<Action>> {
+    [
+        (FIRST, &b"abc"[..]),
+        (MIDDLE, &b"def"[..]),
+        (LAST, &b"gh"[..]),
+    ]
+    .into_iter()
+    .map(|(flags, data)| {
+        let n = fragment(A1, 0, status, flags, context, data, data.len());
+        c.handle_notification(now(), S, n, Some(p1()), &[])
+    })
+    .collect()
+}
+
+#[test]
+fn a_fragmented_message_is_resent_whole_once_after_its_last_fragment() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    up(&mut c, A1, p1());
+    let steps = fragments(&mut c, ctx(2), SendFailedStatus::Sent);
+    assert_eq!(steps[0], vec![], "nothing is decided on the first fragment");
+    assert_eq!(steps[1], vec![], "nor on a middle one");
+    let last = &steps[2];
+    assert_eq!(counts(last), vec![Counter::SendForceRetry]);
+    let r = resends(last);
+    assert_eq!(r.len(), 1, "{last:?}");
+    assert_eq!(r[0].data, b"abcdefgh", "the whole message, in order");
+    assert_eq!(r[0].context, Context { tag: 7, budget: 1 });
+    assert_eq!(r[0].options.context, ctx(1));
+    assert_eq!(r[0].dest, p1());
+}
+
+#[test]
+fn a_fragmented_message_that_fails_for_good_is_one_failure_of_its_whole_size() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    let steps = fragments(&mut c, ctx(0), SendFailedStatus::Unsent);
+    assert_eq!(steps[0], vec![]);
+    assert_eq!(steps[1], vec![]);
+    assert_eq!(
+        steps[2],
+        vec![
+            Action::Count(Counter::SendFailed),
+            Action::Emit(AssocEvent::SendFailure {
+                socket: S,
+                assoc: A1,
+                dest: Some(p1()),
+                error: 0,
+                partly_sent: false,
+                len: 8,
+            }),
+        ]
+    );
+}
+
+#[test]
+fn a_resent_fragmented_message_uses_its_budget_once_per_return() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    let mut budget = 2;
+    let mut failures = 0;
+    let mut retries = 0;
+    // The same message comes back three times (the original and two resends).
+    for _ in 0..3 {
+        let steps = fragments(&mut c, ctx(budget), SendFailedStatus::Unsent);
+        let all: Vec<Action> = steps.into_iter().flatten().collect();
+        for counter in counts(&all) {
+            match counter {
+                Counter::SendFailed => failures += 1,
+                Counter::SendForceRetry => retries += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        if let Some(r) = resends(&all).first() {
+            budget = r.context.budget;
+        }
+    }
+    assert_eq!((retries, failures), (2, 1));
+}
+
+#[test]
+fn an_error_on_a_fragmented_message_fails_it_once_and_remembers_what_was_sent() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    let first = fragment(A1, 0, SendFailedStatus::Sent, FIRST, ctx(2), b"abc", 3);
+    let last = fragment(A1, 110, SendFailedStatus::Unsent, LAST, ctx(2), b"de", 2);
+    assert_eq!(
+        c.handle_notification(now(), S, first, Some(p1()), &[]),
+        vec![]
+    );
+    let a = c.handle_notification(now(), S, last, Some(p1()), &[]);
+    assert_eq!(
+        events(&a),
+        vec![&AssocEvent::SendFailure {
+            socket: S,
+            assoc: A1,
+            dest: Some(p1()),
+            error: 110,
+            partly_sent: true,
+            len: 5,
+        }]
+    );
+}
+
+#[test]
+fn a_fragment_is_never_resent_as_a_message() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    // Lone middle and last fragments (their first one was lost): never resent.
+    for flags in [MIDDLE, LAST] {
+        let n = fragment(A1, 0, SendFailedStatus::Unsent, flags, ctx(2), b"def", 3);
+        let mut a = c.handle_notification(now(), S, n, Some(p1()), &[]);
+        if flags == MIDDLE {
+            assert_eq!(a, vec![]);
+            // The run ends without its last fragment when something else arrives.
+            a = c.handle_notification(
+                now(),
+                S,
+                Notification::SenderDry { assoc_id: A1 },
+                None,
+                &[],
+            );
+        }
+        assert!(resends(&a).is_empty(), "{a:?}");
+        assert_eq!(
+            counts(&a),
+            vec![Counter::SendFailed],
+            "flags {flags:#x}: counted once"
+        );
+    }
+}
+
+#[test]
+fn a_message_whose_last_fragment_never_comes_is_counted_when_anything_else_arrives() {
+    let mut c = core(&[(Param::SendRetries, 2)]);
+    up(&mut c, A1, p1());
+    let first = |c: &mut EndpointCore| {
+        let n = fragment(A1, 0, SendFailedStatus::Unsent, FIRST, ctx(2), b"abc", 3);
+        assert_eq!(c.handle_notification(now(), S, n, Some(p1()), &[]), vec![]);
+    };
+    // Another notification: the failure comes first, then that notification's own actions.
+    first(&mut c);
+    let a = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommLost, A1, 0),
+        Some(p1()),
+        &[],
+    );
+    assert_eq!(
+        counts(&a),
+        vec![Counter::SendFailed, Counter::CommLost],
+        "{a:?}"
+    );
+    assert!(resends(&a).is_empty());
+    // A received message.
+    first(&mut c);
+    let d = c.handle_message(now(), S, A2, p2(), 10);
+    assert!(d.deliver);
+    assert_eq!(counts(&d.actions), vec![Counter::SendFailed]);
+    // A dropped one.
+    first(&mut c);
+    let a = c.handle_dropped(S, A2, p2(), DropReason::Incomplete { size_so_far: 1 });
+    assert_eq!(
+        counts(&a),
+        vec![Counter::SendFailed, Counter::Dropped(DropCause::Incomplete)]
+    );
+    // The next message's first fragment.
+    first(&mut c);
+    let n = fragment(A1, 0, SendFailedStatus::Unsent, WHOLE, ctx(0), b"x", 1);
+    let a = c.handle_notification(now(), S, n, Some(p1()), &[]);
+    assert_eq!(counts(&a), vec![Counter::SendFailed, Counter::SendFailed]);
+    match events(&a).as_slice() {
+        [
+            AssocEvent::SendFailure { len: 3, .. },
+            AssocEvent::SendFailure { len: 1, .. },
+        ] => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn two_fragmented_messages_back_to_back_are_each_handled_once() {
+    let mut c = core(&[(Param::SendRetries, 1)]);
+    let one = Context { tag: 1, budget: 1 }.to_raw();
+    let two = Context { tag: 2, budget: 1 }.to_raw();
+    let mut all = Vec::new();
+    for (flags, context, data) in [
+        (FIRST, one, &b"ab"[..]),
+        (LAST, one, &b"c"[..]),
+        (FIRST, two, &b"xy"[..]),
+        (MIDDLE, two, &b"z"[..]),
+        (LAST, two, &b"!"[..]),
+    ] {
+        let n = fragment(
+            A1,
+            0,
+            SendFailedStatus::Unsent,
+            flags,
+            context,
+            data,
+            data.len(),
+        );
+        all.extend(c.handle_notification(now(), S, n, Some(p1()), &[]));
+    }
+    let r = resends(&all);
+    let data: Vec<&[u8]> = r.iter().map(|r| r.data.as_slice()).collect();
+    assert_eq!(data, vec![&b"abc"[..], &b"xyz!"[..]]);
+    assert_eq!(
+        counts(&all),
+        vec![Counter::SendForceRetry, Counter::SendForceRetry]
+    );
+}
+
+#[test]
+fn a_fragmented_message_over_the_size_bound_is_one_failure() {
+    let mut c = EndpointCore::new(params(&[(Param::SendRetries, 2)]), 1, 4, 5);
+    let steps = fragments(&mut c, ctx(2), SendFailedStatus::Unsent);
+    assert!(resends(&steps[2]).is_empty());
+    match events(&steps[2]).as_slice() {
+        [AssocEvent::SendFailure { len, .. }] => assert_eq!(*len, 8),
+        other => panic!("{other:?}"),
+    }
 }
 
 // --- sending ---------------------------------------------------------------------------------
@@ -748,7 +1008,8 @@ fn sends_go_on_the_association_with_the_lifetime_or_by_address_without() {
         SendPlan::Transmit(t) => {
             assert_eq!(t.route, Route::Addr(p1()));
             assert_eq!(t.options.ttl_ms, None);
-            assert_eq!(t.options.context, 3);
+            assert_eq!(t.context.budget, 3);
+            assert_eq!(Context::from_raw(t.options.context), t.context);
             assert!(t.addr_fallback);
         }
         other => panic!("{other:?}"),
@@ -765,7 +1026,7 @@ fn sends_go_on_the_association_with_the_lifetime_or_by_address_without() {
 
 #[test]
 fn a_full_buffer_queues_and_later_sends_keep_their_place_until_the_queue_is_full() {
-    let mut c = EndpointCore::new(params(&[]), 1, 2);
+    let mut c = EndpointCore::new(params(&[]), 1, 2, MAX);
     let step = send_with(&mut c, p1(), b"1", Transmit::WouldBlock);
     assert_eq!(step.result.unwrap(), SendOutcome::Queued { assoc: None });
     assert_eq!(
@@ -817,7 +1078,7 @@ fn a_full_buffer_queues_and_later_sends_keep_their_place_until_the_queue_is_full
 
 #[test]
 fn a_full_queue_on_the_first_eagain_is_a_counted_failure() {
-    let mut c = EndpointCore::new(params(&[]), 1, 0);
+    let mut c = EndpointCore::new(params(&[]), 1, 0, MAX);
     let step = send_with(&mut c, p1(), b"1", Transmit::WouldBlock);
     assert!(matches!(step.result, Err(SendError::QueueFull { .. })));
     assert_eq!(
