@@ -547,6 +547,12 @@ async fn a_message_lost_with_its_association_is_resent_to_the_restarted_peer() {
     );
     let (data, p1_assoc, _) = next_message(&p1, Duration::from_secs(10)).await;
     assert_eq!(data, b"first");
+    // The peer can have the data before our side has its COMM_UP (COOKIE ACK still on its
+    // way); until the endpoint has seen it, later messages wait for the association.
+    next_event(&mut events, Duration::from_secs(10), |e| {
+        matches!(e, AssocEvent::Up { .. })
+    })
+    .await;
 
     // The peer crashes while nothing gets through (its association state is gone, the ABORT
     // never reaches us), then comes back on the same port.

@@ -1,5 +1,6 @@
 //! The transport's counters, under Kamailio's names, plus what Kamailio does not count
-//! (dropped messages by reason). Lock-free: the transport bumps them, views read a snapshot.
+//! (dropped messages by reason, received and sent). Lock-free: the transport bumps them,
+//! views read a snapshot.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,6 +37,48 @@ impl DropCause {
     }
 }
 
+/// Why a message to send was dropped by the endpoint (it never reached the kernel, or was
+/// held back while its association was being set up). Each is also a `send_failed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SendDropCause {
+    /// Its destination already had the most messages allowed waiting.
+    QueueMessages,
+    /// Its destination already had the most bytes allowed waiting.
+    QueueBytes,
+    /// All destinations together already had the most bytes allowed waiting.
+    TotalBytes,
+    /// The most destinations allowed already had messages waiting.
+    Destinations,
+    /// It would have started one more association setup than allowed.
+    Setups,
+    /// It was held while its association was being set up, and the setup failed.
+    SetupFailed,
+}
+
+impl SendDropCause {
+    /// Every reason, for exporting zeros too.
+    pub const ALL: [SendDropCause; 6] = [
+        SendDropCause::QueueMessages,
+        SendDropCause::QueueBytes,
+        SendDropCause::TotalBytes,
+        SendDropCause::Destinations,
+        SendDropCause::Setups,
+        SendDropCause::SetupFailed,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendDropCause::QueueMessages => "queue_messages",
+            SendDropCause::QueueBytes => "queue_bytes",
+            SendDropCause::TotalBytes => "total_bytes",
+            SendDropCause::Destinations => "destinations",
+            SendDropCause::Setups => "setups",
+            SendDropCause::SetupFailed => "setup_failed",
+        }
+    }
+}
+
 /// One counter of [`Counters`], as the endpoint core names it in an
 /// [`Action::Count`](crate::endpoint_core::Action::Count).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,6 +103,8 @@ pub enum Counter {
     SendForceRetry,
     /// A dropped received message, by reason.
     Dropped(DropCause),
+    /// A message to send dropped by the endpoint, by reason.
+    SendDropped(SendDropCause),
 }
 
 /// Kamailio's sctp counters (`kamctl stats sctp`), same names.
@@ -87,6 +132,7 @@ pub struct Counters {
     dropped_incomplete: AtomicU64,
     dropped_bad_notification: AtomicU64,
     dropped_rejected: AtomicU64,
+    send_dropped: [AtomicU64; 6],
 }
 
 /// A point-in-time copy of [`Counters`].
@@ -110,6 +156,9 @@ pub struct CounterSnapshot {
     pub dropped_bad_notification: u64,
     /// Dropped messages of rejected associations.
     pub dropped_rejected: u64,
+    /// Messages to send dropped by the endpoint, indexed like [`SendDropCause::ALL`]; read
+    /// with [`CounterSnapshot::send_dropped`].
+    pub send_dropped: [u64; 6],
 }
 
 impl Counters {
@@ -131,6 +180,7 @@ impl Counters {
             Counter::SendFailed => &self.send_failed,
             Counter::SendForceRetry => &self.send_force_retry,
             Counter::Dropped(reason) => return self.dropped(reason),
+            Counter::SendDropped(reason) => &self.send_dropped[send_drop_index(reason)],
         };
         Counters::bump(c);
     }
@@ -162,6 +212,7 @@ impl Counters {
             dropped_incomplete: r(&self.dropped_incomplete),
             dropped_bad_notification: r(&self.dropped_bad_notification),
             dropped_rejected: r(&self.dropped_rejected),
+            send_dropped: std::array::from_fn(|i| self.send_dropped.get(i).map_or(0, r)),
         }
     }
 }
@@ -182,6 +233,11 @@ impl CounterSnapshot {
         ]
     }
 
+    /// Messages to send dropped by the endpoint, by reason.
+    pub fn send_dropped(&self, reason: SendDropCause) -> u64 {
+        self.send_dropped[send_drop_index(reason)]
+    }
+
     /// Dropped messages by reason.
     pub fn dropped(&self, reason: DropCause) -> u64 {
         match reason {
@@ -190,6 +246,18 @@ impl CounterSnapshot {
             DropCause::BadNotification => self.dropped_bad_notification,
             DropCause::Rejected => self.dropped_rejected,
         }
+    }
+}
+
+/// The position of `reason` in [`SendDropCause::ALL`] (and in the counter arrays).
+const fn send_drop_index(reason: SendDropCause) -> usize {
+    match reason {
+        SendDropCause::QueueMessages => 0,
+        SendDropCause::QueueBytes => 1,
+        SendDropCause::TotalBytes => 2,
+        SendDropCause::Destinations => 3,
+        SendDropCause::Setups => 4,
+        SendDropCause::SetupFailed => 5,
     }
 }
 
@@ -238,5 +306,24 @@ mod tests {
         assert_eq!(s.dropped(DropCause::Rejected), 1);
         assert_eq!(s.dropped(DropCause::TooLarge), 0);
         assert!(s.named().iter().all(|(_, v)| *v == 0));
+    }
+
+    #[test]
+    fn send_drops_are_counted_per_reason() {
+        let c = Counters::default();
+        for (i, reason) in SendDropCause::ALL.into_iter().enumerate() {
+            for _ in 0..=i {
+                c.count(Counter::SendDropped(reason));
+            }
+        }
+        let s = c.snapshot();
+        for (i, reason) in SendDropCause::ALL.into_iter().enumerate() {
+            assert_eq!(s.send_dropped(reason), i as u64 + 1, "{}", reason.as_str());
+            assert_eq!(send_drop_index(reason), i);
+        }
+        assert!(s.named().iter().all(|(_, v)| *v == 0));
+        let names: std::collections::HashSet<&str> =
+            SendDropCause::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), SendDropCause::ALL.len());
     }
 }

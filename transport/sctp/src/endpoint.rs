@@ -16,11 +16,16 @@
 //! `sctp_assoc_reuse` is on, else by address (the kernel sets up an association implicitly).
 //! A stale association (EPIPE / EINVAL) is retried by address. A full send buffer (EAGAIN)
 //! counts `sendq_full` and queues the message in a bounded per-destination queue, drained when
-//! the socket is writable again; a full queue is an error to the caller. Each message carries
-//! its remaining `sctp_send_retries` budget as its SCTP context: when the kernel returns it in a
-//! SEND_FAILED notification with no error and budget left, it is resent by address
-//! (`send_force_retry`); otherwise `send_failed` counts it and an [`AssocEvent::SendFailure`]
-//! reports it.
+//! the socket is writable again. While a destination's association is being set up only the
+//! message that started it is in the kernel; later ones are held in its queue until COMM_UP
+//! (dropped and counted if the setup fails). The queues are bounded per destination (messages,
+//! bytes), in total bytes and in destinations, and association setups in number and bytes; a
+//! message over a bound is a typed [`SendError`] to the caller, counted under its
+//! [`SendDropCause`](crate::counters::SendDropCause) (see [`crate::endpoint_core`]). Each
+//! message carries its remaining `sctp_send_retries` budget in its SCTP context: when the
+//! kernel returns it (one SEND_FAILED per DATA chunk, joined again) with no error and budget
+//! left, it is resent whole by address (`send_force_retry`); otherwise `send_failed` counts it
+//! once and an [`AssocEvent::SendFailure`] reports it.
 //!
 //! # `sctp_send_ttl` and new associations
 //!
@@ -50,10 +55,11 @@ use crate::{
     SocketConfig,
     assoc::{Route, SocketId},
     counters::{CounterSnapshot, Counters, DropCause},
-    endpoint_core::{Action, Attempt, EndpointCore, SendPlan, Transmit},
+    endpoint_core::{Action, Attempt, CoreConfig, EndpointCore, SendPlan, Transmit},
     notification::AssocChangeState,
     options,
     params::{Param, ParamError, Scope, SctpParams},
+    sendq::QueueLimits,
 };
 
 pub use crate::{
@@ -75,8 +81,18 @@ pub struct EndpointConfig {
     /// `SCTP_PARTIAL_DELIVERY_POINT`: messages at least this large are read in pieces and
     /// reassembled; `None` keeps the kernel's default.
     pub partial_delivery_point: Option<u32>,
-    /// Messages that may wait per destination while the send buffer is full.
+    /// Messages that may wait per destination (while the send buffer is full, or held while
+    /// the destination's association is set up). Default 1024.
     pub sendq_limit: usize,
+    /// Bytes that may wait per destination. Default 1 MiB.
+    pub sendq_bytes: usize,
+    /// Bytes that may wait across all destinations and listeners. Default 16 MiB.
+    pub sendq_total_bytes: usize,
+    /// Destinations that may have messages waiting at once. Default 1024.
+    pub sendq_destinations: usize,
+    /// Destinations whose association may be in setup at once, each with its first message
+    /// in the kernel's send buffer (see [`crate::endpoint_core`]). Default 256.
+    pub max_setups: usize,
     /// Capacity of the channel of received messages (the receive tasks wait when it is full).
     pub recv_queue: usize,
 }
@@ -89,6 +105,10 @@ impl Default for EndpointConfig {
             max_message_size: 65_536,
             partial_delivery_point: None,
             sendq_limit: 1024,
+            sendq_bytes: 1 << 20,
+            sendq_total_bytes: 16 << 20,
+            sendq_destinations: 1024,
+            max_setups: 256,
             recv_queue: 4096,
         }
     }
@@ -272,9 +292,17 @@ impl SctpEndpoint {
         }
         let core = EndpointCore::new(
             params,
-            listeners.len(),
-            config.sendq_limit,
-            config.max_message_size,
+            &CoreConfig {
+                listeners: listeners.len(),
+                queues: QueueLimits {
+                    messages: config.sendq_limit,
+                    bytes: config.sendq_bytes,
+                    total_bytes: config.sendq_total_bytes,
+                    destinations: config.sendq_destinations,
+                },
+                max_setups: config.max_setups,
+                max_message_size: config.max_message_size,
+            },
         );
         let (events, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
@@ -528,7 +556,7 @@ impl Inner {
                         ),
                         Err(_) => Transmit::Failed(Error::InvalidInput("no such listener")),
                     };
-                    let more = self.lock().handle_resend_result(r, result);
+                    let more = self.lock().handle_resend_result(Instant::now(), r, result);
                     self.run(more);
                 }
             }
@@ -543,12 +571,18 @@ impl Inner {
         budget: u32,
     ) -> Result<SendOutcome, SendError> {
         let l = self.listener(socket)?;
-        let attempt = match self.lock().plan_send(socket, dest, data, budget)? {
-            SendPlan::Queued(outcome) => return Ok(outcome),
+        let plan = self.lock().plan_send(socket, dest, data, budget);
+        let attempt = match plan {
+            SendPlan::Done(step) => {
+                self.run(step.actions);
+                return step.result;
+            }
             SendPlan::Transmit(attempt) => attempt,
         };
         let result = transmit(self.try_send_route(l, &attempt, data));
-        let step = self.lock().handle_transmit(socket, &attempt, data, result);
+        let step = self
+            .lock()
+            .handle_transmit(Instant::now(), socket, &attempt, data, result);
         self.run(step.actions);
         step.result
     }
@@ -657,20 +691,31 @@ async fn receive_loop(inner: Arc<Inner>, i: usize, tx: mpsc::Sender<Received>) {
 }
 
 /// Drains listener `i`'s send queues whenever it is woken (a send queued, SENDER_DRY, an
-/// association went down) and the socket takes more.
+/// association went up or down) and the socket takes more; listener 0's task also gives the
+/// core its once-a-second [`EndpointCore::handle_timeout`].
 async fn send_loop(inner: Arc<Inner>, i: usize) {
     let Some(l) = inner.listeners.get(i) else {
         return;
     };
+    let mut tick = Instant::now();
     loop {
+        // Listener 0's task also lets association setups that outlived their INIT retry
+        // period go, about once a second.
+        if i == 0 && tick.elapsed() >= Duration::from_secs(1) {
+            tick = Instant::now();
+            let actions = inner.lock().handle_timeout(tick);
+            inner.run(actions);
+        }
         let next = inner.lock().poll_queued(l.id);
         let Some(queued) = next else {
-            l.writer.notified().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), l.writer.notified()).await;
             continue;
         };
         let result = transmit(inner.try_send_route(l, &queued.attempt, &queued.data));
         let blocked = matches!(result, Transmit::WouldBlock);
-        let actions = inner.lock().handle_queued_result(l.id, queued, result);
+        let actions = inner
+            .lock()
+            .handle_queued_result(Instant::now(), l.id, queued, result);
         inner.run(actions);
         if blocked {
             let _ = tokio::time::timeout(Duration::from_millis(200), l.sock.writable()).await;

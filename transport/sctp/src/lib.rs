@@ -12,7 +12,10 @@
 //!
 //! Pure state, tested without sockets: Kamailio's 19 parameters and their validation
 //! ([`params`]), the association table with reuse and the `sctp_max_assocs` limit ([`assoc`]),
-//! the counters under Kamailio's names ([`counters`]) and bounded send queues ([`sendq`]).
+//! the counters under Kamailio's names ([`counters`]), bounded send queues ([`sendq`]) and
+//! the endpoint's policy ([`endpoint_core`]: notifications and sends in, actions out), which
+//! the endpoint ([`endpoint`]) only carries out. [`sysctl`] reads the kernel's SCTP settings
+//! that matter to it.
 //!
 //! It never parses SIP and has no telemetry dependency. All `unsafe` code and all use of
 //! `libc` are confined to the private `sys` module.
@@ -32,6 +35,7 @@ mod reassembly;
 pub mod sendq;
 mod socket;
 mod sys;
+pub mod sysctl;
 mod types;
 
 pub use error::{Error, Result};

@@ -21,6 +21,29 @@
 //!   [`EndpointCore::handle_resend_result`].
 //! - Commands: [`EndpointCore::stop_accepting`], [`EndpointCore::handle_param_change`].
 //!
+//! # Bounded sending
+//!
+//! With `net.sctp.sndbuf_policy = 0` (Linux's default) a one-to-many socket has one send
+//! buffer for all its associations, so a destination that does not drain (an INIT nobody
+//! answers, a peer advertising a zero window) could fill it and make every send on the socket
+//! fail. The core keeps that from happening:
+//!
+//! - A message to a destination with no association goes to the kernel (it starts the
+//!   association), but the ones after it are *held* in the destination's queue until
+//!   COMM_UP, then go on the new association in order; when the setup fails (CANT_STR_ASSOC)
+//!   they are dropped and counted (`setup_failed`). Only one message per destination sits in
+//!   the kernel's buffer during the INIT retry period, and at most
+//!   [`CoreConfig::max_setups`] destinations, with at most half of `sctp_socket_sndbuf` bytes
+//!   in their first messages, may be in setup at once (`setups`). This needs
+//!   `sctp_assoc_tracking` (only the table knows when an association is up); with tracking
+//!   off every message goes to the kernel as it comes.
+//! - The queues (held messages and messages waiting after EAGAIN) are bounded per
+//!   destination in messages and bytes, in total bytes, and in destinations
+//!   ([`QueueLimits`]). A message over a bound is refused with [`SendError::QueueFull`] naming
+//!   it, and counted as `send_failed` and under its [`SendDropCause`].
+//! - A setup that neither comes up nor fails within twice the longest INIT retry period
+//!   ([`EndpointCore::handle_timeout`]) lets its held messages go to the kernel.
+//!
 //! # Retries (`sctp_send_retries`)
 //!
 //! Each message carries a [`Context`] as its SCTP context: a tag naming the message and its
@@ -34,7 +57,11 @@
 
 mod returned;
 
-use std::{net::SocketAddr, time::Instant};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 pub use returned::Context;
 use returned::{FailedChunk, Returned, ReturnedMessage};
@@ -42,11 +69,11 @@ use returned::{FailedChunk, Returned, ReturnedMessage};
 use crate::{
     AssocId, DropReason, Error, Notification, SendOptions,
     assoc::{AssocTable, CommUp, LIMIT_ABORT_REASON, LimitExceeded, Route, SocketId},
-    counters::{Counter, DropCause},
+    counters::{Counter, DropCause, SendDropCause},
     event::{AssocEvent, DownCause},
     notification::{AssocChangeState, PeerAddrState},
     params::{Param, SctpParams},
-    sendq::{QueueFull, SendQueues},
+    sendq::{QueueFull, QueueLimits, SendQueues},
 };
 
 /// Why a send did not go out.
@@ -71,6 +98,15 @@ pub enum SendError {
     /// The endpoint is shutting down and `dest` has no association.
     #[error("to {0}: shutting down, no new associations")]
     ShuttingDown(SocketAddr),
+    /// It would start one more association setup than allowed.
+    #[error("to {dest}: {source}")]
+    SetupLimit {
+        /// The destination.
+        dest: SocketAddr,
+        /// The bound.
+        #[source]
+        source: SetupLimit,
+    },
     /// The kernel refused the message.
     #[error("to {dest}: {source}")]
     Socket {
@@ -80,6 +116,40 @@ pub enum SendError {
         #[source]
         source: Error,
     },
+}
+
+/// Which bound on association setups a send hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupLimit {
+    /// `limit` associations are being set up already.
+    #[error("{limit} associations are being set up already")]
+    Associations {
+        /// [`CoreConfig::max_setups`].
+        limit: usize,
+    },
+    /// The first messages of the associations being set up would exceed `limit` bytes in the
+    /// kernel's send buffer.
+    #[error("{in_kernel} bytes wait in the kernel for associations being set up (limit {limit})")]
+    Bytes {
+        /// Half of `sctp_socket_sndbuf`.
+        limit: usize,
+        /// Bytes of first messages in the kernel now.
+        in_kernel: usize,
+    },
+}
+
+/// The core's bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// How many listeners (sockets) there are; their ids are `0..listeners`.
+    pub listeners: usize,
+    /// The send queues' bounds.
+    pub queues: QueueLimits,
+    /// Destinations that may be in association setup at once.
+    pub max_setups: usize,
+    /// Largest message rebuilt from its returned fragments for a resend.
+    pub max_message_size: usize,
 }
 
 /// How a send went, with the association it went on when that was known at send time (an
@@ -179,13 +249,13 @@ pub struct Attempt {
 }
 
 /// What [`EndpointCore::plan_send`] decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum SendPlan {
     /// Hand it to the kernel now, then report with [`EndpointCore::handle_transmit`].
     Transmit(Attempt),
-    /// It went into the destination's queue behind earlier messages (order is kept); the
-    /// send task will take it.
-    Queued(SendOutcome),
+    /// Decided without the kernel: queued behind earlier messages or held while its
+    /// association is set up (`Ok(Queued)`; the send task will take it), or refused.
+    Done(SendStep),
 }
 
 /// The result of a send decided by the core, with what the driver must do.
@@ -223,13 +293,28 @@ struct Pending {
     context: Context,
 }
 
+/// An association being set up by a message the core let through to the kernel.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    since: Instant,
+    /// Bytes of the message(s) that started it, in the kernel's send buffer.
+    bytes: usize,
+}
+
 /// The endpoint's state and policy (see the module doc).
 #[derive(Debug)]
 pub struct EndpointCore {
     table: AssocTable,
     params: SctpParams,
-    /// One set of queues per listener, indexed by [`SocketId`].
-    queues: Vec<SendQueues<Route, Pending>>,
+    listeners: usize,
+    /// Every listener's queues, keyed by listener and route.
+    queues: SendQueues<(SocketId, Route), Pending>,
+    /// Destinations whose association is being set up, with the held key
+    /// `(socket, Route::Addr(dest))`.
+    setups: HashMap<(SocketId, SocketAddr), Setup>,
+    /// Sum of the setups' bytes.
+    setup_bytes: usize,
+    max_setups: usize,
     /// Set by [`EndpointCore::stop_accepting`]: no new associations, not even outbound ones.
     closing: bool,
     /// Messages coming back in SEND_FAILED events, per listener.
@@ -251,15 +336,8 @@ fn index(socket: SocketId) -> usize {
 }
 
 impl EndpointCore {
-    /// A core for `listeners` sockets with validated `params`, `sendq_limit` messages per
-    /// destination queue, and messages up to `max_message_size` bytes rebuilt from their
-    /// returned fragments for a resend.
-    pub fn new(
-        params: SctpParams,
-        listeners: usize,
-        sendq_limit: usize,
-        max_message_size: usize,
-    ) -> EndpointCore {
+    /// A core with validated `params` and the bounds in `config`.
+    pub fn new(params: SctpParams, config: &CoreConfig) -> EndpointCore {
         EndpointCore {
             table: AssocTable::new(
                 params.get(Param::AssocTracking) == 1,
@@ -267,11 +345,13 @@ impl EndpointCore {
                 params.get(Param::MaxAssocs),
             ),
             params,
-            queues: (0..listeners)
-                .map(|_| SendQueues::new(sendq_limit))
-                .collect(),
+            listeners: config.listeners,
+            queues: SendQueues::new(config.queues),
+            setups: HashMap::new(),
+            setup_bytes: 0,
+            max_setups: config.max_setups,
             closing: false,
-            returned: Returned::new(listeners, max_message_size),
+            returned: Returned::new(config.listeners, config.max_message_size),
             next_tag: 0,
         }
     }
@@ -300,9 +380,19 @@ impl EndpointCore {
         self.table.tracked()
     }
 
-    /// Messages waiting in the send queues of every listener.
+    /// Messages waiting in the send queues of every listener (held ones included).
     pub fn queued(&self) -> u64 {
-        self.queues.iter().map(|q| q.len() as u64).sum()
+        self.queues.len() as u64
+    }
+
+    /// Bytes waiting in the send queues of every listener.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queues.bytes() as u64
+    }
+
+    /// Destinations whose association is being set up by a message the core let through.
+    pub fn setups(&self) -> usize {
+        self.setups.len()
     }
 
     /// Whether [`EndpointCore::stop_accepting`] was called.
@@ -388,53 +478,242 @@ impl EndpointCore {
         }));
     }
 
-    /// A message for `dest` from listener `socket`: transmit it now, or queue it behind what
-    /// already waits for that destination (keeping order).
+    /// Whether messages for a destination being set up are held: only with tracking on does
+    /// the table know when a destination's association is up.
+    fn holds_setups(&self) -> bool {
+        self.table.tracked() >= 0
+    }
+
+    /// Bytes the first messages of associations being set up may take in the kernel's send
+    /// buffer: half of `sctp_socket_sndbuf` (the kernel doubles that value, so a quarter of
+    /// the buffer).
+    fn setup_bytes_limit(&self) -> usize {
+        usize::try_from(self.params.get(Param::SocketSndbuf) / 2).unwrap_or(usize::MAX)
+    }
+
+    /// How long a setup may last before its held messages are let through anyway: twice the
+    /// longest INIT (and COOKIE ECHO) retry period, plus 10 s.
+    fn setup_timeout(&self) -> Duration {
+        let attempts = match self.params.get(Param::InitMaxAttempts) {
+            a if a <= 0 => 8, // the kernel's default (net.sctp.max_init_retransmits)
+            a => a,
+        };
+        let timeo = match self.params.get(Param::InitMaxTimeo) {
+            t if t <= 0 => 60_000, // the kernel's default (net.sctp.rto_max)
+            t => t,
+        };
+        let ms = 2i64
+            .saturating_mul(attempts.saturating_add(1))
+            .saturating_mul(timeo);
+        Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)) + Duration::from_secs(10)
+    }
+
+    /// A message the endpoint drops itself: `send_failed`, its drop cause, and the error.
+    fn refuse(out: &mut Vec<Action>, cause: SendDropCause, e: SendError) -> SendError {
+        out.push(Action::Count(Counter::SendFailed));
+        out.push(Action::Count(Counter::SendDropped(cause)));
+        e
+    }
+
+    /// Queues `pending` under `key`, or refuses it (counted) when a bound is hit.
+    fn enqueue(
+        &mut self,
+        out: &mut Vec<Action>,
+        key: (SocketId, Route),
+        pending: Pending,
+    ) -> Result<(), SendError> {
+        let dest = pending.dest;
+        let bytes = pending.data.len();
+        self.queues
+            .push(key, pending, bytes)
+            .map_err(|(source, _)| {
+                Self::refuse(out, source.cause(), SendError::QueueFull { dest, source })
+            })
+    }
+
+    /// A message for `dest` from listener `socket`: transmit it now, queue it behind what
+    /// already waits for that destination (keeping order), hold it while its association is
+    /// set up, or refuse it.
     ///
-    /// # Errors
-    /// [`SendError::UnknownSocket`], [`SendError::ShuttingDown`] for a destination without an
-    /// association after [`EndpointCore::stop_accepting`], [`SendError::Limit`] when it would
-    /// open an association beyond `sctp_max_assocs`, [`SendError::QueueFull`] when it must
-    /// wait and its destination's queue is full.
+    /// Refusals ([`SendPlan::Done`] with an error): [`SendError::UnknownSocket`],
+    /// [`SendError::ShuttingDown`] for a destination without an association after
+    /// [`EndpointCore::stop_accepting`], [`SendError::Limit`] when it would open an association
+    /// beyond `sctp_max_assocs`, [`SendError::QueueFull`] when it must wait and a queue bound
+    /// is hit, [`SendError::SetupLimit`] when it would start one setup too many. The last two
+    /// are counted (`send_failed` and their [`SendDropCause`]).
     pub fn plan_send(
         &mut self,
         socket: SocketId,
         dest: SocketAddr,
         data: &[u8],
         budget: u32,
-    ) -> Result<SendPlan, SendError> {
-        let idx = index(socket);
-        if idx >= self.queues.len() {
+    ) -> SendPlan {
+        let mut actions = Vec::new();
+        match self.plan(&mut actions, socket, dest, data, budget) {
+            Ok(Ok(attempt)) => SendPlan::Transmit(attempt),
+            Ok(Err(queued)) => SendPlan::Done(SendStep {
+                result: Ok(queued),
+                actions,
+            }),
+            Err(e) => SendPlan::Done(SendStep {
+                result: Err(e),
+                actions,
+            }),
+        }
+    }
+
+    /// [`EndpointCore::plan_send`]: `Ok(attempt)` to transmit, `Err(outcome)` when queued.
+    fn plan(
+        &mut self,
+        out: &mut Vec<Action>,
+        socket: SocketId,
+        dest: SocketAddr,
+        data: &[u8],
+        budget: u32,
+    ) -> Result<Result<Attempt, SendOutcome>, SendError> {
+        if index(socket) >= self.listeners {
             return Err(SendError::UnknownSocket(socket));
         }
-        if self.closing && self.table.lookup(socket, dest).is_none() {
+        let tracked = self.table.lookup(socket, dest).is_some();
+        if self.closing && !tracked {
             return Err(SendError::ShuttingDown(dest));
         }
         let route = self.table.route(socket, dest)?;
         let context = self.new_context(budget);
-        if let Some(q) = self.queues.get_mut(idx)
-            && q.has(&route)
-        {
+        let key = (socket, route);
+        let in_setup = self.holds_setups() && !tracked && self.setups.contains_key(&(socket, dest));
+        if in_setup || self.queues.has(&key) {
+            if in_setup {
+                self.queues.hold(key);
+            }
             let pending = Pending {
                 data: data.to_vec(),
                 dest,
                 context,
             };
-            q.push(route, pending)
-                .map_err(|(source, _)| SendError::QueueFull { dest, source })?;
-            return Ok(SendPlan::Queued(SendOutcome::Queued {
+            let queued = SendOutcome::Queued {
                 assoc: route_assoc(route),
-            }));
+            };
+            return self.enqueue(out, key, pending).map(|()| Err(queued));
         }
-        Ok(SendPlan::Transmit(
-            self.attempt(socket, route, dest, context),
-        ))
+        if self.holds_setups() && !tracked {
+            // This message will start an association.
+            let limit = self.setup_bytes_limit();
+            let source = if self.setups.len() >= self.max_setups {
+                Some(SetupLimit::Associations {
+                    limit: self.max_setups,
+                })
+            } else if self.setup_bytes.saturating_add(data.len()) > limit {
+                Some(SetupLimit::Bytes {
+                    limit,
+                    in_kernel: self.setup_bytes,
+                })
+            } else {
+                None
+            };
+            if let Some(source) = source {
+                let e = SendError::SetupLimit { dest, source };
+                return Err(Self::refuse(out, SendDropCause::Setups, e));
+            }
+        }
+        Ok(Ok(self.attempt(socket, route, dest, context)))
+    }
+
+    /// The kernel took a message by address for a destination with no association: it is
+    /// setting one up. Later messages for it are held until COMM_UP or CANT_STR_ASSOC.
+    fn note_sent(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        route: Route,
+        dest: SocketAddr,
+        len: usize,
+    ) {
+        if !self.holds_setups()
+            || !matches!(route, Route::Addr(_))
+            || self.table.lookup(socket, dest).is_some()
+        {
+            return;
+        }
+        let setup = self.setups.entry((socket, dest)).or_insert(Setup {
+            since: now,
+            bytes: 0,
+        });
+        setup.bytes = setup.bytes.saturating_add(len);
+        self.setup_bytes = self.setup_bytes.saturating_add(len);
+        self.queues.hold((socket, Route::Addr(dest)));
+    }
+
+    /// The setup for `dest` is over: forget it and return its bytes.
+    fn end_setup(&mut self, socket: SocketId, dest: SocketAddr) -> bool {
+        self.queues.release(&(socket, Route::Addr(dest)));
+        match self.setups.remove(&(socket, dest)) {
+            Some(s) => {
+                self.setup_bytes = self.setup_bytes.saturating_sub(s.bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `addr`'s association is up: what waited for it by address goes on it now, ahead of
+    /// anything newer. Returns whether something waits.
+    fn setup_done(&mut self, socket: SocketId, addr: SocketAddr) -> bool {
+        self.end_setup(socket, addr);
+        let from = (socket, Route::Addr(addr));
+        if let Ok(route @ Route::Assoc(_)) = self.table.route(socket, addr) {
+            self.queues.rekey(&from, (socket, route));
+            return self.queues.has(&(socket, route));
+        }
+        self.queues.has(&from)
+    }
+
+    /// `dest`'s association could not be set up: the messages held for it are dropped and
+    /// counted (`setup_failed`), each reported as a send failure.
+    fn setup_failed(
+        &mut self,
+        out: &mut Vec<Action>,
+        socket: SocketId,
+        assoc: AssocId,
+        dest: SocketAddr,
+        error: u32,
+    ) {
+        if !self.end_setup(socket, dest) {
+            return;
+        }
+        for p in self.queues.take(&(socket, Route::Addr(dest))) {
+            out.push(Action::Count(Counter::SendDropped(
+                SendDropCause::SetupFailed,
+            )));
+            Self::send_failure(out, socket, assoc, Some(dest), error, false, p.data.len());
+        }
+    }
+
+    /// Time passed: a setup that lasted longer than it can (see the module doc) lets its held
+    /// messages go to the kernel. Call it now and then (about once a second).
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+        let limit = self.setup_timeout();
+        let expired: Vec<(SocketId, SocketAddr)> = self
+            .setups
+            .iter()
+            .filter(|(_, s)| now.saturating_duration_since(s.since) > limit)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::new();
+        for (socket, dest) in expired {
+            self.end_setup(socket, dest);
+            if !out.contains(&Action::Wake(socket)) {
+                out.push(Action::Wake(socket));
+            }
+        }
+        out
     }
 
     /// How the driver's attempt at a [`SendPlan::Transmit`] went: a full send buffer queues
     /// the message (counting `sendq_full`), a refusal counts `send_failed`.
     pub fn handle_transmit(
         &mut self,
+        now: Instant,
         socket: SocketId,
         attempt: &Attempt,
         data: &[u8],
@@ -443,7 +722,10 @@ impl EndpointCore {
         let dest = attempt.dest;
         let mut actions = Vec::new();
         let result = match result {
-            Transmit::Sent { assoc } => Ok(SendOutcome::Sent { assoc }),
+            Transmit::Sent { assoc } => {
+                self.note_sent(now, socket, attempt.route, dest, data.len());
+                Ok(SendOutcome::Sent { assoc })
+            }
             Transmit::WouldBlock => {
                 actions.push(Action::Count(Counter::SendqFull));
                 let pending = Pending {
@@ -451,20 +733,14 @@ impl EndpointCore {
                     dest,
                     context: attempt.context,
                 };
-                match self.queues.get_mut(index(socket)) {
-                    None => Err(SendError::UnknownSocket(socket)),
-                    Some(q) => match q.push(attempt.route, pending) {
-                        Ok(()) => {
-                            actions.push(Action::Wake(socket));
-                            Ok(SendOutcome::Queued {
-                                assoc: route_assoc(attempt.route),
-                            })
-                        }
-                        Err((source, _)) => {
-                            actions.push(Action::Count(Counter::SendFailed));
-                            Err(SendError::QueueFull { dest, source })
-                        }
-                    },
+                match self.enqueue(&mut actions, (socket, attempt.route), pending) {
+                    Ok(()) => {
+                        actions.push(Action::Wake(socket));
+                        Ok(SendOutcome::Queued {
+                            assoc: route_assoc(attempt.route),
+                        })
+                    }
+                    Err(e) => Err(e),
                 }
             }
             Transmit::Failed(source) => {
@@ -475,11 +751,11 @@ impl EndpointCore {
         SendStep { result, actions }
     }
 
-    /// The send task of listener `socket` takes the oldest message of a non-empty queue. Its
-    /// destination stays busy (new messages queue behind it) until
+    /// The send task of listener `socket` takes the oldest message of a queue that is not
+    /// held. Its destination stays busy (new messages queue behind it) until
     /// [`EndpointCore::handle_queued_result`].
     pub fn poll_queued(&mut self, socket: SocketId) -> Option<QueuedSend> {
-        let (route, p) = self.queues.get_mut(index(socket))?.pop_any()?;
+        let ((_, route), p) = self.queues.pop_where(|(s, _)| *s == socket)?;
         Some(QueuedSend {
             attempt: self.attempt(socket, route, p.dest, p.context),
             data: p.data,
@@ -490,27 +766,33 @@ impl EndpointCore {
     /// front of its queue (the task then waits for room), a refusal is a send failure.
     pub fn handle_queued_result(
         &mut self,
+        now: Instant,
         socket: SocketId,
         sent: QueuedSend,
         result: Transmit,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
-        let Some(q) = self.queues.get_mut(index(socket)) else {
-            return actions;
-        };
         let route = sent.attempt.route;
+        let key = (socket, route);
         match result {
-            Transmit::Sent { .. } => q.done(&route),
-            Transmit::WouldBlock => q.unpop(
-                route,
-                Pending {
-                    data: sent.data,
-                    dest: sent.attempt.dest,
-                    context: sent.attempt.context,
-                },
-            ),
+            Transmit::Sent { .. } => {
+                self.queues.done(&key);
+                self.note_sent(now, socket, route, sent.attempt.dest, sent.data.len());
+            }
+            Transmit::WouldBlock => {
+                let bytes = sent.data.len();
+                self.queues.unpop(
+                    key,
+                    Pending {
+                        data: sent.data,
+                        dest: sent.attempt.dest,
+                        context: sent.attempt.context,
+                    },
+                    bytes,
+                );
+            }
             Transmit::Failed(_) => {
-                q.done(&route);
+                self.queues.done(&key);
                 let assoc = route_assoc(route).unwrap_or(AssocId(0));
                 Self::send_failure(
                     &mut actions,
@@ -528,7 +810,12 @@ impl EndpointCore {
 
     /// How the driver's attempt at a [`Resend`] went: a full buffer queues it by address
     /// (counting `sendq_full`), a full queue or a refusal is a send failure.
-    pub fn handle_resend_result(&mut self, resend: Resend, result: Transmit) -> Vec<Action> {
+    pub fn handle_resend_result(
+        &mut self,
+        now: Instant,
+        resend: Resend,
+        result: Transmit,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         let Resend {
             socket,
@@ -540,21 +827,26 @@ impl EndpointCore {
         } = resend;
         let len = data.len();
         match result {
-            Transmit::Sent { .. } => {}
+            Transmit::Sent { .. } => self.note_sent(now, socket, Route::Addr(dest), dest, len),
             Transmit::WouldBlock => {
                 actions.push(Action::Count(Counter::SendqFull));
-                let queued = self.queues.get_mut(index(socket)).map(|q| {
-                    q.push(
-                        Route::Addr(dest),
-                        Pending {
-                            data,
-                            dest,
-                            context,
-                        },
-                    )
-                });
-                if !matches!(queued, Some(Ok(()))) {
-                    Self::send_failure(&mut actions, socket, failed_on, Some(dest), 0, false, len);
+                let pending = Pending {
+                    data,
+                    dest,
+                    context,
+                };
+                if self
+                    .enqueue(&mut actions, (socket, Route::Addr(dest)), pending)
+                    .is_err()
+                {
+                    actions.push(Action::Emit(AssocEvent::SendFailure {
+                        socket,
+                        assoc: failed_on,
+                        dest: Some(dest),
+                        error: 0,
+                        partly_sent: false,
+                        len,
+                    }));
                 }
                 actions.push(Action::Wake(socket));
             }
@@ -699,6 +991,14 @@ impl EndpointCore {
                             for a in peer_addrs {
                                 self.table.handle_addr_added(socket, assoc_id, *a);
                             }
+                            // What waited for this peer's setup goes on the association now.
+                            let mut waiting = false;
+                            for a in peer.iter().chain(peer_addrs) {
+                                waiting |= self.setup_done(socket, *a);
+                            }
+                            if waiting {
+                                out.push(Action::Wake(socket));
+                            }
                             out.push(Action::Emit(AssocEvent::Up {
                                 socket,
                                 assoc: assoc_id,
@@ -719,6 +1019,9 @@ impl EndpointCore {
                                 assoc: assoc_id,
                                 peer,
                             }));
+                            if let Some(p) = peer {
+                                self.setup_failed(&mut out, socket, assoc_id, p, 0);
+                            }
                         }
                     }
                 }
@@ -752,6 +1055,10 @@ impl EndpointCore {
                         peer,
                         error,
                     }));
+                    // The kernel reports the destination it was setting up as the peer.
+                    if let Some(p) = peer {
+                        self.setup_failed(&mut out, socket, assoc_id, p, u32::from(error));
+                    }
                 }
                 AssocChangeState::Other(_) => {}
             },
@@ -830,13 +1137,18 @@ impl EndpointCore {
     /// Messages queued for an association that went down go by address (a new association)
     /// instead; those that no longer fit are send failures.
     fn requeue_by_address(&mut self, out: &mut Vec<Action>, socket: SocketId, assoc: AssocId) {
-        let Some(q) = self.queues.get_mut(index(socket)) else {
-            return;
-        };
-        for p in q.take(&Route::Assoc(assoc)) {
+        for p in self.queues.take(&(socket, Route::Assoc(assoc))) {
             let dest = p.dest;
-            if let Err((_, lost)) = q.push(Route::Addr(dest), p) {
-                Self::send_failure(out, socket, assoc, Some(dest), 0, false, lost.data.len());
+            let len = p.data.len();
+            if self.enqueue(out, (socket, Route::Addr(dest)), p).is_err() {
+                out.push(Action::Emit(AssocEvent::SendFailure {
+                    socket,
+                    assoc,
+                    dest: Some(dest),
+                    error: 0,
+                    partly_sent: false,
+                    len,
+                }));
             }
         }
     }

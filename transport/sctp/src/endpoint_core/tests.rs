@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::notification::{PeerAddrState, SendFailedStatus};
+use crate::sendq::QueueLimits;
 
 const S: SocketId = SocketId(0);
 const A1: AssocId = AssocId(1);
@@ -31,8 +32,40 @@ fn params(set: &[(Param, i64)]) -> SctpParams {
 
 const MAX: usize = 65_536;
 
+/// A core with one listener and `messages` per destination queue (other bounds wide).
+fn core_with(set: &[(Param, i64)], messages: usize, max_message_size: usize) -> EndpointCore {
+    EndpointCore::new(
+        params(set),
+        &CoreConfig {
+            listeners: 1,
+            queues: QueueLimits::messages(messages),
+            max_setups: 256,
+            max_message_size,
+        },
+    )
+}
+
 fn core(set: &[(Param, i64)]) -> EndpointCore {
-    EndpointCore::new(params(set), 1, 4, MAX)
+    core_with(set, 4, MAX)
+}
+
+/// [`SendPlan`] seen from a test: transmit, or queued; refusals as errors.
+#[derive(Debug)]
+enum Planned {
+    Transmit(Attempt),
+    Queued(SendOutcome),
+}
+
+fn plan(
+    c: &mut EndpointCore,
+    dest: SocketAddr,
+    data: &[u8],
+    budget: u32,
+) -> Result<Planned, SendError> {
+    match c.plan_send(S, dest, data, budget) {
+        SendPlan::Transmit(a) => Ok(Planned::Transmit(a)),
+        SendPlan::Done(step) => step.result.map(Planned::Queued),
+    }
 }
 
 fn now() -> Instant {
@@ -145,9 +178,9 @@ fn resends(actions: &[Action]) -> Vec<&Resend> {
 /// Sends `data` to `dest` and reports `result` for the attempt; returns the step.
 fn send_with(c: &mut EndpointCore, dest: SocketAddr, data: &[u8], result: Transmit) -> SendStep {
     let budget = c.send_budget();
-    match c.plan_send(S, dest, data, budget).unwrap() {
-        SendPlan::Transmit(attempt) => c.handle_transmit(S, &attempt, data, result),
-        SendPlan::Queued(o) => panic!("expected a transmit, got {o:?}"),
+    match plan(c, dest, data, budget).unwrap() {
+        Planned::Transmit(attempt) => c.handle_transmit(now(), S, &attempt, data, result),
+        Planned::Queued(o) => panic!("expected a transmit, got {o:?}"),
     }
 }
 
@@ -181,8 +214,8 @@ fn comm_up_is_counted_tracked_and_reported_with_every_peer_address() {
     assert_eq!((c.opened(), c.tracked()), (1, 1));
     // Both addresses reach the association (reuse is on by default).
     for a in [p1(), extra] {
-        match c.plan_send(S, a, b"x", 0).unwrap() {
-            SendPlan::Transmit(t) => assert_eq!(t.route, Route::Assoc(A1), "{a}"),
+        match plan(&mut c, a, b"x", 0).unwrap() {
+            Planned::Transmit(t) => assert_eq!(t.route, Route::Assoc(A1), "{a}"),
             other => panic!("{other:?}"),
         }
     }
@@ -252,7 +285,7 @@ fn comm_up_over_the_limit_is_aborted_and_its_messages_dropped() {
     assert_eq!(c.opened(), 1);
     // An outbound send that would open a second association is refused.
     assert!(matches!(
-        c.plan_send(S, p2(), b"x", 0),
+        plan(&mut c, p2(), b"x", 0),
         Err(SendError::Limit(LimitExceeded { max: 1, .. }))
     ));
 }
@@ -267,8 +300,8 @@ fn comm_lost_moves_the_associations_queue_to_its_address_and_wakes_the_sender() 
         first.result.unwrap(),
         SendOutcome::Queued { assoc: Some(A1) }
     );
-    match c.plan_send(S, p1(), b"two", 0).unwrap() {
-        SendPlan::Queued(o) => assert_eq!(o, SendOutcome::Queued { assoc: Some(A1) }),
+    match plan(&mut c, p1(), b"two", 0).unwrap() {
+        Planned::Queued(o) => assert_eq!(o, SendOutcome::Queued { assoc: Some(A1) }),
         other => panic!("order: the second must queue behind the first, got {other:?}"),
     }
     let actions = c.handle_notification(
@@ -298,20 +331,47 @@ fn comm_lost_moves_the_associations_queue_to_its_address_and_wakes_the_sender() 
     assert_eq!(q1.attempt.route, Route::Addr(p1()));
     assert_eq!(q1.data, b"one");
     assert_eq!(
-        c.handle_queued_result(S, q1, Transmit::Sent { assoc: None }),
+        c.handle_queued_result(now(), S, q1, Transmit::Sent { assoc: None }),
         vec![]
     );
+    // "one" starts a new association: "two" is held until it is up.
+    assert_eq!(c.setups(), 1);
+    assert_eq!(c.poll_queued(S), None);
+    let a = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommUp, A2, 0),
+        Some(p1()),
+        &[p1()],
+    );
+    assert!(a.contains(&Action::Wake(S)), "{a:?}");
+    assert_eq!(c.setups(), 0);
     let q2 = c.poll_queued(S).unwrap();
     assert_eq!(q2.data, b"two");
+    assert_eq!(q2.attempt.route, Route::Assoc(A2), "on the new association");
 }
 
 #[test]
 fn requeued_messages_that_do_not_fit_the_address_queue_are_send_failures() {
-    let mut c = EndpointCore::new(params(&[]), 1, 1, MAX);
-    // A message waits for p1 by address while its association comes up.
+    let mut c = core_with(&[], 1, MAX);
+    // A message waits for p1 by address; the association that comes up names another
+    // address of the peer first, so it keeps waiting by address.
     let step = send_with(&mut c, p1(), b"by-addr", Transmit::WouldBlock);
     assert!(step.result.is_ok());
-    up(&mut c, A1, p1());
+    let other = addr("10.0.1.1:5060");
+    up(&mut c, A1, other);
+    c.handle_notification(
+        now(),
+        S,
+        Notification::PeerAddrChange {
+            addr: p1(),
+            state: PeerAddrState::Added,
+            error: 0,
+            assoc_id: A1,
+        },
+        None,
+        &[],
+    );
     // Another waits on the association itself.
     let step = send_with(&mut c, p1(), b"on-assoc", Transmit::WouldBlock);
     assert_eq!(
@@ -327,7 +387,11 @@ fn requeued_messages_that_do_not_fit_the_address_queue_are_send_failures() {
     );
     assert_eq!(
         counts(&actions),
-        vec![Counter::AssocShutdown, Counter::SendFailed]
+        vec![
+            Counter::AssocShutdown,
+            Counter::SendFailed,
+            Counter::SendDropped(SendDropCause::QueueMessages)
+        ]
     );
     assert_eq!(
         events(&actions),
@@ -725,7 +789,7 @@ fn nothing_is_resent_while_shutting_down() {
 
 #[test]
 fn a_resend_that_finds_the_buffer_full_queues_by_address_or_fails_when_full() {
-    let mut c = EndpointCore::new(params(&[(Param::SendRetries, 2)]), 1, 1, MAX);
+    let mut c = core_with(&[(Param::SendRetries, 2)], 1, MAX);
     let resend = |data: &[u8]| Resend {
         socket: S,
         failed_on: A1,
@@ -735,21 +799,26 @@ fn a_resend_that_finds_the_buffer_full_queues_by_address_or_fails_when_full() {
         options: SendOptions::default(),
     };
     assert_eq!(
-        c.handle_resend_result(resend(b"a"), Transmit::Sent { assoc: None }),
+        c.handle_resend_result(now(), resend(b"a"), Transmit::Sent { assoc: None }),
         vec![]
     );
     assert_eq!(
-        c.handle_resend_result(resend(b"b"), Transmit::WouldBlock),
+        c.handle_resend_result(now(), resend(b"b"), Transmit::WouldBlock),
         vec![Action::Count(Counter::SendqFull), Action::Wake(S)]
     );
     assert_eq!(c.queued(), 1);
-    let a = c.handle_resend_result(resend(b"cc"), Transmit::WouldBlock);
+    let a = c.handle_resend_result(now(), resend(b"cc"), Transmit::WouldBlock);
     assert_eq!(
         counts(&a),
-        vec![Counter::SendqFull, Counter::SendFailed],
+        vec![
+            Counter::SendqFull,
+            Counter::SendFailed,
+            Counter::SendDropped(SendDropCause::QueueMessages)
+        ],
         "the queue holds one"
     );
     let a = c.handle_resend_result(
+        now(),
         resend(b"ddd"),
         Transmit::Failed(Error::InvalidInput("refused")),
     );
@@ -764,6 +833,11 @@ fn a_resend_that_finds_the_buffer_full_queues_by_address_or_fails_when_full() {
             len: 3,
         }]
     );
+    // The first resend went by address to a peer with no association: a setup, which holds
+    // the queued one until the association is up.
+    assert_eq!(c.setups(), 1);
+    assert_eq!(c.poll_queued(S), None);
+    up(&mut c, A2, p1());
     // The queued resend keeps its remaining budget.
     let q = c.poll_queued(S).unwrap();
     assert_eq!(q.data, b"b");
@@ -988,7 +1062,7 @@ fn two_fragmented_messages_back_to_back_are_each_handled_once() {
 
 #[test]
 fn a_fragmented_message_over_the_size_bound_is_one_failure() {
-    let mut c = EndpointCore::new(params(&[(Param::SendRetries, 2)]), 1, 4, 5);
+    let mut c = core_with(&[(Param::SendRetries, 2)], 4, 5);
     let steps = fragments(&mut c, ctx(2), SendFailedStatus::Unsent);
     assert!(resends(&steps[2]).is_empty());
     match events(&steps[2]).as_slice() {
@@ -1004,8 +1078,8 @@ fn sends_go_on_the_association_with_the_lifetime_or_by_address_without() {
     let mut c = core(&[(Param::SendTtl, 300), (Param::SendRetries, 3)]);
     assert_eq!(c.send_budget(), 3);
     // No association yet: by address, no lifetime (Linux would abandon it at COMM_UP).
-    match c.plan_send(S, p1(), b"x", 3).unwrap() {
-        SendPlan::Transmit(t) => {
+    match plan(&mut c, p1(), b"x", 3).unwrap() {
+        Planned::Transmit(t) => {
             assert_eq!(t.route, Route::Addr(p1()));
             assert_eq!(t.options.ttl_ms, None);
             assert_eq!(t.context.budget, 3);
@@ -1015,8 +1089,8 @@ fn sends_go_on_the_association_with_the_lifetime_or_by_address_without() {
         other => panic!("{other:?}"),
     }
     up(&mut c, A1, p1());
-    match c.plan_send(S, p1(), b"x", 3).unwrap() {
-        SendPlan::Transmit(t) => {
+    match plan(&mut c, p1(), b"x", 3).unwrap() {
+        Planned::Transmit(t) => {
             assert_eq!(t.route, Route::Assoc(A1));
             assert_eq!(t.options.ttl_ms, Some(300));
         }
@@ -1026,7 +1100,7 @@ fn sends_go_on_the_association_with_the_lifetime_or_by_address_without() {
 
 #[test]
 fn a_full_buffer_queues_and_later_sends_keep_their_place_until_the_queue_is_full() {
-    let mut c = EndpointCore::new(params(&[]), 1, 2, MAX);
+    let mut c = core_with(&[], 2, MAX);
     let step = send_with(&mut c, p1(), b"1", Transmit::WouldBlock);
     assert_eq!(step.result.unwrap(), SendOutcome::Queued { assoc: None });
     assert_eq!(
@@ -1034,33 +1108,36 @@ fn a_full_buffer_queues_and_later_sends_keep_their_place_until_the_queue_is_full
         vec![Action::Count(Counter::SendqFull), Action::Wake(S)]
     );
     assert!(matches!(
-        c.plan_send(S, p1(), b"2", 0),
-        Ok(SendPlan::Queued(_))
+        plan(&mut c, p1(), b"2", 0),
+        Ok(Planned::Queued(_))
     ));
-    match c.plan_send(S, p1(), b"3", 0) {
+    match plan(&mut c, p1(), b"3", 0) {
         Err(SendError::QueueFull { dest, source }) => {
             assert_eq!(dest, p1());
-            assert_eq!(source.limit, 2);
+            assert_eq!(source, QueueFull::Messages { limit: 2 });
         }
         other => panic!("{other:?}"),
     }
     // Another destination is not held up.
     assert!(matches!(
-        c.plan_send(S, p2(), b"x", 0),
-        Ok(SendPlan::Transmit(_))
+        plan(&mut c, p2(), b"x", 0),
+        Ok(Planned::Transmit(_))
     ));
     // The drainer: a full buffer puts the message back first; a refusal is a failure.
     let q = c.poll_queued(S).unwrap();
     assert_eq!(q.data, b"1");
-    assert_eq!(c.handle_queued_result(S, q, Transmit::WouldBlock), vec![]);
+    assert_eq!(
+        c.handle_queued_result(now(), S, q, Transmit::WouldBlock),
+        vec![]
+    );
     let q = c.poll_queued(S).unwrap();
     assert_eq!(q.data, b"1", "put back at the front");
     // While it is in flight a new send for that destination still queues behind it.
     assert!(matches!(
-        c.plan_send(S, p1(), b"3", 0),
-        Ok(SendPlan::Queued(_))
+        plan(&mut c, p1(), b"3", 0),
+        Ok(Planned::Queued(_))
     ));
-    let a = c.handle_queued_result(S, q, Transmit::Failed(Error::InvalidInput("no")));
+    let a = c.handle_queued_result(now(), S, q, Transmit::Failed(Error::InvalidInput("no")));
     assert_eq!(
         events(&a),
         vec![&AssocEvent::SendFailure {
@@ -1078,14 +1155,15 @@ fn a_full_buffer_queues_and_later_sends_keep_their_place_until_the_queue_is_full
 
 #[test]
 fn a_full_queue_on_the_first_eagain_is_a_counted_failure() {
-    let mut c = EndpointCore::new(params(&[]), 1, 0, MAX);
+    let mut c = core_with(&[], 0, MAX);
     let step = send_with(&mut c, p1(), b"1", Transmit::WouldBlock);
     assert!(matches!(step.result, Err(SendError::QueueFull { .. })));
     assert_eq!(
         step.actions,
         vec![
             Action::Count(Counter::SendqFull),
-            Action::Count(Counter::SendFailed)
+            Action::Count(Counter::SendFailed),
+            Action::Count(Counter::SendDropped(SendDropCause::QueueMessages)),
         ]
     );
 }
@@ -1113,11 +1191,11 @@ fn shutting_down_refuses_new_associations_only() {
     c.stop_accepting();
     assert!(c.closing());
     assert!(matches!(
-        c.plan_send(S, p2(), b"x", 0),
+        plan(&mut c, p2(), b"x", 0),
         Err(SendError::ShuttingDown(d)) if d == p2()
     ));
-    match c.plan_send(S, p1(), b"x", 0).unwrap() {
-        SendPlan::Transmit(t) => {
+    match plan(&mut c, p1(), b"x", 0).unwrap() {
+        Planned::Transmit(t) => {
             assert_eq!(t.route, Route::Assoc(A1));
             assert!(!t.addr_fallback, "no new association by address");
         }
@@ -1128,10 +1206,13 @@ fn shutting_down_refuses_new_associations_only() {
 #[test]
 fn an_unknown_listener_is_refused() {
     let mut c = core(&[]);
-    assert!(matches!(
-        c.plan_send(SocketId(3), p1(), b"x", 0),
-        Err(SendError::UnknownSocket(SocketId(3)))
-    ));
+    match c.plan_send(SocketId(3), p1(), b"x", 0) {
+        SendPlan::Done(SendStep {
+            result: Err(SendError::UnknownSocket(SocketId(3))),
+            actions,
+        }) => assert_eq!(actions, vec![], "not counted"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(c.poll_queued(SocketId(3)), None);
 }
 
@@ -1143,8 +1224,8 @@ fn parameter_changes_reach_the_table() {
     let v = next.change(Param::AssocReuse, 0).unwrap();
     c.handle_param_change(next, Param::AssocReuse, v);
     assert_eq!(c.params().get(Param::AssocReuse), 0);
-    match c.plan_send(S, p1(), b"x", 0).unwrap() {
-        SendPlan::Transmit(t) => assert_eq!(t.route, Route::Addr(p1())),
+    match plan(&mut c, p1(), b"x", 0).unwrap() {
+        Planned::Transmit(t) => assert_eq!(t.route, Route::Addr(p1())),
         other => panic!("{other:?}"),
     }
     let mut next = c.params();
@@ -1162,4 +1243,434 @@ fn parameter_changes_reach_the_table() {
         &[],
     );
     assert!(a.contains(&Action::Count(Counter::LocalReject)), "{a:?}");
+}
+
+// --- bounded sending (review item H4) --------------------------------------------------------
+
+/// A core with `limits` and `max_setups`.
+fn bounded(set: &[(Param, i64)], limits: QueueLimits, max_setups: usize) -> EndpointCore {
+    EndpointCore::new(
+        params(set),
+        &CoreConfig {
+            listeners: 1,
+            queues: limits,
+            max_setups,
+            max_message_size: MAX,
+        },
+    )
+}
+
+fn wide() -> QueueLimits {
+    QueueLimits::messages(100)
+}
+
+/// Plans a send and, when it is to be transmitted, reports that the kernel took it.
+fn send_taken(c: &mut EndpointCore, dest: SocketAddr, data: &[u8]) -> SendStep {
+    match c.plan_send(S, dest, data, 0) {
+        SendPlan::Transmit(a) => c.handle_transmit(
+            now(),
+            S,
+            &a,
+            data,
+            Transmit::Sent {
+                assoc: route_assoc(a.route),
+            },
+        ),
+        SendPlan::Done(step) => step,
+    }
+}
+
+fn drain(c: &mut EndpointCore) -> Vec<(Route, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(q) = c.poll_queued(S) {
+        let route = q.attempt.route;
+        out.push((route, q.data.clone()));
+        assert_eq!(
+            c.handle_queued_result(
+                now(),
+                S,
+                q,
+                Transmit::Sent {
+                    assoc: route_assoc(route)
+                }
+            ),
+            vec![]
+        );
+    }
+    out
+}
+
+#[test]
+fn only_the_first_message_to_a_new_destination_reaches_the_kernel_until_it_is_up() {
+    let mut c = bounded(&[], wide(), 8);
+    let first = send_taken(&mut c, p1(), b"1");
+    assert_eq!(first.result.unwrap(), SendOutcome::Sent { assoc: None });
+    assert_eq!(c.setups(), 1);
+    for m in [&b"2"[..], b"3"] {
+        let step = send_taken(&mut c, p1(), m);
+        assert_eq!(step.result.unwrap(), SendOutcome::Queued { assoc: None });
+        assert_eq!(step.actions, vec![], "held, not a drop");
+    }
+    assert_eq!(c.queued(), 2);
+    assert_eq!(c.poll_queued(S), None, "held until the association is up");
+    // Another destination is not affected.
+    assert_eq!(
+        send_taken(&mut c, p2(), b"x").result.unwrap(),
+        SendOutcome::Sent { assoc: None }
+    );
+    let a = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommUp, A1, 0),
+        Some(p1()),
+        &[p1()],
+    );
+    assert_eq!(counts(&a), vec![Counter::Established]);
+    assert!(a.contains(&Action::Wake(S)));
+    assert_eq!(c.setups(), 1, "p2's setup goes on");
+    // A message sent now still queues behind the held ones.
+    assert_eq!(
+        send_taken(&mut c, p1(), b"4").result.unwrap(),
+        SendOutcome::Queued { assoc: Some(A1) }
+    );
+    assert_eq!(
+        drain(&mut c),
+        vec![
+            (Route::Assoc(A1), b"2".to_vec()),
+            (Route::Assoc(A1), b"3".to_vec()),
+            (Route::Assoc(A1), b"4".to_vec()),
+        ]
+    );
+    assert_eq!(
+        send_taken(&mut c, p1(), b"5").result.unwrap(),
+        SendOutcome::Sent { assoc: Some(A1) }
+    );
+}
+
+#[test]
+fn held_messages_are_dropped_and_counted_when_the_setup_fails() {
+    let mut c = bounded(&[], wide(), 8);
+    send_taken(&mut c, p1(), b"first").result.unwrap();
+    send_taken(&mut c, p1(), b"held-1").result.unwrap();
+    send_taken(&mut c, p1(), b"held-22").result.unwrap();
+    let a = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CantStrAssoc, AssocId(0), 0),
+        Some(p1()),
+        &[],
+    );
+    assert_eq!(
+        counts(&a),
+        vec![
+            Counter::ConnectFailed,
+            Counter::SendDropped(SendDropCause::SetupFailed),
+            Counter::SendFailed,
+            Counter::SendDropped(SendDropCause::SetupFailed),
+            Counter::SendFailed,
+        ]
+    );
+    let lens: Vec<usize> = events(&a)
+        .iter()
+        .filter_map(|e| match e {
+            AssocEvent::SendFailure { len, dest, .. } => {
+                assert_eq!(*dest, Some(p1()));
+                Some(*len)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lens, vec![6, 7], "each held message once, in order");
+    assert_eq!((c.queued(), c.setups()), (0, 0));
+    // The next message starts a new setup.
+    assert_eq!(
+        send_taken(&mut c, p1(), b"again").result.unwrap(),
+        SendOutcome::Sent { assoc: None }
+    );
+    assert_eq!(c.setups(), 1);
+    // CANT_STR_ASSOC for a destination nobody was setting up drops nothing.
+    let a = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CantStrAssoc, AssocId(0), 0),
+        Some(p2()),
+        &[],
+    );
+    assert_eq!(counts(&a), vec![Counter::ConnectFailed]);
+}
+
+#[test]
+fn a_setup_that_comes_up_through_another_peer_address_releases_the_held_messages() {
+    let mut c = bounded(&[], wide(), 8);
+    send_taken(&mut c, p1(), b"1").result.unwrap();
+    send_taken(&mut c, p1(), b"2").result.unwrap();
+    // The kernel names another address as primary; p1 is in the list.
+    let primary = addr("10.0.1.1:5060");
+    c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommUp, A1, 0),
+        Some(primary),
+        &[primary, p1()],
+    );
+    assert_eq!(c.setups(), 0);
+    assert_eq!(drain(&mut c), vec![(Route::Assoc(A1), b"2".to_vec())]);
+}
+
+#[test]
+fn an_association_rejected_at_comm_up_drops_its_held_messages() {
+    let mut c = bounded(&[(Param::MaxAssocs, 1)], wide(), 8);
+    up(&mut c, A1, p2());
+    // Racing the limit: a send to p1 got out before p2 came up.
+    c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::ShutdownComp, A1, 0),
+        None,
+        &[],
+    );
+    send_taken(&mut c, p1(), b"1").result.unwrap();
+    send_taken(&mut c, p1(), b"2").result.unwrap();
+    up(&mut c, AssocId(5), p2());
+    let a = c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommUp, A2, 0),
+        Some(p1()),
+        &[p1()],
+    );
+    assert!(a.contains(&Action::Count(Counter::LocalReject)));
+    assert!(a.contains(&Action::Count(Counter::SendDropped(
+        SendDropCause::SetupFailed
+    ))));
+    assert_eq!((c.queued(), c.setups()), (0, 0));
+}
+
+#[test]
+fn one_destination_fills_only_its_own_bounds() {
+    let limits = QueueLimits {
+        messages: 3,
+        bytes: 250,
+        total_bytes: 10_000,
+        destinations: 10,
+    };
+    let mut c = bounded(&[], limits, 8);
+    let msg = [0u8; 100];
+    send_taken(&mut c, p1(), &msg).result.unwrap();
+    // Two held (200 bytes); the third would make 300 bytes.
+    for _ in 0..2 {
+        assert!(matches!(
+            send_taken(&mut c, p1(), &msg).result,
+            Ok(SendOutcome::Queued { .. })
+        ));
+    }
+    let step = send_taken(&mut c, p1(), &msg);
+    match step.result {
+        Err(SendError::QueueFull { dest, source }) => {
+            assert_eq!(dest, p1());
+            assert_eq!(
+                source,
+                QueueFull::Bytes {
+                    limit: 250,
+                    queued: 200
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        step.actions,
+        vec![
+            Action::Count(Counter::SendFailed),
+            Action::Count(Counter::SendDropped(SendDropCause::QueueBytes)),
+        ]
+    );
+    // A small one still fits (3 messages, 201 bytes); a fourth hits the message bound.
+    assert!(matches!(
+        send_taken(&mut c, p1(), b"s").result,
+        Ok(SendOutcome::Queued { .. })
+    ));
+    match send_taken(&mut c, p1(), b"t").result {
+        Err(SendError::QueueFull { source, .. }) => {
+            assert_eq!(source, QueueFull::Messages { limit: 3 })
+        }
+        other => panic!("{other:?}"),
+    }
+    // Meanwhile another destination with an association is served directly.
+    up(&mut c, A2, p2());
+    for _ in 0..10 {
+        assert_eq!(
+            send_taken(&mut c, p2(), &msg).result.unwrap(),
+            SendOutcome::Sent { assoc: Some(A2) }
+        );
+    }
+}
+
+#[test]
+fn total_bytes_and_destinations_bound_every_queue() {
+    let limits = QueueLimits {
+        messages: 100,
+        bytes: 1000,
+        total_bytes: 450,
+        destinations: 2,
+    };
+    let mut c = bounded(&[], limits, 8);
+    let dest = |i: u8| SocketAddr::from(([10, 0, 9, i], 5060));
+    let msg = [0u8; 200];
+    // Three destinations in setup; two may hold messages.
+    for i in 1..=3 {
+        send_taken(&mut c, dest(i), b"first").result.unwrap();
+    }
+    assert_eq!(c.setups(), 3);
+    send_taken(&mut c, dest(1), &msg).result.unwrap();
+    send_taken(&mut c, dest(2), &msg).result.unwrap();
+    let step = send_taken(&mut c, dest(3), &msg);
+    assert!(
+        matches!(
+            step.result,
+            Err(SendError::QueueFull {
+                source: QueueFull::Destinations { limit: 2 },
+                ..
+            })
+        ),
+        "{:?}",
+        step.result
+    );
+    assert!(step.actions.contains(&Action::Count(Counter::SendDropped(
+        SendDropCause::Destinations
+    ))));
+    // 400 bytes wait; 200 more would pass 450.
+    let step = send_taken(&mut c, dest(1), &msg);
+    assert!(
+        matches!(
+            step.result,
+            Err(SendError::QueueFull {
+                source: QueueFull::TotalBytes {
+                    limit: 450,
+                    queued: 400
+                },
+                ..
+            })
+        ),
+        "{:?}",
+        step.result
+    );
+    assert!(step.actions.contains(&Action::Count(Counter::SendDropped(
+        SendDropCause::TotalBytes
+    ))));
+    assert_eq!(c.queued_bytes(), 400);
+}
+
+#[test]
+fn association_setups_are_bounded_in_number_and_in_bytes() {
+    let dest = |i: u8| SocketAddr::from(([10, 0, 9, i], 5060));
+    let mut c = bounded(&[], wide(), 2);
+    send_taken(&mut c, dest(1), b"a").result.unwrap();
+    send_taken(&mut c, dest(2), b"b").result.unwrap();
+    let step = send_taken(&mut c, dest(3), b"c");
+    match step.result {
+        Err(SendError::SetupLimit { dest: d, source }) => {
+            assert_eq!(d, dest(3));
+            assert_eq!(source, SetupLimit::Associations { limit: 2 });
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        step.actions,
+        vec![
+            Action::Count(Counter::SendFailed),
+            Action::Count(Counter::SendDropped(SendDropCause::Setups)),
+        ]
+    );
+    // Destinations already in setup or up are not affected by the bound.
+    assert!(send_taken(&mut c, dest(1), b"more").result.is_ok());
+    up(&mut c, A1, dest(1));
+    assert!(send_taken(&mut c, dest(1), b"more").result.is_ok());
+    assert!(
+        send_taken(&mut c, dest(3), b"c").result.is_ok(),
+        "a slot is free again"
+    );
+
+    // Bytes: half of sctp_socket_sndbuf (4096 -> 2048) for first messages in the kernel.
+    let mut c = bounded(&[(Param::SocketSndbuf, 4096)], wide(), 100);
+    send_taken(&mut c, dest(1), &[0u8; 1500]).result.unwrap();
+    match send_taken(&mut c, dest(2), &[0u8; 600]).result {
+        Err(SendError::SetupLimit { source, .. }) => assert_eq!(
+            source,
+            SetupLimit::Bytes {
+                limit: 2048,
+                in_kernel: 1500
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(send_taken(&mut c, dest(2), &[0u8; 500]).result.is_ok());
+    // A setup that ends gives its bytes back.
+    c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CantStrAssoc, AssocId(0), 0),
+        Some(dest(1)),
+        &[],
+    );
+    assert!(send_taken(&mut c, dest(3), &[0u8; 1500]).result.is_ok());
+}
+
+#[test]
+fn a_setup_that_outlives_its_init_retry_period_lets_its_messages_go() {
+    let mut c = bounded(
+        &[(Param::InitMaxAttempts, 2), (Param::InitMaxTimeo, 1000)],
+        wide(),
+        8,
+    );
+    let t0 = Instant::now();
+    send_taken(&mut c, p1(), b"1").result.unwrap();
+    send_taken(&mut c, p1(), b"2").result.unwrap();
+    // 2 x (2 + 1) x 1 s + 10 s = 16 s.
+    assert_eq!(c.handle_timeout(t0 + Duration::from_secs(15)), vec![]);
+    assert_eq!(c.poll_queued(S), None);
+    assert_eq!(
+        c.handle_timeout(t0 + Duration::from_secs(17)),
+        vec![Action::Wake(S)]
+    );
+    assert_eq!(c.setups(), 0);
+    assert_eq!(drain(&mut c), vec![(Route::Addr(p1()), b"2".to_vec())]);
+}
+
+#[test]
+fn with_tracking_off_nothing_is_held() {
+    let mut c = bounded(
+        &[(Param::AssocReuse, 0), (Param::AssocTracking, 0)],
+        wide(),
+        1,
+    );
+    for i in 0..5u8 {
+        assert_eq!(
+            send_taken(&mut c, p1(), &[i]).result.unwrap(),
+            SendOutcome::Sent { assoc: None }
+        );
+        // Nor is the setup bound applied: the table cannot tell new destinations.
+        assert_eq!(
+            send_taken(&mut c, SocketAddr::from(([10, 0, 9, i], 1)), b"x")
+                .result
+                .unwrap(),
+            SendOutcome::Sent { assoc: None }
+        );
+    }
+    assert_eq!(c.setups(), 0);
+}
+
+#[test]
+fn a_message_queued_on_eagain_starts_the_setup_when_the_drainer_sends_it() {
+    let mut c = bounded(&[], wide(), 8);
+    let step = send_with(&mut c, p1(), b"1", Transmit::WouldBlock);
+    assert_eq!(step.result.unwrap(), SendOutcome::Queued { assoc: None });
+    assert_eq!(c.setups(), 0, "nothing reached the kernel yet");
+    // Queued behind it, not held: it is not in setup.
+    send_taken(&mut c, p1(), b"2").result.unwrap();
+    let q = c.poll_queued(S).unwrap();
+    assert_eq!(q.data, b"1");
+    c.handle_queued_result(now(), S, q, Transmit::Sent { assoc: None });
+    assert_eq!(c.setups(), 1);
+    assert_eq!(c.poll_queued(S), None, "2 is held now");
 }
