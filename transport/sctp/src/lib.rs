@@ -27,6 +27,9 @@ pub mod endpoint;
 pub mod endpoint_core;
 mod error;
 mod event;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod incoming;
 mod notification;
 pub mod options;

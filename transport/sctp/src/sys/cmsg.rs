@@ -34,6 +34,18 @@ impl CmsgBuf {
     pub(crate) fn prefix(&self, len: usize) -> &[u8] {
         self.bytes.get(..len).unwrap_or(&self.bytes)
     }
+
+    /// A buffer holding `bytes` (cut to its capacity) and the length to parse, as recvmsg(2)
+    /// would leave it: for fuzzing the parser with arbitrary input.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn from_bytes(bytes: &[u8]) -> (Self, usize) {
+        let mut buf = Self::new();
+        let len = bytes.len().min(CMSG_CAP);
+        if let (Some(dst), Some(src)) = (buf.bytes.get_mut(..len), bytes.get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        (buf, len)
+    }
 }
 
 impl Default for CmsgBuf {
@@ -381,5 +393,25 @@ mod tests {
         assert_eq!(parse_rcvinfo(&buf, 64), None);
         buf.bytes[0..8].copy_from_slice(&usize::MAX.to_ne_bytes());
         assert_eq!(parse_rcvinfo(&buf, CMSG_CAP), None);
+    }
+
+    #[test]
+    fn from_bytes_copies_up_to_capacity_and_parses_like_a_received_buffer() {
+        let rcv = libc::sctp_rcvinfo {
+            rcv_sid: 9,
+            rcv_ssn: 0,
+            rcv_flags: 0,
+            rcv_ppid: 0,
+            rcv_tsn: 0,
+            rcv_cumtsn: 0,
+            rcv_context: 0,
+            rcv_assoc_id: 3,
+        };
+        let (orig, len) = rcv_buffer(&rcv);
+        let (copy, copied) = CmsgBuf::from_bytes(orig.prefix(len));
+        assert_eq!(copied, len);
+        assert_eq!(parse_rcvinfo(&copy, copied).map(|r| r.stream), Some(9));
+        let (_, capped) = CmsgBuf::from_bytes(&[0u8; CMSG_CAP * 2]);
+        assert_eq!(capped, CMSG_CAP);
     }
 }
