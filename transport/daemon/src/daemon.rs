@@ -201,6 +201,17 @@ async fn start(
             ..EndpointConfig::default()
         })?;
         let ep = Arc::new(ep);
+        // With the kernel's default policy one send buffer serves every association of a
+        // socket: say so, and what the endpoint does about it.
+        match sipsctp_sctp::sysctl::sndbuf_policy() {
+            Ok(sipsctp_sctp::sysctl::SndbufPolicy::Shared) => tracing::info!(
+                "net.sctp.sndbuf_policy = 0: one send buffer per listener, shared by its \
+                 associations; sipsctpd bounds what it queues per destination and holds data for \
+                 associations being set up out of the kernel (sipsctp_sctp_send_dropped_total)"
+            ),
+            Ok(p) => tracing::info!(policy = ?p, "net.sctp.sndbuf_policy"),
+            Err(e) => tracing::warn!(error = %e, "cannot read net.sctp.sndbuf_policy"),
+        }
         let locals = ep.listeners();
         for (_, addrs) in &locals {
             listeners.push(format!(

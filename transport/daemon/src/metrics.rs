@@ -8,7 +8,7 @@ use prometheus::{
     TextEncoder,
 };
 use sipsctp_sctp::{
-    counters::{CounterSnapshot, DropCause},
+    counters::{CounterSnapshot, DropCause, SendDropCause},
     endpoint::EndpointInfo,
 };
 use sipsctp_sip::{
@@ -42,6 +42,7 @@ pub struct Metrics {
     registry: Registry,
     sctp_counters: Vec<(&'static str, IntCounter)>,
     sctp_dropped: IntCounterVec,
+    sctp_send_dropped: IntCounterVec,
     sctp_opened: IntGauge,
     sctp_tracked: IntGauge,
     sctp_queued: IntGauge,
@@ -117,6 +118,17 @@ impl Metrics {
         )?;
         for r in DropCause::ALL {
             sctp_dropped.with_label_values(&[r.as_str()]);
+        }
+        let sctp_send_dropped = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_sctp_send_dropped_total",
+                "SCTP messages the endpoint refused to queue or dropped while holding them, by \
+                 reason (also counted in sipsctp_sctp_send_failed_total)",
+            ),
+            &["reason"],
+        )?;
+        for r in SendDropCause::ALL {
+            sctp_send_dropped.with_label_values(&[r.as_str()]);
         }
         let sctp_opened = IntGauge::new(
             "sipsctp_sctp_current_opened_connections",
@@ -196,6 +208,7 @@ impl Metrics {
             Box::new(retransmissions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bridge_untracked.clone()),
             Box::new(sctp_dropped.clone()),
+            Box::new(sctp_send_dropped.clone()),
             Box::new(sctp_opened.clone()),
             Box::new(sctp_tracked.clone()),
             Box::new(sctp_queued.clone()),
@@ -214,6 +227,7 @@ impl Metrics {
             registry,
             sctp_counters,
             sctp_dropped,
+            sctp_send_dropped,
             sctp_opened,
             sctp_tracked,
             sctp_queued,
@@ -244,6 +258,11 @@ impl Metrics {
             self.sctp_dropped
                 .with_label_values(&[r.as_str()])
                 .inc_by(now.dropped(r).saturating_sub(last.dropped(r)));
+        }
+        for r in SendDropCause::ALL {
+            self.sctp_send_dropped
+                .with_label_values(&[r.as_str()])
+                .inc_by(now.send_dropped(r).saturating_sub(last.send_dropped(r)));
         }
         *last = *now;
         self.sctp_opened

@@ -233,9 +233,14 @@ impl Senders {
 }
 
 fn sctp_drop(e: &sipsctp_sctp::endpoint::SendError) -> SendDrop {
-    use sipsctp_sctp::endpoint::SendError as E;
+    use sipsctp_sctp::{counters::SendDropCause as C, endpoint::SendError as E};
     match e {
-        E::QueueFull { .. } => SendDrop::QueueFull,
+        E::QueueFull { source, .. } => match source.cause() {
+            C::TotalBytes => SendDrop::QueuesFull,
+            C::Destinations | C::Setups => SendDrop::TooManyDestinations,
+            _ => SendDrop::QueueFull,
+        },
+        E::SetupLimit { .. } => SendDrop::TooManyDestinations,
         E::ShuttingDown(_) => SendDrop::ShuttingDown,
         E::Limit(_) => SendDrop::ConnectFailed,
         E::UnknownSocket(_) => SendDrop::NoTransport,
