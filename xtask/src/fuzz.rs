@@ -58,6 +58,10 @@ const TARGETS: &[Target] = &[
         bin: "notification",
     },
     Target {
+        dir: "transport/sctp",
+        bin: "cmsg",
+    },
+    Target {
         dir: "ebpf/events",
         bin: "record",
     },
