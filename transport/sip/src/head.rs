@@ -109,9 +109,29 @@ fn line_end(buf: &[u8], from: usize, limits: &Limits) -> Result<usize, Stop> {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Bytes [`scan`] has gone over on this thread (tests measure the framers' work with it).
+    pub(crate) static SCANNED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Scans the head of the message at the start of `buf`, calling `on_header` for each header
 /// field in order.
 pub(crate) fn scan<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+    on_header: impl FnMut(Header<'a>) -> Result<(), ParseError>,
+) -> Result<Head<'a>, Stop> {
+    let scanned = scan_head(buf, limits, on_header);
+    #[cfg(test)]
+    SCANNED.with(|c| {
+        let n = scanned.as_ref().map_or(buf.len(), |h| h.body_start);
+        c.set(c.get() + n as u64);
+    });
+    scanned
+}
+
+fn scan_head<'a>(
     buf: &'a [u8],
     limits: &Limits,
     mut on_header: impl FnMut(Header<'a>) -> Result<(), ParseError>,

@@ -14,7 +14,8 @@
 //!   [`StartLine`], [`Header`]/[`HeaderName`] (compact forms, folding), [`Via`], [`NameAddr`]
 //!   and [`Contact`], [`CSeq`], [`Uri`], [`Host`], [`Params`]; bounded by [`Limits`].
 //! - Streams: [`frame`] cuts the first complete message off a TCP receive buffer;
-//!   [`leading_crlf`] measures keep-alive CRLFs.
+//!   [`StreamFramer`] does it for a connection in linear time and recognises RFC 5626
+//!   keep-alives; [`leading_crlf`] measures keep-alive CRLFs.
 //! - Serialising: [`Editor`] (insert/remove the top `Via`, `Via` parameters, `Max-Forwards`,
 //!   `Record-Route`, `Route` values) and [`build_response`], both copying untouched bytes.
 //! - [`relay`]: [`Relay`] turns a message into a [`Decision`] (RFC 3261 section 16.11).
@@ -133,7 +134,7 @@ pub use cseq::CSeq;
 pub use driver::{RelayDriver, SipEvent};
 pub use edit::{EditError, Editor};
 pub use error::{Field, ParseError, ParseErrorKind};
-pub use frame::frame;
+pub use frame::{Framed, StreamFramer, frame};
 pub use head::leading_crlf;
 pub use header::{Header, HeaderName};
 pub use host::Host;

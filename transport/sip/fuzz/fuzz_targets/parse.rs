@@ -9,7 +9,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use libfuzzer_sys::fuzz_target;
 use sipsctp_sip::{
     Editor, Field, HeaderName, Limits, Message, ResponseSpec, Transport, build_response,
-    frame, leading_crlf,
+    frame, leading_crlf, Framed, StreamFramer,
     MonoTime,
     driver::{DriverConfig, Inbound, RelayDriver, SendDrop, SendResult},
     relay::{HostMatch, Listener, Relay, RelayConfig, RouteRule, RouteTarget, Upstream},
@@ -101,6 +101,35 @@ fn edits(m: &Message<'_>) {
     }
 }
 
+/// What a [`StreamFramer`] makes of `data` fed `chunk` bytes at a time: the frames (message
+/// lengths, keep-alives as 0 / 1 for a pong), then whether it stopped on an error.
+fn stream_frames(data: &[u8], chunk: usize, limits: &Limits) -> (Vec<usize>, bool) {
+    let mut f = StreamFramer::new(*limits);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    for piece in data.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            match f.poll(&buf) {
+                Err(_) => return (out, true),
+                Ok(Framed::Incomplete) => break,
+                Ok(Framed::KeepAlive { len, pong }) => {
+                    assert!(len <= buf.len());
+                    out.push(usize::from(pong));
+                    buf.drain(..len);
+                }
+                Ok(Framed::Message(n)) => {
+                    assert!(n <= buf.len());
+                    assert_eq!(frame(&buf, limits), Ok(Some(n)));
+                    out.push(n);
+                    buf.drain(..n);
+                }
+            }
+        }
+    }
+    (out, false)
+}
+
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::DEFAULT;
     // Stream framing never panics and never claims more than it has.
@@ -109,6 +138,14 @@ fuzz_target!(|data: &[u8]| {
         let _ = Message::parse_with(data.get(..n).unwrap(), &limits);
     }
     let _ = leading_crlf(data);
+    // The connection framer agrees with itself whatever the segments: fed all at once and in
+    // pieces of 1..=8 bytes (from the first byte), the same messages and keep-alives, or an
+    // error in both; it never claims more than it has.
+    let chunk = usize::from(data.first().copied().unwrap_or(0) % 8) + 1;
+    assert_eq!(
+        stream_frames(data, data.len().max(1), &limits),
+        stream_frames(data, chunk, &limits)
+    );
 
     if let Ok(m) = Message::parse_with(data, &limits) {
         accessors(&m);
