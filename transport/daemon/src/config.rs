@@ -131,6 +131,21 @@ pub struct Sip {
     pub transaction_timeout: Duration,
 }
 
+/// TCP connections (`[tcp]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tcp {
+    /// Connections at once, accepted and opened.
+    pub max_connections: usize,
+    /// Accepted connections at once from one IP address (IPv6: one /64).
+    pub max_connections_per_ip: usize,
+    /// A connection without a complete message or keep-alive (either way) this long is
+    /// closed (Kamailio's `tcp_connection_lifetime`).
+    pub idle_timeout: Duration,
+    /// A message not complete this long after its first byte closes the connection
+    /// (Kamailio's `tcp_msg_read_timeout`).
+    pub message_timeout: Duration,
+}
+
 /// The kernel eyes (`[ebpf]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ebpf {
@@ -157,6 +172,8 @@ pub struct Config {
     pub log: Log,
     /// SIP settings.
     pub sip: Sip,
+    /// TCP connections.
+    pub tcp: Tcp,
     /// Kernel eyes.
     pub ebpf: Ebpf,
 }
@@ -209,6 +226,8 @@ struct RawConfig {
     #[serde(default)]
     sip: RawSip,
     #[serde(default)]
+    tcp: RawTcp,
+    #[serde(default)]
     ebpf: RawEbpf,
 }
 
@@ -256,6 +275,15 @@ struct RawSip {
     max_message_size: Option<usize>,
     transaction_capacity: Option<usize>,
     transaction_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTcp {
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    idle_timeout_ms: Option<u64>,
+    message_timeout_ms: Option<u64>,
 }
 
 /// The default admin address.
@@ -409,6 +437,33 @@ impl Config {
                 "must be 1000 ..= 300000",
             ));
         }
+        let tcp = Tcp {
+            max_connections: raw.tcp.max_connections.unwrap_or(2048),
+            max_connections_per_ip: raw.tcp.max_connections_per_ip.unwrap_or(64),
+            idle_timeout: Duration::from_millis(raw.tcp.idle_timeout_ms.unwrap_or(300_000)),
+            message_timeout: Duration::from_millis(raw.tcp.message_timeout_ms.unwrap_or(30_000)),
+        };
+        if !(1..=1_000_000).contains(&tcp.max_connections) {
+            return Err(invalid("tcp.max_connections", "must be 1 ..= 1000000"));
+        }
+        if !(1..=tcp.max_connections).contains(&tcp.max_connections_per_ip) {
+            return Err(invalid(
+                "tcp.max_connections_per_ip",
+                format!(
+                    "must be 1 ..= tcp.max_connections ({})",
+                    tcp.max_connections
+                ),
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&tcp.idle_timeout) {
+            return Err(invalid("tcp.idle_timeout_ms", "must be 1000 ..= 86400000"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&tcp.message_timeout) {
+            return Err(invalid(
+                "tcp.message_timeout_ms",
+                "must be 1000 ..= 3600000",
+            ));
+        }
         let poll_ms = raw.ebpf.poll_interval_ms.unwrap_or(5000);
         if !(100..=600_000).contains(&poll_ms) {
             return Err(invalid("ebpf.poll_interval_ms", "must be 100 ..= 600000"));
@@ -433,6 +488,7 @@ impl Config {
                 transaction_capacity,
                 transaction_timeout: Duration::from_millis(timeout_ms),
             },
+            tcp,
         })
     }
 }
@@ -485,6 +541,15 @@ pub fn default_config_text() -> String {
          # max_message_size = 65535\n\
          # transaction_capacity = 100000\n\
          # transaction_timeout_ms = 32000\n\
+         \n\
+         # TCP connections: a cap in total and per peer address (IPv6: per /64; over it a new\n\
+         # connection is closed at once), and when an idle connection or a message that does\n\
+         # not complete closes its connection. RFC 5626 CRLF keep-alives count as activity.\n\
+         [tcp]\n\
+         # max_connections = 2048\n\
+         # max_connections_per_ip = 64\n\
+         # idle_timeout_ms = 300000\n\
+         # message_timeout_ms = 30000\n\
          \n\
          [admin]\n\
          # listen = \"127.0.0.1:9460\"\n\
@@ -593,5 +658,47 @@ listen = "127.0.0.1:9460"
         );
         assert!(err("").starts_with("listen"));
         assert!(err("[[listen]]\nproto = \"quic\"\naddresses = []\nport = 1\n").contains("quic"));
+    }
+
+    #[test]
+    fn tcp_limits() {
+        let base = "[[listen]]\nproto = \"tcp\"\naddresses = [\"127.0.0.1\"]\nport = 5060\n";
+        let c = Config::parse(base).unwrap();
+        assert_eq!(
+            c.tcp,
+            Tcp {
+                max_connections: 2048,
+                max_connections_per_ip: 64,
+                idle_timeout: Duration::from_secs(300),
+                message_timeout: Duration::from_secs(30),
+            }
+        );
+        let c = Config::parse(&format!(
+            "{base}[tcp]\nmax_connections = 6000\nmax_connections_per_ip = 100\nidle_timeout_ms = 2000\nmessage_timeout_ms = 1000\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.tcp.max_connections, c.tcp.max_connections_per_ip),
+            (6000, 100)
+        );
+        assert_eq!(c.tcp.idle_timeout, Duration::from_secs(2));
+        assert_eq!(c.tcp.message_timeout, Duration::from_secs(1));
+        for (bad, key) in [
+            ("max_connections = 0", "tcp.max_connections"),
+            ("max_connections_per_ip = 0", "tcp.max_connections_per_ip"),
+            (
+                "max_connections_per_ip = 3000",
+                "tcp.max_connections_per_ip",
+            ),
+            ("idle_timeout_ms = 10", "tcp.idle_timeout_ms"),
+            ("message_timeout_ms = 0", "tcp.message_timeout_ms"),
+        ] {
+            assert!(
+                err(&format!("{base}[tcp]\n{bad}\n")).starts_with(key),
+                "{bad}: {}",
+                err(&format!("{base}[tcp]\n{bad}\n"))
+            );
+        }
+        assert!(err(&format!("{base}[tcp]\nmax_conections = 1\n")).contains("max_conections"));
     }
 }

@@ -276,8 +276,9 @@ async fn start(
             tx.tcp.clone(),
             framer,
             config.sip.max_message_size,
-            crate::net::TcpLimits::default(),
+            crate::net::TcpLimits::from(&config.tcp),
             sink,
+            metrics.tcp.events(),
         )
         .await
         .map_err(|(addr, source)| StartError::Bind {

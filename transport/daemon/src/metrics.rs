@@ -67,6 +67,77 @@ pub struct Metrics {
     pub bridge_untracked: IntCounter,
     /// The kernel metrics (eBPF or polling).
     pub kernel: std::sync::Arc<crate::kernel::KernelMetrics>,
+    /// The TCP side's connections.
+    pub tcp: TcpMetrics,
+}
+
+/// `sipsctp_tcp_*`: TCP connections open now, refused by a limit, closed by reason, and failed
+/// `accept` calls; fed by the TCP side's [`crate::net::TcpEvent`]s ([`TcpMetrics::events`]).
+#[derive(Clone)]
+pub struct TcpMetrics {
+    open: IntGauge,
+    refused: IntCounterVec,
+    closed: IntCounterVec,
+    accept_failures: IntCounter,
+}
+
+impl TcpMetrics {
+    fn register(registry: &Registry) -> prometheus::Result<Self> {
+        use crate::net::{TcpClose, TcpRefusal};
+        let open = IntGauge::new(
+            "sipsctp_tcp_current_opened_connections",
+            "TCP connections open now (accepted and opened to destinations)",
+        )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_tcp_connections_refused_total",
+                "Incoming TCP connections closed right after accept because a limit was reached, by limit",
+            ),
+            &["reason"],
+        )?;
+        for r in TcpRefusal::ALL {
+            refused.with_label_values(&[r.as_str()]);
+        }
+        let closed = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_tcp_connections_closed_total",
+                "TCP connections closed, by reason",
+            ),
+            &["reason"],
+        )?;
+        for r in TcpClose::ALL {
+            closed.with_label_values(&[r.as_str()]);
+        }
+        let accept_failures = IntCounter::new(
+            "sipsctp_tcp_accept_failures_total",
+            "Failed accept calls on the SIP TCP listeners (EMFILE, ...), each followed by a back-off",
+        )?;
+        registry.register(Box::new(open.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(closed.clone()))?;
+        registry.register(Box::new(accept_failures.clone()))?;
+        Ok(Self {
+            open,
+            refused,
+            closed,
+            accept_failures,
+        })
+    }
+
+    /// The sink the TCP side reports to.
+    pub fn events(&self) -> crate::net::TcpEvents {
+        use crate::net::TcpEvent;
+        let m = self.clone();
+        std::sync::Arc::new(move |e| match e {
+            TcpEvent::Opened => m.open.inc(),
+            TcpEvent::Closed(why) => {
+                m.open.dec();
+                m.closed.with_label_values(&[why.as_str()]).inc();
+            }
+            TcpEvent::Refused(why) => m.refused.with_label_values(&[why.as_str()]).inc(),
+            TcpEvent::AcceptFailed => m.accept_failures.inc(),
+        })
+    }
 }
 
 const SCTP_COUNTER_HELP: [(&str, &str); 9] = [
@@ -222,8 +293,10 @@ impl Metrics {
             registry.register(c)?;
         }
         let kernel = std::sync::Arc::new(crate::kernel::KernelMetrics::register(&registry)?);
+        let tcp = TcpMetrics::register(&registry)?;
         Ok(Metrics {
             kernel,
+            tcp,
             registry,
             sctp_counters,
             sctp_dropped,

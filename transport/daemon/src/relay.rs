@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::{
     config::{self, Config, Proto},
     log_limit::LogLimit,
-    net::{FrameVerdict, Inbound, Tcp, Udp},
+    net::{Inbound, Tcp, Udp},
     state::Shared,
 };
 
@@ -124,17 +124,14 @@ impl Relay {
     }
 }
 
-/// The TCP framer for the daemon's size limit.
+/// The TCP framer for the daemon's size limit: a new [`sipsctp_sip::StreamFramer`] per
+/// connection.
 pub fn framer(max_message_size: usize) -> crate::net::Framer {
     let limits = Limits {
         max_message_size,
         ..Limits::DEFAULT
     };
-    Arc::new(move |buf: &[u8]| match sipsctp_sip::frame(buf, &limits) {
-        Ok(None) => FrameVerdict::Incomplete,
-        Ok(Some(n)) => FrameVerdict::Message(n),
-        Err(_) => FrameVerdict::Invalid("malformed SIP framing"),
-    })
+    Arc::new(move || sipsctp_sip::StreamFramer::new(limits))
 }
 
 /// The transports the relay sends over.
