@@ -129,6 +129,12 @@ pub struct Sip {
     pub transaction_capacity: usize,
     /// When an unanswered transaction is given up (64*T1 = 32 s).
     pub transaction_timeout: Duration,
+    /// The path MTU toward UDP destinations (RFC 3261 section 18.1.1): a request larger than
+    /// `udp_mtu - 200` bytes is not sent over UDP. 0 = no limit (Kamailio's default).
+    pub udp_mtu: usize,
+    /// Such a request goes over TCP to the same address instead (needs a TCP listener);
+    /// without it, it is dropped (`too_large`).
+    pub udp_large_to_tcp: bool,
 }
 
 /// TCP connections (`[tcp]`).
@@ -275,6 +281,8 @@ struct RawSip {
     max_message_size: Option<usize>,
     transaction_capacity: Option<usize>,
     transaction_timeout_ms: Option<u64>,
+    udp_mtu: Option<usize>,
+    udp_large_to_tcp: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -437,6 +445,26 @@ impl Config {
                 "must be 1000 ..= 300000",
             ));
         }
+        let udp_mtu = raw.sip.udp_mtu.unwrap_or(0);
+        if udp_mtu != 0 && !(576..=65_535).contains(&udp_mtu) {
+            return Err(invalid(
+                "sip.udp_mtu",
+                "must be 0 (no limit) or 576 ..= 65535",
+            ));
+        }
+        let udp_large_to_tcp = raw.sip.udp_large_to_tcp.unwrap_or(false);
+        if udp_large_to_tcp && udp_mtu == 0 {
+            return Err(invalid(
+                "sip.udp_large_to_tcp",
+                "needs sip.udp_mtu (requests over udp_mtu - 200 bytes go over TCP)",
+            ));
+        }
+        if udp_large_to_tcp && !listen.iter().any(|l| l.proto == Proto::Tcp) {
+            return Err(invalid(
+                "sip.udp_large_to_tcp",
+                "no [[listen]] with proto = \"tcp\" to send from",
+            ));
+        }
         let tcp = Tcp {
             max_connections: raw.tcp.max_connections.unwrap_or(2048),
             max_connections_per_ip: raw.tcp.max_connections_per_ip.unwrap_or(64),
@@ -487,6 +515,8 @@ impl Config {
                 max_message_size,
                 transaction_capacity,
                 transaction_timeout: Duration::from_millis(timeout_ms),
+                udp_mtu,
+                udp_large_to_tcp,
             },
             tcp,
         })
@@ -541,6 +571,11 @@ pub fn default_config_text() -> String {
          # max_message_size = 65535\n\
          # transaction_capacity = 100000\n\
          # transaction_timeout_ms = 32000\n\
+         # RFC 3261 18.1.1: a request over udp_mtu - 200 bytes is not sent over UDP: it goes\n\
+         # over TCP to the same address with udp_large_to_tcp = true (needs a tcp listener),\n\
+         # else it is dropped, counted as reason=\"too_large\". 0 = no limit.\n\
+         # udp_mtu = 0\n\
+         # udp_large_to_tcp = false\n\
          \n\
          # TCP connections: a cap in total and per peer address (IPv6: per /64; over it a new\n\
          # connection is closed at once), and when an idle connection or a message that does\n\
@@ -700,5 +735,31 @@ listen = "127.0.0.1:9460"
             );
         }
         assert!(err(&format!("{base}[tcp]\nmax_conections = 1\n")).contains("max_conections"));
+    }
+
+    #[test]
+    fn udp_mtu() {
+        let udp = "[[listen]]\nproto = \"udp\"\naddresses = [\"127.0.0.1\"]\nport = 5060\n";
+        let tcp = "[[listen]]\nproto = \"tcp\"\naddresses = [\"127.0.0.1\"]\nport = 5060\n";
+        let c = Config::parse(udp).unwrap();
+        assert_eq!((c.sip.udp_mtu, c.sip.udp_large_to_tcp), (0, false));
+        let c = Config::parse(&format!("{udp}[sip]\nudp_mtu = 1500\n")).unwrap();
+        assert_eq!((c.sip.udp_mtu, c.sip.udp_large_to_tcp), (1500, false));
+        let c = Config::parse(&format!(
+            "{udp}{tcp}[sip]\nudp_mtu = 1500\nudp_large_to_tcp = true\n"
+        ))
+        .unwrap();
+        assert_eq!((c.sip.udp_mtu, c.sip.udp_large_to_tcp), (1500, true));
+        assert!(err(&format!("{udp}[sip]\nudp_mtu = 200\n")).starts_with("sip.udp_mtu"));
+        assert!(
+            err(&format!("{udp}{tcp}[sip]\nudp_large_to_tcp = true\n"))
+                .starts_with("sip.udp_large_to_tcp: needs sip.udp_mtu")
+        );
+        assert!(
+            err(&format!(
+                "{udp}[sip]\nudp_mtu = 1500\nudp_large_to_tcp = true\n"
+            ))
+            .contains("no [[listen]] with proto = \"tcp\"")
+        );
     }
 }

@@ -118,6 +118,10 @@ impl Relay {
             driver: DriverConfig {
                 transaction_capacity: config.sip.transaction_capacity,
                 transaction_timeout: config.sip.transaction_timeout,
+                // RFC 3261 section 18.1.1: within 200 bytes of the path MTU.
+                udp_max_request: (config.sip.udp_mtu > 0)
+                    .then(|| config.sip.udp_mtu.saturating_sub(200)),
+                udp_large_to_tcp: config.sip.udp_large_to_tcp,
                 ..DriverConfig::default()
             },
         })
@@ -378,6 +382,22 @@ impl Logs {
 
     fn event(&mut self, e: &SipEvent) {
         match e {
+            SipEvent::Dropped {
+                peer,
+                cause: DropCause::Send(SendDrop::TooLarge),
+                ..
+            } => {
+                if let Some(held_back) = self.failures.check(*peer, Instant::now()) {
+                    tracing::warn!(
+                        dest = %peer,
+                        reason = SendDrop::TooLarge.as_str(),
+                        not_logged_since_last = held_back,
+                        "request larger than [sip] udp_mtu - 200 bytes not sent over UDP (RFC 3261 18.1.1; \
+                         [sip] udp_large_to_tcp = true sends it over TCP); dropped, counted in \
+                         sipsctp_sip_messages_dropped_total{{reason=\"too_large\"}}"
+                    );
+                }
+            }
             SipEvent::Dropped {
                 peer,
                 cause: DropCause::Send(why),

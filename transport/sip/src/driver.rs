@@ -285,6 +285,14 @@ pub struct DriverConfig {
     pub transaction_timeout: Duration,
     /// Where UDP meets a reliable transport: timers and bounds.
     pub bridge: BridgeConfig,
+    /// RFC 3261 section 18.1.1: the largest request sent over UDP, in bytes (the path MTU
+    /// less 200); `None` = no limit. A larger one goes over TCP when
+    /// [`udp_large_to_tcp`](Self::udp_large_to_tcp) allows and the relay has a TCP listener,
+    /// else it is dropped as [`SendDrop::TooLarge`].
+    pub udp_max_request: Option<usize>,
+    /// Send a request over [`udp_max_request`](Self::udp_max_request) over TCP to the same
+    /// address instead.
+    pub udp_large_to_tcp: bool,
 }
 
 impl Default for DriverConfig {
@@ -293,6 +301,8 @@ impl Default for DriverConfig {
             transaction_capacity: 65_536,
             transaction_timeout: crate::transaction::DEFAULT_TIMEOUT,
             bridge: BridgeConfig::default(),
+            udp_max_request: None,
+            udp_large_to_tcp: false,
         }
     }
 }
@@ -411,11 +421,30 @@ impl RelayDriver {
             peer: from.addr,
             message: kind.clone(),
         });
-        let decision = if malformed {
+        let mut decision = if malformed {
             self.relay.reject(m, from, 400, "Bad Request")
         } else {
             self.relay.handle_request(m, from, local)
         };
+        // RFC 3261 section 18.1.1: too large for UDP. The switch to TCP is the relay's
+        // decision again, so that its Via names TCP; else the request is not sent.
+        if let Decision::Forward { to, bytes, .. } = &decision
+            && to.transport == Transport::Udp
+            && self
+                .config
+                .udp_max_request
+                .is_some_and(|max| bytes.len() > max)
+        {
+            if self.config.udp_large_to_tcp && self.relay.has_listener(Transport::Tcp) {
+                decision = self
+                    .relay
+                    .handle_request_over(m, from, local, Transport::Tcp);
+            } else {
+                let to = to.addr;
+                self.dropped(now, to, kind, DropCause::Send(SendDrop::TooLarge));
+                return;
+            }
+        }
         match decision {
             Decision::Forward { to, bytes, tx } => {
                 let dialog = (

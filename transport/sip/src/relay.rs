@@ -777,6 +777,38 @@ impl Relay {
     /// Decides what to do with request `msg`, received from `from` on `local`. See the module
     /// documentation for the steps.
     pub fn handle_request(&self, msg: &Message<'_>, from: Peer, local: LocalAddr) -> Decision {
+        self.request(msg, from, local, None)
+    }
+
+    /// As [`handle_request`](Self::handle_request), but a forwarded request goes over
+    /// `transport` to the address its route gives, whatever transport the route names: its
+    /// `Via` (and `Record-Route`) name the relay's listener of that transport. For RFC 3261
+    /// section 18.1.1: a request too large for UDP goes over TCP instead, and the switch must
+    /// happen before the relay writes its `Via` (the response comes back over the transport
+    /// that `Via` names). The branch does not change. Without a listener of `transport`:
+    /// `502` (as a route to a transport the relay lacks).
+    pub fn handle_request_over(
+        &self,
+        msg: &Message<'_>,
+        from: Peer,
+        local: LocalAddr,
+        transport: Transport,
+    ) -> Decision {
+        self.request(msg, from, local, Some(transport))
+    }
+
+    /// Whether the relay has a listener of `transport` to send from.
+    pub fn has_listener(&self, transport: Transport) -> bool {
+        self.ifaces.iter().any(|i| i.transport == transport)
+    }
+
+    fn request(
+        &self,
+        msg: &Message<'_>,
+        from: Peer,
+        local: LocalAddr,
+        over: Option<Transport>,
+    ) -> Decision {
         let Some(req) = Self::req(msg, from) else {
             return drop(DropReason::Malformed);
         };
@@ -870,6 +902,7 @@ impl Relay {
                 )
             }
         };
+        let transport = over.unwrap_or(transport);
         if self.is_self(&Host::Ip(addr.ip()), Some(addr.port())) {
             return self.respond(&req, 482, "Loop Detected", DropReason::Loop);
         }

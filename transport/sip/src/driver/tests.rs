@@ -1035,3 +1035,175 @@ fn bridge_bounds_are_counted() {
     );
     assert_eq!(net.relays[1].driver.bridged(), 1);
 }
+
+// RFC 3261 section 18.1.1: requests too large for UDP.
+
+const R_ADDR: &str = "192.0.2.30:5060";
+
+/// One relay on `R_ADDR` (UDP, and TCP when `tcp`), routing to the UAS over UDP, with
+/// `udp_max_request` 1300 (an MTU of 1500) and `udp_large_to_tcp` as given.
+fn mtu_net(tcp: bool, large_to_tcp: bool) -> Net {
+    let mut listeners = vec![listener(Transport::Udp, R_ADDR)];
+    if tcp {
+        listeners.push(listener(Transport::Tcp, R_ADDR));
+    }
+    let r = relay(listeners, (Transport::Udp, UAS));
+    let mut net = Net::two_relays();
+    net.relays.clear();
+    net.add(r);
+    net.relays[0].driver.set_config(DriverConfig {
+        udp_max_request: Some(1300),
+        udp_large_to_tcp: large_to_tcp,
+        ..DriverConfig::default()
+    });
+    net
+}
+
+/// An INVITE whose body makes it `size` bytes.
+fn invite_of(call_id: &str, size: usize) -> String {
+    let head = invite(call_id, 70).replace("Content-Length: 0\r\n\r\n", "");
+    let fixed = head.len() + "Content-Length: 0000\r\n\r\n".len();
+    let body = "v".repeat(size - fixed);
+    let m = format!("{head}Content-Length: {:04}\r\n\r\n{body}", body.len());
+    assert_eq!(m.len(), size);
+    m
+}
+
+/// What reached `addr`, with its transport.
+fn arrived(net: &mut Net, addr: &str) -> Vec<(Transport, String)> {
+    net.inbox
+        .remove(&sa(addr))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.transport, String::from_utf8(p.bytes).unwrap()))
+        .collect()
+}
+
+fn too_large_drops(events: &[SipEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                SipEvent::Dropped {
+                    cause: DropCause::Send(SendDrop::TooLarge),
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn a_request_too_large_for_udp_is_dropped_and_counted() {
+    for tcp in [false, true] {
+        let mut net = mtu_net(tcp, false);
+        // Relayed, the 1100-byte INVITE gains a Via and Record-Route: under 1300 still.
+        net.send(Transport::Udp, UAC, R_ADDR, &invite_of("small", 1100));
+        net.drive();
+        let got = arrived(&mut net, UAS);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, Transport::Udp);
+        assert!(got[0].1.len() <= 1300, "{}", got[0].1.len());
+        // 1250 bytes become more than 1300 with the relay's headers: not sent.
+        net.events(0);
+        net.send(Transport::Udp, UAC, R_ADDR, &invite_of("large", 1250));
+        net.drive();
+        assert!(net.inbox.is_empty(), "{:?}", net.inbox.keys());
+        let ev = net.events(0);
+        assert_eq!(too_large_drops(&ev), 1, "tcp listener {tcp}: {ev:?}");
+        assert!(ev.iter().any(|e| matches!(e,
+            SipEvent::Dropped { peer, .. } if *peer == sa(UAS))));
+        assert!(!ev.iter().any(|e| matches!(e, SipEvent::TxStarted(_))));
+        assert_eq!(
+            net.relays[0].driver.transactions().len(),
+            1,
+            "only the small INVITE's"
+        );
+        // A large response toward UDP is not a request: it goes (18.1.1 is about requests).
+        let inv = &got[0].1;
+        let big_ok = answer(inv, 200, "OK").replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!("Content-Length: 1400\r\n\r\n{}", "x".repeat(1400)),
+        );
+        net.send(Transport::Udp, UAS, R_ADDR, &big_ok);
+        net.drive();
+        let back = arrived(&mut net, UAC);
+        assert_eq!(back.len(), 1);
+        assert_eq!(status_of(&back[0].1), 200);
+        assert!(back[0].1.len() > 1400);
+    }
+    // Without a limit, the large one goes over UDP as before.
+    let mut net = mtu_net(false, false);
+    net.relays[0].driver.set_config(DriverConfig::default());
+    net.send(Transport::Udp, UAC, R_ADDR, &invite_of("large", 1250));
+    net.drive();
+    assert_eq!(arrived(&mut net, UAS)[0].0, Transport::Udp);
+}
+
+#[test]
+fn a_request_too_large_for_udp_goes_over_tcp_with_a_tcp_via() {
+    let mut net = mtu_net(true, true);
+    net.send(Transport::Udp, UAC, R_ADDR, &invite_of("big", 1250));
+    net.drive();
+    let got = arrived(&mut net, UAS);
+    assert_eq!(got.len(), 1);
+    let (transport, inv) = &got[0];
+    assert_eq!(*transport, Transport::Tcp);
+    let m = Message::parse(inv.as_bytes()).unwrap();
+    let top = m.top_via().unwrap();
+    assert_eq!(top.transport(), Some(Transport::Tcp), "{inv}");
+    assert_eq!(top.host.to_string(), "192.0.2.30");
+    // Record-Route: the TCP listener toward the UAS, the UDP one toward the client.
+    assert!(
+        inv.contains(
+            "Record-Route: <sip:192.0.2.30:5060;transport=tcp;lr>\r\n\
+Record-Route: <sip:192.0.2.30:5060;transport=udp;lr>\r\n"
+        ),
+        "{inv}"
+    );
+    let ev = net.events(0);
+    assert_eq!(too_large_drops(&ev), 0);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        SipEvent::Sent {
+            transport: Transport::Tcp,
+            message: MessageKind::Request { .. },
+            ..
+        }
+    )));
+    // The client's retransmission goes the same way with the same branch.
+    net.send(Transport::Udp, UAC, R_ADDR, &invite_of("big", 1250));
+    net.drive();
+    let again = arrived(&mut net, UAS);
+    assert!(again.len() <= 1, "{again:?}");
+    if let Some((t, again)) = again.first() {
+        assert_eq!(*t, Transport::Tcp);
+        let b = Message::parse(again.as_bytes())
+            .unwrap()
+            .top_via()
+            .unwrap()
+            .branch;
+        assert_eq!(b, top.branch);
+    }
+    // The UAS answers on the TCP connection: the 200 reaches the client over UDP.
+    net.send(Transport::Tcp, UAS, R_ADDR, &answer(inv, 200, "OK"));
+    net.drive();
+    let back = arrived(&mut net, UAC);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!((back[0].0, status_of(&back[0].1)), (Transport::Udp, 200));
+    let ends = net.events(0);
+    let ends = ended(&ends);
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0].outcome.status(), Some(200));
+    assert_eq!(ends[0].info.outbound.transport, Transport::Tcp);
+}
+
+#[test]
+fn without_a_tcp_listener_a_request_too_large_for_udp_is_dropped() {
+    let mut net = mtu_net(false, true);
+    net.send(Transport::Udp, UAC, R_ADDR, &invite_of("big", 1250));
+    net.drive();
+    assert!(net.inbox.is_empty());
+    assert_eq!(too_large_drops(&net.events(0)), 1);
+}

@@ -979,3 +979,44 @@ fn tampered_return_path_is_stale() {
         );
     }
 }
+
+/// RFC 3261 section 18.1.1: the same request, routed over another transport, carries that
+/// transport's Via and Record-Route and the same branch; without such a listener, 502.
+#[test]
+fn a_request_can_be_sent_over_another_transport_than_its_route_names() {
+    let r = relay();
+    let raw = invite("").replace("sip:bob@pbx.example.com", "sip:bob@203.0.113.9");
+    let m = Message::parse(raw.as_bytes()).unwrap();
+    let (to, udp, _) = forward(r.handle_request(&m, udp_client(), udp_local()));
+    assert_eq!(to.transport, Transport::Udp);
+    let (to, tcp, tx) =
+        forward(r.handle_request_over(&m, udp_client(), udp_local(), Transport::Tcp));
+    assert_eq!(
+        (to.transport, to.addr),
+        (Transport::Tcp, sa("203.0.113.9:5060"))
+    );
+    assert!(
+        tcp.contains("\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch="),
+        "{tcp}"
+    );
+    assert!(tcp.contains(
+        "Record-Route: <sip:192.0.2.10:5060;transport=tcp;lr>\r\n\
+Record-Route: <sip:192.0.2.10:5060;transport=udp;lr>\r\n"
+    ));
+    assert_eq!(top_branch(&tcp), top_branch(&udp));
+    assert_eq!(tx.map(|k| k.branch), Some(top_branch(&udp).into()));
+    assert!(r.has_listener(Transport::Tcp));
+    let no_tcp = Relay::new(RelayConfig {
+        listeners: config()
+            .listeners
+            .into_iter()
+            .filter(|l| l.transport != Transport::Tcp)
+            .collect(),
+        ..config()
+    })
+    .unwrap();
+    assert!(!no_tcp.has_listener(Transport::Tcp));
+    let (_, _, status) =
+        respond(no_tcp.handle_request_over(&m, udp_client(), udp_local(), Transport::Tcp));
+    assert_eq!(status, 502);
+}
