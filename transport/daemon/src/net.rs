@@ -392,7 +392,7 @@ pub struct Tcp {
     events: TcpEvents,
 }
 
-/// Bytes read at once (the buffer grows by this when it has less room).
+/// Bytes read at once.
 const READ_CHUNK: usize = 16 * 1024;
 
 impl Tcp {
@@ -673,18 +673,6 @@ impl Tcp {
                     if r.is_err() {
                         return TcpClose::ReadFailed;
                     }
-                    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                        buf.reserve(READ_CHUNK);
-                    }
-                    match rd.try_read_buf(&mut buf) {
-                        Ok(0) => return TcpClose::PeerClosed,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                            return TcpClose::PeerClosed;
-                        }
-                        Err(_) => return TcpClose::ReadFailed,
-                    }
                 }
                 () = tokio::time::sleep_until(deadline) => {
                     if message_began.is_some() {
@@ -698,6 +686,21 @@ impl Tcp {
                         continue;
                     }
                     return TcpClose::IdleTimeout;
+                }
+            }
+            {
+                // Read onto the stack, then keep only what arrived: a readiness without data
+                // (or a connection that only ever sends small messages) allocates nothing.
+                // The array is not held across an await, so it is not part of the task.
+                let mut chunk = [0u8; READ_CHUNK];
+                match rd.try_read(&mut chunk) {
+                    Ok(0) => return TcpClose::PeerClosed,
+                    Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        return TcpClose::PeerClosed;
+                    }
+                    Err(_) => return TcpClose::ReadFailed,
                 }
             }
             let now = Instant::now();
