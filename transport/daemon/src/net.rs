@@ -720,6 +720,8 @@ impl Tcp {
                         let data = rest.get(..len).unwrap_or_default().to_vec();
                         taken += len;
                         active = now;
+                        // What follows in this read is the next message: its own clock.
+                        message_began = None;
                         let msg = Inbound {
                             proto: Proto::Tcp,
                             peer,
@@ -1065,5 +1067,33 @@ mod tests {
         drop((a1, a4, b1));
         assert!(wait(|| tcp.open.load(Ordering::Relaxed) == 0).await);
         assert!(tcp.per_ip().is_empty());
+    }
+
+    #[tokio::test]
+    async fn each_message_has_its_own_time_to_complete() {
+        let limits = TcpLimits {
+            message_timeout: Duration::from_millis(600),
+            ..TcpLimits::default()
+        };
+        let (_tcp, addr, mut rx, events) = tcp(limits).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let (a1, a2) = OPTIONS.split_at(20);
+        c.write_all(a1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The rest of the first message and the start of the second in one segment.
+        c.write_all(&[a2, &OPTIONS[..20]].concat()).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        assert!(matches!(first, Ok(Some(_))));
+        // 700 ms after the first message began, 300 ms after the second did: still open.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !closed_within(&mut c, Duration::from_millis(100)).await,
+            "closed on the first message's clock"
+        );
+        assert!(closed_within(&mut c, Duration::from_secs(2)).await);
+        assert_eq!(
+            count(&events, TcpEvent::Closed(TcpClose::MessageTimeout)),
+            1
+        );
     }
 }
