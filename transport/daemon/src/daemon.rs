@@ -295,9 +295,11 @@ async fn start(
             addr: config.admin.listen,
             source,
         })?;
+    let admin_metrics = admin::AdminMetrics::register(metrics.kernel.registry())?;
     let shared = Arc::new(Shared {
         sctp: sctp.clone(),
         metrics,
+        admin_metrics,
         admin_token: config.admin.token.clone(),
         listeners,
         started: Instant::now(),

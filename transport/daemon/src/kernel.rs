@@ -7,7 +7,8 @@
 //! `sipsctp_kernel_timer_expirations_total{timer}`, `sipsctp_kernel_rto_seconds`,
 //! `sipsctp_kernel_srtt_seconds`, `sipsctp_kernel_association_events_total{event}`,
 //! `sipsctp_kernel_path_events_total{event}`, `sipsctp_kernel_heartbeats_total{direction}`,
-//! `sipsctp_ebpf_events_lost_total`, `sipsctp_ebpf_probe_up{probe}`, and on Linux 6.7 and later
+//! `sipsctp_ebpf_events_lost_total`, `sipsctp_ebpf_malformed_records_total` (ring-buffer records
+//! that did not decode; should stay 0), `sipsctp_ebpf_probe_up{probe}`, and on Linux 6.7 and later
 //! `sipsctp_ebpf_probe_runs_skipped_total{probe}` (probe hits the kernel skipped because they
 //! nested in another probe on that CPU: their events are lost; older kernels do not count them).
 //!
@@ -51,8 +52,11 @@ pub struct KernelMetrics {
     runs_skipped: IntCounterVec,
     probe_up: IntGaugeVec,
     source: IntGaugeVec,
+    malformed: IntCounter,
     last_lost: Mutex<u64>,
     last_skipped: Mutex<BTreeMap<&'static str, u64>>,
+    last_malformed: Mutex<u64>,
+    registry: Registry,
 }
 
 fn seconds_buckets() -> Vec<f64> {
@@ -132,6 +136,12 @@ impl KernelMetrics {
             "Kernel events the probes could not deliver (ring buffer full)",
         )?;
         registry.register(Box::new(events_lost.clone()))?;
+        let malformed = IntCounter::new(
+            "sipsctp_ebpf_malformed_records_total",
+            "Kernel event records that did not decode and were skipped (a build mismatch or a \
+             kernel value out of range; should stay 0)",
+        )?;
+        registry.register(Box::new(malformed.clone()))?;
         let runs_skipped = IntCounterVec::new(
             Opts::new(
                 "sipsctp_ebpf_probe_runs_skipped_total",
@@ -169,9 +179,29 @@ impl KernelMetrics {
             runs_skipped,
             probe_up,
             source,
+            malformed,
             last_lost: Mutex::new(0),
             last_skipped: Mutex::new(BTreeMap::new()),
+            last_malformed: Mutex::new(0),
+            registry: registry.clone(),
         })
+    }
+
+    /// The registry these metrics were registered in: the daemon's one, owned by
+    /// [`crate::metrics::Metrics`]. Daemon parts with metrics of their own (the admin API)
+    /// register them here so that `/metrics` shows them.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Adds what the loader's count of malformed records (since load) grew by.
+    fn add_malformed(&self, total: u64) {
+        let mut last = self
+            .last_malformed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.malformed.inc_by(total.saturating_sub(*last));
+        *last = total.max(*last);
     }
 
     fn set_source(&self, ebpf: bool) {
@@ -502,6 +532,7 @@ async fn event_loop(mut probes: KernelProbes, metrics: Arc<KernelMetrics>, recen
                 }
             },
             _ = tick.tick() => {
+                metrics.add_malformed(probes.malformed_records());
                 match probes.events_lost() {
                     Ok(lost) => {
                         let mut last = metrics.last_lost.lock().unwrap_or_else(|p| p.into_inner());
