@@ -11,7 +11,7 @@ use std::{
 
 use sipsctp_sctp::{
     endpoint::{AssocEvent, EndpointConfig, SctpEndpoint},
-    params::{Applies, Param, Scope},
+    params::{Applies, Param, ParamError, Scope, SctpParams},
 };
 use tokio::{
     net::TcpListener,
@@ -399,9 +399,19 @@ async fn signals(
     }
 }
 
-/// Applies a new configuration file: routes and SIP settings at once, runtime-changeable SCTP
-/// parameters as new endpoint defaults. Listener or read-only parameter changes need a restart
-/// (logged).
+/// Applies a new configuration file. What can change at run time changes, all or nothing:
+/// routes and the `[sip]` settings the relay reads (`record_route`, `transaction_capacity`,
+/// `transaction_timeout_ms`) through a new relay core, the runtime-changeable `[sctp]`
+/// parameters as new endpoint defaults (new associations get them), validated as a whole set
+/// against the running values and applied in an order that keeps every step valid. What was
+/// fixed at start keeps its running value and is logged naming the key ("restart needed"):
+/// listeners, `[admin]`, `[log]`, `[ebpf]`, `[sip] max_message_size`, read-only `[sctp]`
+/// parameters; a removed `[sctp]` key keeps its current value.
+///
+/// # Errors
+/// The file is refused (nothing changed): unreadable or invalid, a route without a running
+/// listener of its transport, an `[sctp]` set the rules refuse, or a value the kernel refuses
+/// (what was applied before it is put back).
 fn reload(
     path: &Path,
     old: &Config,
@@ -410,48 +420,394 @@ fn reload(
     senders: &Senders,
 ) -> Result<Config, String> {
     let new = Config::load(path).map_err(|e| e.to_string())?;
-    if new.listen != old.listen || new.admin != old.admin {
-        tracing::warn!("SIGHUP: listener or admin changes need a restart; they are not applied");
-    }
-    if let Some(ep) = &shared.sctp {
-        // Validate the whole set first so that nothing is half applied.
-        let mut next = ep.params();
-        for p in Param::ALL {
-            let want = new.sctp.iter().find(|(q, _)| *q == p).map(|(_, v)| *v);
-            let had = old.sctp.iter().find(|(q, _)| *q == p).map(|(_, v)| *v);
-            if want == had {
-                continue;
-            }
-            let Some(v) = want else {
-                tracing::warn!(
-                    param = p.name(),
-                    "SIGHUP: a removed [sctp] key keeps its current value until restart"
-                );
-                continue;
-            };
-            if p.spec().applies == Applies::ReadOnly {
-                tracing::warn!(
-                    param = p.name(),
-                    "SIGHUP: read-only at run time; needs a restart"
-                );
-                continue;
-            }
-            next.change(p, v).map_err(|e| e.to_string())?;
-        }
-        for (p, v) in next.iter() {
-            if v != ep.params().get(p) {
-                ep.set_param(p.name(), v, Scope::Future)
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(
-                    param = p.name(),
-                    value = v,
-                    "SIGHUP: SCTP parameter changed"
-                );
-            }
+    let mut applied = new.clone();
+    let kept = keep_start_only(old, &mut applied);
+    routes_have_listeners(&applied)?;
+    let sctp = match &shared.sctp {
+        Some(ep) => Some(plan_sctp(&old.sctp, &new.sctp, ep.params()).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    // Built before anything changes: a refusal here leaves everything as it was.
+    let fresh = Arc::new(Relay::new(&applied, &senders.local_addrs())?);
+    if let (Some(ep), Some(plan)) = (&shared.sctp, &sctp) {
+        apply_sctp(ep, &plan.steps)?;
+        applied.sctp = plan.config.clone();
+        for (p, why) in &plan.kept {
+            tracing::warn!(key = %format!("sctp.{}", p.name()), "SIGHUP: sctp.{}: {why}", p.name());
         }
     }
-    let fresh = Arc::new(Relay::new(&new, &senders.local_addrs())?);
+    for k in &kept {
+        tracing::warn!(key = k.key, "SIGHUP: {}", k.message);
+    }
     *relay.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-    tracing::info!(routes = new.routes.len(), "SIGHUP: configuration reloaded");
-    Ok(new)
+    tracing::info!(
+        routes = applied.routes.len(),
+        "SIGHUP: configuration reloaded"
+    );
+    Ok(applied)
+}
+
+/// A setting a reload cannot change: its key and the line saying so.
+#[derive(Debug, PartialEq, Eq)]
+struct Kept {
+    key: &'static str,
+    message: String,
+}
+
+/// Puts back into `new` every setting fixed at start that differs from `old` (the running
+/// configuration) and says which, so that `new` is what will be in force.
+fn keep_start_only(old: &Config, new: &mut Config) -> Vec<Kept> {
+    let mut kept = Vec::new();
+    let mut keep = |key: &'static str, why: &str, running: String| {
+        kept.push(Kept {
+            key,
+            message: format!(
+                "{key} cannot change at run time ({why}); restart needed; keeping {running}"
+            ),
+        });
+    };
+    if new.listen != old.listen {
+        keep(
+            "listen",
+            "the sockets are bound at start",
+            "the running listeners".into(),
+        );
+        new.listen = old.listen.clone();
+    }
+    if new.admin.listen != old.admin.listen {
+        keep(
+            "admin.listen",
+            "bound at start",
+            old.admin.listen.to_string(),
+        );
+        new.admin.listen = old.admin.listen;
+    }
+    if new.admin.token != old.admin.token {
+        keep("admin.token", "read at start", "the running token".into());
+        new.admin.token = old.admin.token.clone();
+    }
+    if new.sip.max_message_size != old.sip.max_message_size {
+        keep(
+            "sip.max_message_size",
+            "it sized the UDP receive buffers, the TCP framer and the SCTP reassembler at start",
+            old.sip.max_message_size.to_string(),
+        );
+        new.sip.max_message_size = old.sip.max_message_size;
+    }
+    if new.log != old.log {
+        keep(
+            "log",
+            "logging is set up at start",
+            format!("{:?}", old.log),
+        );
+        new.log = old.log.clone();
+    }
+    if new.ebpf != old.ebpf {
+        keep(
+            "ebpf",
+            "the kernel eyes start once",
+            format!("{:?}", old.ebpf),
+        );
+        new.ebpf = old.ebpf.clone();
+    }
+    kept
+}
+
+/// Refuses routes to a transport no running listener has (a listener added by the same file
+/// is not bound before a restart).
+fn routes_have_listeners(config: &Config) -> Result<(), String> {
+    for (i, r) in config.routes.iter().enumerate() {
+        if !config.listen.iter().any(|l| l.proto == r.upstream.proto) {
+            return Err(format!(
+                "route[{i}].upstream: no running [[listen]] with proto = \"{}\" to send from \
+                 (listeners change only at restart)",
+                r.upstream.proto
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `[sctp]` part of a reload.
+#[derive(Debug, PartialEq, Eq)]
+struct SctpReload {
+    /// The changes, in an order where each one passes the rules against the values before it
+    /// (as [`SctpEndpoint::set_param`] checks them).
+    steps: Vec<(Param, i64)>,
+    /// Changed keys that keep their running value, and why.
+    kept: Vec<(Param, &'static str)>,
+    /// The `[sctp]` values in force afterwards, as a configuration lists them.
+    config: Vec<(Param, i64)>,
+}
+
+/// Plans the `[sctp]` changes from the running file's values (`old`) to the new file's
+/// (`new`), with `running` the values in force (including runtime changes through the admin
+/// API, which a key the file did not change keeps). The new set is checked as a whole, as at
+/// start ([`SctpParams::set`] then [`SctpParams::validate`]); then each change is ordered so
+/// that every step is valid too (lowering `sctp_srto_min` before `sctp_srto_initial`, raising
+/// `sctp_srto_max` first, switching tracking on before reuse, ...).
+///
+/// # Errors
+/// A value out of range or a set the rules refuse, naming the parameters.
+fn plan_sctp(
+    old: &[(Param, i64)],
+    new: &[(Param, i64)],
+    running: SctpParams,
+) -> Result<SctpReload, ParamError> {
+    let value =
+        |list: &[(Param, i64)], p: Param| list.iter().find(|(q, _)| *q == p).map(|(_, v)| *v);
+    let mut target = running;
+    let mut changes = Vec::new();
+    let mut kept = Vec::new();
+    let mut config = Vec::new();
+    for p in Param::ALL {
+        let (want, had) = (value(new, p), value(old, p));
+        match (want, had) {
+            (w, h) if w == h => config.extend(h.map(|v| (p, v))),
+            (None, Some(h)) => {
+                kept.push((
+                    p,
+                    "removed from the file: keeps its current value until restart",
+                ));
+                config.push((p, h));
+            }
+            (Some(_), h) if p.spec().applies == Applies::ReadOnly => {
+                kept.push((p, "read-only at run time; restart needed"));
+                config.extend(h.map(|v| (p, v)));
+            }
+            (Some(w), _) => {
+                target.set(p, w)?;
+                changes.push((p, w));
+                config.push((p, w));
+            }
+            (None, None) => {}
+        }
+    }
+    target.validate()?;
+    // Each remaining change that is valid now goes next. This always finishes for a valid
+    // target: the rules are an order (min <= initial <= max) and an implication (reuse needs
+    // tracking), and from any valid set some change towards a valid target is valid.
+    let mut state = running;
+    let mut steps = Vec::new();
+    while !changes.is_empty() {
+        let mut refused = None;
+        let next = changes.iter().position(|&(p, v)| {
+            let mut s = state;
+            match s.change(p, v) {
+                Ok(_) => true,
+                Err(e) => {
+                    refused = Some(e);
+                    false
+                }
+            }
+        });
+        match (next, refused) {
+            (Some(i), _) => {
+                let (p, v) = changes.remove(i);
+                state.change(p, v)?;
+                steps.push((p, v));
+            }
+            (None, Some(e)) => return Err(e),
+            (None, None) => break,
+        }
+    }
+    Ok(SctpReload {
+        steps,
+        kept,
+        config,
+    })
+}
+
+/// Applies `steps` to the endpoint's defaults (new associations), in order; if the kernel
+/// refuses one, puts back what was applied before it, in reverse order.
+fn apply_sctp(ep: &SctpEndpoint, steps: &[(Param, i64)]) -> Result<(), String> {
+    let before = ep.params();
+    for (i, &(p, v)) in steps.iter().enumerate() {
+        match ep.set_param(p.name(), v, Scope::Future) {
+            Ok(now) => tracing::info!(
+                param = p.name(),
+                value = now,
+                "SIGHUP: SCTP parameter changed"
+            ),
+            Err(e) => {
+                for &(q, _) in steps.iter().take(i).rev() {
+                    if let Err(e) = ep.set_param(q.name(), before.get(q), Scope::Future) {
+                        tracing::error!(param = q.name(), error = %e, "SIGHUP: could not put the SCTP parameter back");
+                    }
+                }
+                return Err(format!("sctp.{}: {e}", p.name()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(running: SctpParams, steps: &[(Param, i64)]) -> SctpParams {
+        let mut s = running;
+        for &(p, v) in steps {
+            s.change(p, v)
+                .unwrap_or_else(|e| panic!("step {p} = {v} refused: {e}; steps {steps:?}"));
+        }
+        s
+    }
+
+    #[test]
+    fn lowering_srto_min_and_initial_together_is_planned_min_first() {
+        use Param::{SrtoInitial, SrtoMin};
+        let running = SctpParams::default();
+        let old = [(SrtoInitial, 3000), (SrtoMin, 1000)];
+        let new = [(SrtoInitial, 600), (SrtoMin, 300)];
+        // One at a time in Param::ALL order (the old reload) is refused.
+        let mut naive = running;
+        assert!(naive.change(SrtoInitial, 600).is_err());
+        let plan = plan_sctp(&old, &new, running).unwrap();
+        assert_eq!(plan.steps, vec![(SrtoMin, 300), (SrtoInitial, 600)]);
+        let end = replay(running, &plan.steps);
+        assert_eq!((end.get(SrtoMin), end.get(SrtoInitial)), (300, 600));
+        assert_eq!(plan.config, vec![(SrtoInitial, 600), (SrtoMin, 300)]);
+        assert!(plan.kept.is_empty());
+    }
+
+    #[test]
+    fn every_rto_move_between_valid_sets_is_planned_in_valid_steps() {
+        use Param::{SrtoInitial, SrtoMax, SrtoMin};
+        let values = [200, 500, 1000, 3000, 60_000];
+        let mut triples = Vec::new();
+        for a in values {
+            for b in values.into_iter().filter(|b| *b >= a) {
+                for c in values.into_iter().filter(|c| *c >= b) {
+                    triples.push([(SrtoMin, a), (SrtoInitial, b), (SrtoMax, c)]);
+                }
+            }
+        }
+        for from in &triples {
+            let mut running = SctpParams::default();
+            for &(p, v) in from {
+                running.set(p, v).unwrap();
+            }
+            running.validate().unwrap();
+            for to in &triples {
+                let plan = plan_sctp(from, to, running)
+                    .unwrap_or_else(|e| panic!("{from:?} -> {to:?}: {e}"));
+                let end = replay(running, &plan.steps);
+                for &(p, v) in to {
+                    assert_eq!(end.get(p), v, "{from:?} -> {to:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tracking_and_reuse_go_in_the_order_the_rule_needs() {
+        use Param::{AssocReuse, AssocTracking};
+        let on = [(AssocTracking, 1), (AssocReuse, 1)];
+        let off = [(AssocTracking, 0), (AssocReuse, 0)];
+        let running = SctpParams::default();
+        let plan = plan_sctp(&on, &off, running).unwrap();
+        assert_eq!(plan.steps, vec![(AssocReuse, 0), (AssocTracking, 0)]);
+        let stopped = replay(running, &plan.steps);
+        let plan = plan_sctp(&off, &on, stopped).unwrap();
+        assert_eq!(plan.steps, vec![(AssocTracking, 1), (AssocReuse, 1)]);
+        replay(stopped, &plan.steps);
+    }
+
+    #[test]
+    fn an_invalid_set_is_refused_naming_the_rule() {
+        use Param::{SrtoInitial, SrtoMin};
+        let running = SctpParams::default();
+        let e = plan_sctp(&[], &[(SrtoInitial, 600)], running).unwrap_err();
+        assert_eq!(
+            e,
+            ParamError::RtoOrder {
+                min: 1000,
+                initial: 600,
+                max: 60_000
+            }
+        );
+        let e = plan_sctp(&[], &[(SrtoMin, -5)], running).unwrap_err();
+        assert!(e.to_string().contains("sctp_srto_min = -5"), "{e}");
+    }
+
+    #[test]
+    fn read_only_and_removed_keys_keep_their_values() {
+        use Param::{SackDelay, SocketRcvbuf, SrtoInitial};
+        let running = SctpParams::default();
+        let old = [(SocketRcvbuf, 100_000), (SrtoInitial, 2000)];
+        let new = [(SocketRcvbuf, 200_000), (SackDelay, 100)];
+        let plan = plan_sctp(&old, &new, running).unwrap();
+        assert_eq!(plan.steps, vec![(SackDelay, 100)]);
+        assert_eq!(plan.kept.len(), 2, "{:?}", plan.kept);
+        assert_eq!(plan.kept[0].0, SocketRcvbuf);
+        assert!(plan.kept[0].1.contains("restart needed"));
+        assert_eq!(plan.kept[1].0, SrtoInitial);
+        assert_eq!(
+            plan.config,
+            vec![
+                (SocketRcvbuf, 100_000),
+                (SrtoInitial, 2000),
+                (SackDelay, 100)
+            ]
+        );
+    }
+
+    const BASE: &str = "[[listen]]\nproto = \"udp\"\naddresses = [\"127.0.0.1\"]\nport = 5060\n\
+                        [[route]]\nupstream = \"udp:127.0.0.1:5080\"\n";
+
+    #[test]
+    fn settings_fixed_at_start_are_kept_and_named() {
+        let old = Config::parse(&format!(
+            "{BASE}[sip]\nmax_message_size = 2048\ntransaction_timeout_ms = 32000\n"
+        ))
+        .unwrap();
+        let mut new = Config::parse(&format!(
+            "{BASE}[sip]\nmax_message_size = 8192\nrecord_route = true\n\
+             transaction_timeout_ms = 5000\n[log]\nlevel = \"debug\"\n\
+             [admin]\nlisten = \"127.0.0.1:9999\"\ntoken = \"secret\"\n"
+        ))
+        .unwrap();
+        let kept = keep_start_only(&old, &mut new);
+        let keys: Vec<&str> = kept.iter().map(|k| k.key).collect();
+        assert_eq!(
+            keys,
+            ["admin.listen", "admin.token", "sip.max_message_size", "log"]
+        );
+        let size = &kept[2].message;
+        assert!(
+            size.starts_with("sip.max_message_size cannot change at run time")
+                && size.contains("restart needed")
+                && size.ends_with("keeping 2048"),
+            "{size}"
+        );
+        assert!(
+            !kept.iter().any(|k| k.message.contains("secret")),
+            "the token is never logged"
+        );
+        assert_eq!(new.sip.max_message_size, 2048);
+        assert_eq!(new.admin, old.admin);
+        assert_eq!(new.log, old.log);
+        // What can change does.
+        assert!(new.sip.record_route);
+        assert_eq!(new.sip.transaction_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_route_needs_a_running_listener() {
+        let old = Config::parse(BASE).unwrap();
+        let mut new = Config::parse(&format!(
+            "{BASE}[[listen]]\nproto = \"tcp\"\naddresses = [\"127.0.0.1\"]\nport = 5060\n\
+             [[route]]\ndomain = \"example.net\"\nupstream = \"tcp:127.0.0.1:5090\"\n"
+        ))
+        .unwrap();
+        assert!(routes_have_listeners(&new).is_ok());
+        keep_start_only(&old, &mut new);
+        let e = routes_have_listeners(&new).unwrap_err();
+        assert!(
+            e.starts_with("route[1].upstream: no running [[listen]]"),
+            "{e}"
+        );
+    }
 }

@@ -33,8 +33,9 @@ pub(crate) mod exit {
     name = "sipsctpd",
     version,
     after_help = "Signals: SIGTERM/SIGINT stop accepting, shut SCTP associations down, drain and exit 0; \
-SIGHUP reloads routes and runtime SCTP parameters from the same file (a bad file is refused and \
-the running configuration stays).\n\n\
+SIGHUP reloads routes, [sip] settings but max_message_size, and runtime SCTP parameters from the \
+same file (a bad file is refused and the running configuration stays; what needs a restart is \
+logged with its key).\n\n\
 Exit codes: 0 clean stop or valid config; 1 runtime failure; 2 bad command line; \
 3 invalid configuration; 4 a listener or the admin API could not start."
 )]
