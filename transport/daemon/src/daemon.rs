@@ -3,13 +3,16 @@
 //! (SIGTERM/SIGINT: graceful stop; SIGHUP: reload).
 
 use std::{
-    net::SocketAddr,
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
 use sipsctp_sctp::{
+    AssocId,
+    assoc::SocketId,
     endpoint::{AssocEvent, EndpointConfig, SctpEndpoint},
     params::{Applies, Param, ParamError, Scope, SctpParams},
 };
@@ -125,11 +128,13 @@ pub async fn run(path: PathBuf, config: Config, attaching: Option<crate::kernel:
         .filter(|(p, _)| *p == Proto::Sctp)
         .map(|(_, a)| a.port())
         .collect();
+    let (fatal_tx, mut fatal) = mpsc::channel::<String>(1);
     let eyes = crate::kernel::Settings {
         mode: config.ebpf.mode,
         attaching,
         ports,
         poll: config.ebpf.poll_interval,
+        fatal: fatal_tx,
     };
     match crate::kernel::start(
         eyes,
@@ -153,7 +158,7 @@ pub async fn run(path: PathBuf, config: Config, attaching: Option<crate::kernel:
         startup_ms = started.elapsed().as_millis() as u64,
         "sipsctpd started"
     );
-    let code = signals(&path, config, &shared, &relay, &senders).await;
+    let code = signals(&path, config, &shared, &relay, &senders, &mut fatal).await;
     // 1. No new SCTP associations. 2. SHUTDOWN the existing ones while everything still
     // receives and relays (a peer whose data is not read cannot finish its SHUTDOWN, and
     // answers to requests in flight still go out). 3. Stop receiving; the relay drains what was
@@ -321,46 +326,28 @@ async fn start(
     ))
 }
 
-/// Logs what happens to associations: the operator's view of the SCTP side.
+/// Logs what happens to associations: the operator's view of the SCTP side, thinned by
+/// [`EventLog`].
 async fn log_events(ep: Arc<SctpEndpoint>) {
     let mut events = ep.events();
-    // The per-message kinds at most once a second per kind and peer.
-    let mut repeats = LogLimit::new(Duration::from_secs(1), 1024);
+    let mut log = EventLog::new();
     loop {
         match events.recv().await {
-            Ok(e) => match &e {
-                AssocEvent::Up { .. }
-                | AssocEvent::Down { .. }
-                | AssocEvent::RemoteShutdown { .. } => {
-                    tracing::info!(event = ?e, "SCTP association")
-                }
-                AssocEvent::PathChange { .. } | AssocEvent::Restart { .. } => {
-                    tracing::info!(event = ?e, "SCTP path")
-                }
-                // Counted in the metrics; common when a peer closed its socket (e.g. a
-                // retransmitted response for a finished call).
-                AssocEvent::CantStart { peer, .. } => {
-                    if let Some(n) = repeats.check(("cant_start", *peer), Instant::now()) {
-                        tracing::info!(event = ?e, not_logged_since_last = n, "SCTP");
+            Ok(e) => {
+                let Some((line, n)) = log.admit(&e, Instant::now()) else {
+                    continue;
+                };
+                match line {
+                    Line::Association => {
+                        tracing::info!(event = ?e, not_logged_since_last = n, "SCTP association")
                     }
-                }
-                AssocEvent::SendFailure { dest, .. } => {
-                    if let Some(n) = repeats.check(("send_failure", *dest), Instant::now()) {
-                        tracing::info!(event = ?e, not_logged_since_last = n, "SCTP");
+                    Line::Path => {
+                        tracing::info!(event = ?e, not_logged_since_last = n, "SCTP path")
                     }
+                    Line::Info => tracing::info!(event = ?e, not_logged_since_last = n, "SCTP"),
+                    Line::Warn => tracing::warn!(event = ?e, not_logged_since_last = n, "SCTP"),
                 }
-                AssocEvent::SendRetried { dest, .. } => {
-                    if let Some(n) = repeats.check(("send_retried", Some(*dest)), Instant::now()) {
-                        tracing::info!(event = ?e, not_logged_since_last = n, "SCTP");
-                    }
-                }
-                AssocEvent::Dropped { peer, .. } => {
-                    if let Some(n) = repeats.check(("dropped", *peer), Instant::now()) {
-                        tracing::info!(event = ?e, not_logged_since_last = n, "SCTP");
-                    }
-                }
-                _ => tracing::warn!(event = ?e, "SCTP"),
-            },
+            }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "SCTP event log fell behind");
             }
@@ -369,13 +356,112 @@ async fn log_events(ep: Arc<SctpEndpoint>) {
     }
 }
 
-/// Waits for signals: SIGHUP reloads, SIGTERM/SIGINT return the exit code 0.
+/// How an association event is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    /// Up, down, the peer's SHUTDOWN (info, "SCTP association").
+    Association,
+    /// Path changes and restarts (info, "SCTP path").
+    Path,
+    /// What is common and counted in the metrics: an association that could not start, a
+    /// message not delivered, resent or dropped (info).
+    Info,
+    /// ERROR chunks (REMOTE_ERROR), associations aborted over `sctp_max_assocs`, anything
+    /// else (warn).
+    Warn,
+}
+
+/// How many associations' peers [`EventLog`] remembers (beyond it, it starts over).
+const REMEMBERED_PEERS: usize = 8192;
+
+/// Which association-event lines to write. Every kind is logged at most once a second per
+/// peer address (the IP, whatever the port: a churning peer opens each association from a new
+/// one), the next line carrying how many were held back, so that a peer opening and closing
+/// associations, sending ERROR chunks or being refused over `sctp_max_assocs` in a loop cannot
+/// flood the log; the metrics count every event. Pure: the caller passes the time.
+struct EventLog {
+    repeats: LogLimit<(&'static str, Option<IpAddr>)>,
+    /// The peer of each association seen coming up, for the events that name only the
+    /// association (the peer's SHUTDOWN, REMOTE_ERROR).
+    peers: HashMap<(SocketId, AssocId), IpAddr>,
+}
+
+impl EventLog {
+    fn new() -> EventLog {
+        EventLog {
+            repeats: LogLimit::new(Duration::from_secs(1), 1024),
+            peers: HashMap::new(),
+        }
+    }
+
+    fn peer_of(&self, socket: SocketId, assoc: AssocId) -> Option<IpAddr> {
+        self.peers.get(&(socket, assoc)).copied()
+    }
+
+    /// Whether to log `e` at `now`: how, with the number of its kind and peer held back since
+    /// the previous line; `None` to hold it back.
+    fn admit(&mut self, e: &AssocEvent, now: Instant) -> Option<(Line, u64)> {
+        let ip = |a: &Option<SocketAddr>| a.map(|a| a.ip().to_canonical());
+        let (kind, peer, line) = match e {
+            AssocEvent::Up {
+                socket,
+                assoc,
+                peer,
+                ..
+            } => {
+                if let Some(p) = ip(peer) {
+                    if self.peers.len() >= REMEMBERED_PEERS {
+                        self.peers.clear();
+                    }
+                    self.peers.insert((*socket, *assoc), p);
+                }
+                ("up", ip(peer), Line::Association)
+            }
+            AssocEvent::Down {
+                socket,
+                assoc,
+                peer,
+                ..
+            } => {
+                let known = self.peers.remove(&(*socket, *assoc));
+                ("down", ip(peer).or(known), Line::Association)
+            }
+            AssocEvent::RemoteShutdown { socket, assoc } => (
+                "remote_shutdown",
+                self.peer_of(*socket, *assoc),
+                Line::Association,
+            ),
+            AssocEvent::Restart { peer, .. } => ("restart", ip(peer), Line::Path),
+            AssocEvent::PathChange { addr, .. } => {
+                ("path", Some(addr.ip().to_canonical()), Line::Path)
+            }
+            AssocEvent::CantStart { peer, .. } => ("cant_start", ip(peer), Line::Info),
+            AssocEvent::SendFailure { dest, .. } => ("send_failure", ip(dest), Line::Info),
+            AssocEvent::SendRetried { dest, .. } => {
+                ("send_retried", Some(dest.ip().to_canonical()), Line::Info)
+            }
+            AssocEvent::Dropped { peer, .. } => ("dropped", ip(peer), Line::Info),
+            AssocEvent::LimitReject { peer, .. } => ("limit_reject", ip(peer), Line::Warn),
+            AssocEvent::RemoteError { socket, assoc, .. } => {
+                ("remote_error", self.peer_of(*socket, *assoc), Line::Warn)
+            }
+            _ => ("other", None, Line::Warn),
+        };
+        self.repeats
+            .check((kind, peer), now)
+            .map(|held| (line, held))
+    }
+}
+
+/// Waits for signals: SIGHUP reloads, SIGTERM/SIGINT return the exit code 0. A message on
+/// `fatal` (the eBPF loader timed out) returns the start-up exit code.
 async fn signals(
     path: &Path,
     mut config: Config,
     shared: &Shared,
     relay: &RwLock<Arc<Relay>>,
     senders: &Senders,
+    fatal: &mut mpsc::Receiver<String>,
 ) -> u8 {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -389,6 +475,11 @@ async fn signals(
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return crate::exit::OK; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); return crate::exit::OK; }
+            Some(why) = fatal.recv() => {
+                tracing::error!(reason = %why, "stopping");
+                eprintln!("sipsctpd: cannot start: eBPF: {why}");
+                return crate::exit::STARTUP;
+            }
             _ = hup.recv() => {
                 match reload(path, &config, shared, relay, senders) {
                     Ok(new) => config = new,
@@ -752,6 +843,94 @@ mod tests {
                 (SackDelay, 100)
             ]
         );
+    }
+
+    fn up(assoc: u32, peer: &str) -> AssocEvent {
+        AssocEvent::Up {
+            socket: SocketId(0),
+            assoc: AssocId(assoc),
+            peer: Some(peer.parse().unwrap()),
+            outbound_streams: 1,
+            inbound_streams: 1,
+        }
+    }
+
+    fn down(assoc: u32, peer: &str) -> AssocEvent {
+        AssocEvent::Down {
+            socket: SocketId(0),
+            assoc: AssocId(assoc),
+            peer: Some(peer.parse().unwrap()),
+            cause: sipsctp_sctp::endpoint::DownCause::ShutdownComplete,
+        }
+    }
+
+    fn error(assoc: u32) -> AssocEvent {
+        AssocEvent::RemoteError {
+            socket: SocketId(0),
+            assoc: AssocId(assoc),
+            error: 1,
+        }
+    }
+
+    #[test]
+    fn a_churning_peer_gets_a_line_a_second_per_kind_whatever_its_ports() {
+        let mut log = EventLog::new();
+        let t0 = Instant::now();
+        let mut lines = Vec::new();
+        for i in 0..100u32 {
+            let at = t0 + Duration::from_millis(u64::from(i) * 5);
+            let peer = format!("10.0.0.1:{}", 40_000 + i);
+            lines.extend(log.admit(&up(i + 3, &peer), at));
+            lines.extend(log.admit(&error(i + 3), at));
+            let reject = AssocEvent::LimitReject {
+                socket: SocketId(0),
+                assoc: AssocId(i + 3),
+                peer: Some(peer.parse().unwrap()),
+            };
+            lines.extend(log.admit(&reject, at));
+            lines.extend(log.admit(&down(i + 3, &peer), at));
+        }
+        assert_eq!(
+            lines,
+            [
+                (Line::Association, 0),
+                (Line::Warn, 0),
+                (Line::Warn, 0),
+                (Line::Association, 0),
+            ]
+        );
+        // ERROR chunks are keyed by the association's peer: another peer's are logged.
+        assert_eq!(
+            log.admit(&up(400, "10.0.0.3:5060"), t0),
+            Some((Line::Association, 0))
+        );
+        assert_eq!(log.admit(&error(400), t0), Some((Line::Warn, 0)));
+        assert_eq!(log.admit(&error(400), t0), None);
+        // Another peer has lines of its own; IPv4-mapped IPv6 is the same peer.
+        assert_eq!(
+            log.admit(&up(500, "10.0.0.2:5060"), t0),
+            Some((Line::Association, 0))
+        );
+        assert_eq!(log.admit(&up(501, "[::ffff:10.0.0.2]:5061"), t0), None);
+        // A second later the next line says how many were held back.
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(
+            log.admit(&up(600, "10.0.0.1:1"), later),
+            Some((Line::Association, 99))
+        );
+        // The association's peer is forgotten once it is down.
+        assert!(!log.peers.contains_key(&(SocketId(0), AssocId(3))));
+        assert_eq!(log.peers.len(), 4);
+    }
+
+    #[test]
+    fn the_remembered_peers_are_bounded() {
+        let mut log = EventLog::new();
+        let t0 = Instant::now();
+        for i in 0..(REMEMBERED_PEERS as u32 + 10) {
+            log.admit(&up(i + 3, "10.0.0.1:1"), t0);
+        }
+        assert!(log.peers.len() <= REMEMBERED_PEERS);
     }
 
     const BASE: &str = "[[listen]]\nproto = \"udp\"\naddresses = [\"127.0.0.1\"]\nport = 5060\n\

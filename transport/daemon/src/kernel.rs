@@ -344,10 +344,31 @@ pub enum Mode {
 
 /// The eBPF loader thread. It is started on the main thread before the capabilities are
 /// dropped, so it alone keeps them; it loads and attaches the probes (blocking work: HZ
-/// measurement, BTF parsing, verification), hands them over and exits.
+/// measurement, BTF parsing, verification), hands them over and exits. It must do so within
+/// `[ebpf] attach_timeout_ms` of its start: a thread cannot be stopped from outside, so when it
+/// takes longer the daemon stops ([`LoadError::TimedOut`]) rather than run on beside a thread
+/// holding `CAP_SYS_ADMIN`.
 pub struct Attaching {
     result: tokio::sync::oneshot::Receiver<Result<AttachedProbes, String>>,
     thread: std::thread::JoinHandle<()>,
+    deadline: std::time::Instant,
+    timeout: Duration,
+}
+
+/// Why the probes are not running.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// They cannot run here (no privileges, no BTF, a refused program, ...): `auto` polls.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The loader thread, which holds the capabilities, did not finish in time: the daemon
+    /// stops whatever the mode.
+    #[error(
+        "the eBPF loader thread did not attach the probes within {0:?} ([ebpf] attach_timeout_ms); \
+         it holds the start-up capabilities (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and cannot be \
+         stopped from outside, so sipsctpd stops"
+    )]
+    TimedOut(Duration),
 }
 
 impl Attaching {
@@ -358,6 +379,8 @@ impl Attaching {
             return None;
         }
         let observe_all = ebpf.observe_all;
+        let timeout = ebpf.attach_timeout;
+        let deadline = std::time::Instant::now() + timeout;
         let (tx, result) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("ebpf-attach".into())
@@ -377,7 +400,12 @@ impl Attaching {
                 let _ = tx.send(attached);
             });
         match thread {
-            Ok(thread) => Some(Attaching { result, thread }),
+            Ok(thread) => Some(Attaching {
+                result,
+                thread,
+                deadline,
+                timeout,
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the eBPF loader thread");
                 None
@@ -385,20 +413,27 @@ impl Attaching {
         }
     }
 
-    /// Waits for the probes, makes sure the loader thread (the last holder of the
-    /// capabilities) is gone, and starts reading; `ports` are the listening ports as bound
-    /// (a configured port 0 is known only now).
-    async fn finish(self, ports: &[u16]) -> Result<KernelProbes, String> {
-        let attached = self
-            .result
-            .await
-            .map_err(|_| "the eBPF loader thread ended without an answer".to_owned());
+    /// Waits (until the deadline) for the probes, makes sure the loader thread (the last
+    /// holder of the capabilities) is gone, and starts reading; `ports` are the listening ports
+    /// as bound (a configured port 0 is known only now).
+    async fn finish(self, ports: &[u16]) -> Result<KernelProbes, LoadError> {
+        let unavailable = LoadError::Unavailable;
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        let attached = match tokio::time::timeout_at(deadline, self.result).await {
+            Err(_) => return Err(LoadError::TimedOut(self.timeout)),
+            Ok(r) => r.map_err(|_| {
+                unavailable("the eBPF loader thread ended without an answer".to_owned())
+            }),
+        };
         let thread = self.thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        let mut probes = attached??.start().map_err(|e| e.to_string())?;
+        let mut probes = attached?
+            .map_err(unavailable)?
+            .start()
+            .map_err(|e| unavailable(e.to_string()))?;
         if matches!(probes.scope(), Scope::Daemon { .. }) {
             for &p in ports {
-                probes.add_port(p).map_err(|e| e.to_string())?;
+                probes.add_port(p).map_err(|e| unavailable(e.to_string()))?;
             }
         }
         Ok(probes)
@@ -415,29 +450,36 @@ pub struct Settings {
     pub ports: Vec<u16>,
     /// The fallback's polling interval.
     pub poll: Duration,
+    /// Told why when the daemon must stop ([`LoadError::TimedOut`] in `auto` mode, found
+    /// after the start).
+    pub fatal: tokio::sync::mpsc::Sender<String>,
 }
 
 /// Starts the kernel eyes. With `Mode::On` the probes are loaded before this returns (an error
-/// stops the start); otherwise in the background.
+/// stops the start); otherwise in the background, and a loader that times out is reported on
+/// `settings.fatal` (the daemon stops).
 ///
 /// # Errors
-/// `Mode::On` and the probes cannot run.
+/// `Mode::On` and the probes cannot run; any mode and the loader timed out.
 pub async fn start(
     settings: Settings,
     metrics: Arc<KernelMetrics>,
     recent: Arc<Recent>,
     sctp: Option<Arc<SctpEndpoint>>,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<tokio::task::JoinHandle<()>, LoadError> {
     let Settings {
         mode,
         attaching,
         ports,
         poll,
+        fatal,
     } = settings;
     let load = async move {
         match attaching {
             Some(a) => a.finish(&ports).await,
-            None => Err("the eBPF loader thread could not be started".to_owned()),
+            None => Err(LoadError::Unavailable(
+                "the eBPF loader thread could not be started".to_owned(),
+            )),
         }
     };
     let set_status = |s: String| {
@@ -465,6 +507,9 @@ pub async fn start(
             set_status("loading: attaching the eBPF probes".into());
             Ok(tokio::spawn(async move {
                 match load.await {
+                    Err(e @ LoadError::TimedOut(_)) => {
+                        let _ = fatal.send(e.to_string()).await;
+                    }
                     Ok(probes) => {
                         report(&probes, &metrics);
                         if let Ok(mut st) = recent.status.lock() {
@@ -620,6 +665,28 @@ async fn poll_loop(every: Duration, metrics: Arc<KernelMetrics>, sctp: Option<Ar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_records_are_exported_as_the_loaders_count_grows() {
+        let registry = Registry::new();
+        let m = KernelMetrics::register(&registry).unwrap();
+        let value = || {
+            registry
+                .gather()
+                .iter()
+                .find(|f| f.name() == "sipsctp_ebpf_malformed_records_total")
+                .and_then(|f| f.get_metric().first().map(|m| m.get_counter().get_value()))
+        };
+        assert_eq!(value(), Some(0.0), "exported from the start");
+        m.add_malformed(3);
+        m.add_malformed(3);
+        assert_eq!(value(), Some(3.0));
+        m.add_malformed(5);
+        assert_eq!(value(), Some(5.0));
+        // The loader's count never goes back; a smaller one adds nothing.
+        m.add_malformed(1);
+        assert_eq!(value(), Some(5.0));
+    }
 
     #[test]
     fn snmp_lines_parse() {
