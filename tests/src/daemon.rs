@@ -221,12 +221,31 @@ pub fn try_http(
     path: &str,
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    try_http_with(addr, method, path, &[], body)
+}
+
+/// As [`try_http`], with extra header lines (`("Authorization", "Bearer x")`). `Host` is
+/// `addr` unless `headers` names one.
+pub fn try_http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{head}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = Vec::new();
@@ -397,7 +416,27 @@ pub struct Daemon {
     pub admin: SocketAddr,
     /// Its directory (config.toml, stderr.log).
     pub dir: PathBuf,
+    /// The `[admin] token` of its configuration: every admin request but `GET /health` sends
+    /// it (the daemon asks for it on every other endpoint once one is configured).
+    pub token: Option<String>,
     name: String,
+}
+
+/// The value of `token = "..."` in the `[admin]` section of a configuration text, if any.
+pub fn admin_token(config: &str) -> Option<String> {
+    let mut section = "";
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[admin]"
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == "token"
+        {
+            let v = v.trim().trim_matches('"');
+            return (!v.is_empty()).then(|| v.to_owned());
+        }
+    }
+    None
 }
 
 impl Daemon {
@@ -428,6 +467,7 @@ impl Daemon {
             exited: None,
             admin,
             dir,
+            token: admin_token(config),
             name: name.to_owned(),
         };
         let t0 = Instant::now();
@@ -504,15 +544,32 @@ impl Daemon {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
-    /// `GET path` on the admin API.
+    /// `GET path` on the admin API (with the bearer token when one is configured).
     pub fn get(&self, path: &str) -> (u16, String) {
-        http(self.admin, "GET", path, "")
+        self.try_request("GET", path, "")
+            .unwrap_or_else(|e| panic!("GET http://{}{path}: {e}", self.admin))
+    }
+
+    /// A request to the admin API with the bearer token when one is configured.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> std::io::Result<(u16, String)> {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        try_http_with(self.admin, method, path, &headers, body)
     }
 
     /// The non-zero `sipsctp_` samples of `GET /metrics`, or why they could not be read (never
     /// panics: for failure messages).
     pub fn metrics_for_message(&self) -> String {
-        match try_http(self.admin, "GET", "/metrics", "") {
+        match self.try_request("GET", "/metrics", "") {
             Ok((200, body)) => Metrics::parse(&body).nonzero(),
             Ok((status, body)) => format!("GET /metrics: {status} {body}"),
             Err(e) => format!("GET /metrics: {e}"),

@@ -7,9 +7,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use sipsctp_tests::{
-    daemon::{
-        Daemon, Peer, http, run_tool, scratch, sipp, sipp_totals, tail, udp_ports, wait_until,
-    },
+    daemon::{Daemon, Peer, run_tool, scratch, sipp, sipp_totals, tail, udp_ports, wait_until},
     vm_kernel,
 };
 
@@ -78,7 +76,7 @@ fn option_value(json: &str, section: &str, name: &str) -> Option<i64> {
 #[test]
 fn runtime_changes_need_the_token_and_reach_the_kernel() {
     let admin: SocketAddr = "127.0.0.1:19471".parse().unwrap();
-    let _daemon = Daemon::start("admin_put", admin, &config(15260, admin, 2000, 9));
+    let daemon = Daemon::start("admin_put", admin, &config(15260, admin, 2000, 9));
     let path = "/cfg/sctp/sctp_srto_initial?scope=all";
     assert_eq!(put(admin, path, "1500", None).0, 401, "no token");
     assert_eq!(
@@ -89,7 +87,7 @@ fn runtime_changes_need_the_token_and_reach_the_kernel() {
     let (status, body) = put(admin, path, "1500", Some(TOKEN));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"value\":1500"), "{body}");
-    let (status, body) = http(admin, "GET", "/sctp/options?kernel=1", "");
+    let (status, body) = daemon.get("/sctp/options?kernel=1");
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         option_value(&body, "options", "sctp_srto_initial"),
@@ -127,7 +125,7 @@ fn runtime_changes_need_the_token_and_reach_the_kernel() {
         put(admin, "/cfg/sctp/sctp_sack_delay", "soon", Some(TOKEN)).0,
         400
     );
-    let (_, body) = http(admin, "GET", "/sctp/options", "");
+    let (_, body) = daemon.get("/sctp/options");
     assert_eq!(
         option_value(&body, "options", "sctp_sack_delay"),
         Some(200),
@@ -144,7 +142,7 @@ fn sighup_reloads_good_files_and_keeps_the_old_config_on_bad_ones() {
     std::fs::write(&cfg, config(15270, admin, 2400, 9)).unwrap();
     d.signal(libc::SIGHUP);
     let reloaded = wait_until(Duration::from_secs(10), || {
-        let (_, body) = http(admin, "GET", "/sctp/options?kernel=1", "");
+        let (_, body) = d.get("/sctp/options?kernel=1");
         option_value(&body, "options", "sctp_srto_initial") == Some(2400)
     });
     assert!(
@@ -158,7 +156,7 @@ fn sighup_reloads_good_files_and_keeps_the_old_config_on_bad_ones() {
         d.stderr().contains("configuration refused")
     });
     assert!(refused, "{}", tail(&d.stderr(), 10));
-    let (status, body) = http(admin, "GET", "/sctp/options", "");
+    let (status, body) = d.get("/sctp/options");
     assert_eq!(status, 200);
     assert_eq!(
         option_value(&body, "options", "sctp_srto_initial"),

@@ -2,10 +2,28 @@
 //! (`/sctp/options`, `/sctp/info`, `/sctp/assocs`), recent kernel events
 //! (`/kernel/events?limit=N`) and runtime parameter changes
 //! (`PUT /cfg/sctp/{name}?scope=future|current|all`, body = the integer). Errors are JSON.
-//! Writes need `Authorization: Bearer <token>` when a token is configured (mandatory when the
-//! API listens beyond loopback).
+//!
+//! Access ([`check_access`]): with a token configured (mandatory when the API listens beyond
+//! loopback), every request but `GET /health` needs `Authorization: Bearer <token>`, reads
+//! included (`/sctp/assocs` and `/kernel/events` show peer addresses and other processes'
+//! pids). Without a token, the request's `Host` (and an absolute request target's authority)
+//! must be a loopback name or address or the listen address, so that a web page whose name
+//! an attacker re-points to 127.0.0.1 (DNS rebinding) gets 403; writes must also come from
+//! loopback.
+//!
+//! Connections ([`serve`]): at most [`MAX_CONNECTIONS`] at once (one more is closed at once and
+//! counted in `sipsctp_admin_connections_rejected_total`; `sipsctp_admin_connections` is the
+//! number open); a request header must arrive whole within [`HEADER_READ_TIMEOUT`] of the
+//! connection's start or of the previous answer (else the connection is closed: slowloris, and
+//! idle keep-alive connections), a `PUT` body within [`BODY_READ_TIMEOUT`].
 
-use std::{collections::BTreeMap, convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -13,16 +31,63 @@ use hyper::{
     Method, Request, Response, StatusCode, body::Incoming, header, server::conn::http1,
     service::service_fn,
 };
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::{IntCounter, IntGauge, Registry};
 use serde_json::{Value, json};
 use sipsctp_sctp::{
     assoc::SocketId,
     endpoint::ParamChangeError,
     params::{ParamError, Scope},
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 
-use crate::state::Shared;
+use crate::{log_limit::LogLimit, state::Shared};
+
+/// Admin connections served at once; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a request header may take to arrive whole, counted from the connection's start or
+/// the previous answer (hyper's `header_read_timeout`); then the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a `PUT` body (at most 64 bytes) may take to arrive.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The admin API's own metrics.
+pub struct AdminMetrics {
+    /// `sipsctp_admin_connections_rejected_total`: connections closed at once because
+    /// [`MAX_CONNECTIONS`] were open.
+    rejected: IntCounter,
+    /// `sipsctp_admin_connections`: connections open now.
+    open: IntGauge,
+}
+
+impl AdminMetrics {
+    /// Registers the admin metrics in `registry`.
+    ///
+    /// # Errors
+    /// Only on a programming error (duplicate names).
+    pub fn register(registry: &Registry) -> prometheus::Result<AdminMetrics> {
+        let rejected = IntCounter::new(
+            "sipsctp_admin_connections_rejected_total",
+            "Admin API connections closed as soon as accepted because the connection limit was reached",
+        )?;
+        registry.register(Box::new(rejected.clone()))?;
+        let open = IntGauge::new(
+            "sipsctp_admin_connections",
+            "Admin API connections open now",
+        )?;
+        registry.register(Box::new(open.clone()))?;
+        Ok(AdminMetrics { rejected, open })
+    }
+}
+
+/// Keeps `sipsctp_admin_connections` right however a connection task ends.
+struct OpenConnection(IntGauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 type Reply = Response<Full<Bytes>>;
 
@@ -43,24 +108,56 @@ fn error(status: StatusCode, message: impl Into<String>) -> Reply {
     json_reply(status, &json!({ "error": message.into() }))
 }
 
-/// Serves the API on `listener` until the task is dropped.
+/// Serves the API on `listener` until the task is dropped: at most [`MAX_CONNECTIONS`]
+/// connections at once, each closed when a request header takes longer than
+/// [`HEADER_READ_TIMEOUT`].
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "admin API: cannot read its own address; not serving");
+            return;
+        }
+    };
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Accept errors (EMFILE) and refusals repeat as fast as clients connect: a line a second.
+    let mut repeats = LogLimit::new(Duration::from_secs(1), 4);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!(error = %e, "admin API: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if let Some(n) = repeats.check("accept", Instant::now()) {
+                    tracing::warn!(error = %e, not_logged_since_last = n, "admin API: accept failed");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            shared.admin_metrics.rejected.inc();
+            if let Some(n) = repeats.check("limit", Instant::now()) {
+                tracing::warn!(
+                    %peer,
+                    limit = MAX_CONNECTIONS,
+                    not_logged_since_last = n,
+                    "admin API: connection limit reached; closing new connections at once"
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        shared.admin_metrics.open.inc();
+        let open = OpenConnection(shared.admin_metrics.open.clone());
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _slot = (permit, open);
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, peer, req).await) }
+                async move { Ok::<_, Infallible>(handle(&shared, local, peer, req).await) }
             });
             if let Err(e) = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -83,9 +180,17 @@ fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Reply {
+async fn handle(
+    shared: &Shared,
+    local: SocketAddr,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Reply {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    if let Some(denied) = check_access(shared.admin_token.as_deref(), local, peer, &req) {
+        return denied;
+    }
     match (&method, path.as_str()) {
         (&Method::GET, "/metrics") => {
             shared.refresh_metrics();
@@ -127,9 +232,6 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
             json_reply(StatusCode::OK, &shared.recent.to_json(limit))
         }
         (&Method::PUT, p) if p.starts_with("/cfg/sctp/") => {
-            if let Some(denied) = authorize(shared, peer, &req) {
-                return denied;
-            }
             let name = p.trim_start_matches("/cfg/sctp/").to_owned();
             let scope_text = query(&req)
                 .get("scope")
@@ -141,12 +243,19 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
                     format!("scope `{scope_text}`: future, current or all"),
                 );
             };
-            let body = match Limited::new(req.into_body(), 64).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => {
+            let body = Limited::new(req.into_body(), 64).collect();
+            let body = match tokio::time::timeout(BODY_READ_TIMEOUT, body).await {
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(_)) => {
                     return error(
                         StatusCode::BAD_REQUEST,
                         "body: an integer, at most 64 bytes",
+                    );
+                }
+                Err(_) => {
+                    return error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("body: not received within {BODY_READ_TIMEOUT:?}"),
                     );
                 }
             };
@@ -170,16 +279,36 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
     }
 }
 
-fn authorize(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> Option<Reply> {
-    let Some(token) = &shared.admin_token else {
-        // No token: only possible when the API listens on loopback (config rule).
-        return (!peer.ip().is_loopback()).then(|| {
-            error(
+/// Who may do what (see the module doc): `None` lets the request through, else the refusal.
+/// `local` is the API's listen address, `peer` the client's.
+fn check_access<B>(
+    token: Option<&str>,
+    local: SocketAddr,
+    peer: SocketAddr,
+    req: &Request<B>,
+) -> Option<Reply> {
+    let Some(token) = token else {
+        // No token: the API listens on loopback (config rule); the browser of a local user
+        // can still be made to send requests here under a foreign name.
+        if let Some(why) = foreign_host(req, local) {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{why}: without [admin] token the API answers only requests addressed to                      localhost, a loopback address or {local} (DNS rebinding protection)"
+                ),
+            ));
+        }
+        if req.method() != Method::GET && !peer.ip().to_canonical().is_loopback() {
+            return Some(error(
                 StatusCode::FORBIDDEN,
                 "writes are allowed from loopback only",
-            )
-        });
+            ));
+        }
+        return None;
     };
+    if req.method() == Method::GET && req.uri().path() == "/health" {
+        return None;
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -190,9 +319,64 @@ fn authorize(shared: &Shared, peer: SocketAddr, req: &Request<Incoming>) -> Opti
         Some(_) => Some(error(StatusCode::FORBIDDEN, "wrong bearer token")),
         None => Some(error(
             StatusCode::UNAUTHORIZED,
-            "writes need Authorization: Bearer <token>",
+            "Authorization: Bearer <token> needed (every endpoint but GET /health when a token is configured)",
         )),
     }
+}
+
+/// Why the request is not addressed to this host: no or several `Host` headers, or a `Host`
+/// or absolute request target naming something else than localhost, a loopback address or
+/// `local`'s address. `None` when it is addressed here.
+fn foreign_host<B>(req: &Request<B>, local: SocketAddr) -> Option<String> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return Some("one Host header needed".to_owned());
+    };
+    let Ok(host) = host.to_str() else {
+        return Some("Host is not text".to_owned());
+    };
+    if !is_local_host(host, local.ip()) {
+        return Some(format!("Host `{host}`"));
+    }
+    if let Some(authority) = req.uri().authority()
+        && !is_local_host(authority.as_str(), local.ip())
+    {
+        return Some(format!("request target host `{authority}`"));
+    }
+    None
+}
+
+/// Whether `host` (`name[:port]`, `IPv4[:port]`, `[IPv6][:port]`) is `localhost`, a loopback
+/// address or `local`.
+fn is_local_host(host: &str, local: IpAddr) -> bool {
+    // Userinfo in an authority (`user@host`) is not the host.
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, tail)) if tail.is_empty() || is_port(tail) => ip,
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if is_port(&format!(":{port}")) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<IpAddr>() {
+        Ok(ip) => ip.to_canonical().is_loopback() || ip.to_canonical() == local.to_canonical(),
+        Err(_) => false,
+    }
+}
+
+/// `:` followed by 1 to 5 digits.
+fn is_port(s: &str) -> bool {
+    s.strip_prefix(':')
+        .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -295,4 +479,141 @@ fn sctp_assocs(shared: &Shared) -> Reply {
         })
         .collect();
     json_reply(StatusCode::OK, &json!({ "assocs": list }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOCAL: &str = "127.0.0.1:9460";
+
+    fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(target);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("a valid test request")
+    }
+
+    fn status(token: Option<&str>, peer: &str, r: &Request<()>) -> u16 {
+        let local: SocketAddr = LOCAL.parse().unwrap();
+        check_access(token, local, peer.parse().unwrap(), r).map_or(200, |d| d.status().as_u16())
+    }
+
+    #[test]
+    fn hosts_that_are_local() {
+        let local: IpAddr = "192.0.2.7".parse().unwrap();
+        for h in [
+            "localhost",
+            "LOCALHOST:9460",
+            "localhost.",
+            "127.0.0.1",
+            "127.0.0.1:9460",
+            "127.9.9.9:1",
+            "[::1]",
+            "[::1]:9460",
+            "[::ffff:127.0.0.1]:80",
+            "192.0.2.7:9460",
+            "user@127.0.0.1:9460",
+        ] {
+            assert!(is_local_host(h, local), "{h}");
+        }
+        for h in [
+            "",
+            "evil.example",
+            "evil.example:9460",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "192.0.2.8",
+            "10.0.0.1:9460",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "127.0.0.1:",
+            "127.0.0.1:123456",
+            "127.0.0.1:80:80",
+            "::1",
+            "127.0.0.1@evil.example",
+        ] {
+            assert!(!is_local_host(h, local), "{h}");
+        }
+    }
+
+    #[test]
+    fn with_a_token_everything_but_health_needs_it() {
+        let t = Some("tok");
+        let get = |path: &str, auth: Option<&str>| {
+            let mut h = vec![("host", "admin.example.net")];
+            if let Some(a) = auth {
+                h.push(("authorization", a));
+            }
+            req("GET", path, &h)
+        };
+        for path in [
+            "/metrics",
+            "/sctp/info",
+            "/sctp/options",
+            "/sctp/assocs",
+            "/kernel/events",
+            "/nope",
+        ] {
+            assert_eq!(status(t, "192.0.2.1:1", &get(path, None)), 401, "{path}");
+            assert_eq!(
+                status(t, "192.0.2.1:1", &get(path, Some("Bearer nope"))),
+                403,
+                "{path}"
+            );
+            assert_eq!(
+                status(t, "192.0.2.1:1", &get(path, Some("tok"))),
+                401,
+                "{path}: no Bearer prefix"
+            );
+            assert_eq!(
+                status(t, "192.0.2.1:1", &get(path, Some("Bearer tok"))),
+                200,
+                "{path}"
+            );
+        }
+        let put = req("PUT", "/cfg/sctp/sctp_sack_delay", &[("host", LOCAL)]);
+        assert_eq!(status(t, "127.0.0.1:1", &put), 401);
+        assert_eq!(status(t, "192.0.2.1:1", &get("/health", None)), 200);
+        // Only GET /health is open.
+        let post_health = req("POST", "/health", &[("host", LOCAL)]);
+        assert_eq!(status(t, "127.0.0.1:1", &post_health), 401);
+    }
+
+    #[test]
+    fn without_a_token_the_host_must_be_local_and_writes_come_from_loopback() {
+        let ok = req("GET", "/health", &[("host", "localhost:9460")]);
+        assert_eq!(status(None, "127.0.0.1:1", &ok), 200);
+        for host in ["evil.example", "evil.example:9460", "10.0.0.1"] {
+            let r = req("GET", "/health", &[("host", host)]);
+            assert_eq!(status(None, "127.0.0.1:1", &r), 403, "{host}");
+        }
+        assert_eq!(
+            status(None, "127.0.0.1:1", &req("GET", "/metrics", &[])),
+            403
+        );
+        let two = req(
+            "GET",
+            "/metrics",
+            &[("host", "127.0.0.1"), ("host", "evil.example")],
+        );
+        assert_eq!(status(None, "127.0.0.1:1", &two), 403);
+        let absolute = req(
+            "GET",
+            "http://evil.example/metrics",
+            &[("host", "127.0.0.1")],
+        );
+        assert_eq!(status(None, "127.0.0.1:1", &absolute), 403);
+        let absolute_local = req(
+            "GET",
+            "http://127.0.0.1:9460/metrics",
+            &[("host", "127.0.0.1")],
+        );
+        assert_eq!(status(None, "127.0.0.1:1", &absolute_local), 200);
+        let put = req("PUT", "/cfg/sctp/sctp_sack_delay", &[("host", LOCAL)]);
+        assert_eq!(status(None, "127.0.0.1:1", &put), 200);
+        assert_eq!(status(None, "192.0.2.1:1", &put), 403);
+    }
 }

@@ -105,7 +105,8 @@ pub struct Route {
 pub struct Admin {
     /// Where it listens.
     pub listen: SocketAddr,
-    /// Bearer token required for writes when `listen` is not a loopback address.
+    /// Bearer token (required when `listen` is not a loopback address); when set, every
+    /// endpoint but `GET /health` needs it.
     pub token: Option<String>,
 }
 
@@ -161,6 +162,9 @@ pub struct Ebpf {
     pub observe_all: bool,
     /// The fallback's polling interval.
     pub poll_interval: Duration,
+    /// How long the eBPF loader thread (the one thread that keeps the capabilities) may take
+    /// to attach the probes; beyond it the daemon stops with the start-up exit code.
+    pub attach_timeout: Duration,
 }
 
 /// The whole, validated configuration.
@@ -243,6 +247,7 @@ struct RawEbpf {
     mode: Option<crate::kernel::Mode>,
     observe_all: Option<bool>,
     poll_interval_ms: Option<u64>,
+    attach_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -496,11 +501,16 @@ impl Config {
         if !(100..=600_000).contains(&poll_ms) {
             return Err(invalid("ebpf.poll_interval_ms", "must be 100 ..= 600000"));
         }
+        let attach_ms = raw.ebpf.attach_timeout_ms.unwrap_or(60_000);
+        if !(100..=600_000).contains(&attach_ms) {
+            return Err(invalid("ebpf.attach_timeout_ms", "must be 100 ..= 600000"));
+        }
         Ok(Config {
             ebpf: Ebpf {
                 mode: raw.ebpf.mode.unwrap_or(crate::kernel::Mode::Auto),
                 observe_all: raw.ebpf.observe_all.unwrap_or(false),
                 poll_interval: Duration::from_millis(poll_ms),
+                attach_timeout: Duration::from_millis(attach_ms),
             },
             listen,
             routes,
@@ -588,7 +598,8 @@ pub fn default_config_text() -> String {
          \n\
          [admin]\n\
          # listen = \"127.0.0.1:9460\"\n\
-         # token = \"\"    # required when listen is not loopback; writes need Authorization: Bearer <token>\n\
+         # token = \"\"    # required when listen is not loopback; then every endpoint but\n\
+         #                # GET /health needs Authorization: Bearer <token>\n\
          \n\
          [log]\n\
          # level = \"info\"    # error | warn | info | debug | trace\n\
@@ -600,7 +611,9 @@ pub fn default_config_text() -> String {
          [ebpf]\n\
          # mode = \"auto\"\n\
          # observe_all = false   # true: every SCTP association of the host, not only ours\n\
-         # poll_interval_ms = 5000\n",
+         # poll_interval_ms = 5000\n\
+         # attach_timeout_ms = 60000   # the loader (which keeps the capabilities) may take this\n\
+         #                             # long to attach the probes; beyond it sipsctpd exits (4)\n",
     );
     s
 }

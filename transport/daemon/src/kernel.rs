@@ -7,7 +7,8 @@
 //! `sipsctp_kernel_timer_expirations_total{timer}`, `sipsctp_kernel_rto_seconds`,
 //! `sipsctp_kernel_srtt_seconds`, `sipsctp_kernel_association_events_total{event}`,
 //! `sipsctp_kernel_path_events_total{event}`, `sipsctp_kernel_heartbeats_total{direction}`,
-//! `sipsctp_ebpf_events_lost_total`, `sipsctp_ebpf_probe_up{probe}`, and on Linux 6.7 and later
+//! `sipsctp_ebpf_events_lost_total`, `sipsctp_ebpf_malformed_records_total` (ring-buffer records
+//! that did not decode; should stay 0), `sipsctp_ebpf_probe_up{probe}`, and on Linux 6.7 and later
 //! `sipsctp_ebpf_probe_runs_skipped_total{probe}` (probe hits the kernel skipped because they
 //! nested in another probe on that CPU: their events are lost; older kernels do not count them).
 //!
@@ -51,8 +52,11 @@ pub struct KernelMetrics {
     runs_skipped: IntCounterVec,
     probe_up: IntGaugeVec,
     source: IntGaugeVec,
+    malformed: IntCounter,
     last_lost: Mutex<u64>,
     last_skipped: Mutex<BTreeMap<&'static str, u64>>,
+    last_malformed: Mutex<u64>,
+    registry: Registry,
 }
 
 fn seconds_buckets() -> Vec<f64> {
@@ -132,6 +136,12 @@ impl KernelMetrics {
             "Kernel events the probes could not deliver (ring buffer full)",
         )?;
         registry.register(Box::new(events_lost.clone()))?;
+        let malformed = IntCounter::new(
+            "sipsctp_ebpf_malformed_records_total",
+            "Kernel event records that did not decode and were skipped (a build mismatch or a \
+             kernel value out of range; should stay 0)",
+        )?;
+        registry.register(Box::new(malformed.clone()))?;
         let runs_skipped = IntCounterVec::new(
             Opts::new(
                 "sipsctp_ebpf_probe_runs_skipped_total",
@@ -169,9 +179,29 @@ impl KernelMetrics {
             runs_skipped,
             probe_up,
             source,
+            malformed,
             last_lost: Mutex::new(0),
             last_skipped: Mutex::new(BTreeMap::new()),
+            last_malformed: Mutex::new(0),
+            registry: registry.clone(),
         })
+    }
+
+    /// The registry these metrics were registered in: the daemon's one, owned by
+    /// [`crate::metrics::Metrics`]. Daemon parts with metrics of their own (the admin API)
+    /// register them here so that `/metrics` shows them.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Adds what the loader's count of malformed records (since load) grew by.
+    fn add_malformed(&self, total: u64) {
+        let mut last = self
+            .last_malformed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.malformed.inc_by(total.saturating_sub(*last));
+        *last = total.max(*last);
     }
 
     fn set_source(&self, ebpf: bool) {
@@ -314,10 +344,31 @@ pub enum Mode {
 
 /// The eBPF loader thread. It is started on the main thread before the capabilities are
 /// dropped, so it alone keeps them; it loads and attaches the probes (blocking work: HZ
-/// measurement, BTF parsing, verification), hands them over and exits.
+/// measurement, BTF parsing, verification), hands them over and exits. It must do so within
+/// `[ebpf] attach_timeout_ms` of its start: a thread cannot be stopped from outside, so when it
+/// takes longer the daemon stops ([`LoadError::TimedOut`]) rather than run on beside a thread
+/// holding `CAP_SYS_ADMIN`.
 pub struct Attaching {
     result: tokio::sync::oneshot::Receiver<Result<AttachedProbes, String>>,
     thread: std::thread::JoinHandle<()>,
+    deadline: std::time::Instant,
+    timeout: Duration,
+}
+
+/// Why the probes are not running.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// They cannot run here (no privileges, no BTF, a refused program, ...): `auto` polls.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The loader thread, which holds the capabilities, did not finish in time: the daemon
+    /// stops whatever the mode.
+    #[error(
+        "the eBPF loader thread did not attach the probes within {0:?} ([ebpf] attach_timeout_ms); \
+         it holds the start-up capabilities (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and cannot be \
+         stopped from outside, so sipsctpd stops"
+    )]
+    TimedOut(Duration),
 }
 
 impl Attaching {
@@ -328,6 +379,8 @@ impl Attaching {
             return None;
         }
         let observe_all = ebpf.observe_all;
+        let timeout = ebpf.attach_timeout;
+        let deadline = std::time::Instant::now() + timeout;
         let (tx, result) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("ebpf-attach".into())
@@ -347,7 +400,12 @@ impl Attaching {
                 let _ = tx.send(attached);
             });
         match thread {
-            Ok(thread) => Some(Attaching { result, thread }),
+            Ok(thread) => Some(Attaching {
+                result,
+                thread,
+                deadline,
+                timeout,
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the eBPF loader thread");
                 None
@@ -355,20 +413,27 @@ impl Attaching {
         }
     }
 
-    /// Waits for the probes, makes sure the loader thread (the last holder of the
-    /// capabilities) is gone, and starts reading; `ports` are the listening ports as bound
-    /// (a configured port 0 is known only now).
-    async fn finish(self, ports: &[u16]) -> Result<KernelProbes, String> {
-        let attached = self
-            .result
-            .await
-            .map_err(|_| "the eBPF loader thread ended without an answer".to_owned());
+    /// Waits (until the deadline) for the probes, makes sure the loader thread (the last
+    /// holder of the capabilities) is gone, and starts reading; `ports` are the listening ports
+    /// as bound (a configured port 0 is known only now).
+    async fn finish(self, ports: &[u16]) -> Result<KernelProbes, LoadError> {
+        let unavailable = LoadError::Unavailable;
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        let attached = match tokio::time::timeout_at(deadline, self.result).await {
+            Err(_) => return Err(LoadError::TimedOut(self.timeout)),
+            Ok(r) => r.map_err(|_| {
+                unavailable("the eBPF loader thread ended without an answer".to_owned())
+            }),
+        };
         let thread = self.thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        let mut probes = attached??.start().map_err(|e| e.to_string())?;
+        let mut probes = attached?
+            .map_err(unavailable)?
+            .start()
+            .map_err(|e| unavailable(e.to_string()))?;
         if matches!(probes.scope(), Scope::Daemon { .. }) {
             for &p in ports {
-                probes.add_port(p).map_err(|e| e.to_string())?;
+                probes.add_port(p).map_err(|e| unavailable(e.to_string()))?;
             }
         }
         Ok(probes)
@@ -385,29 +450,36 @@ pub struct Settings {
     pub ports: Vec<u16>,
     /// The fallback's polling interval.
     pub poll: Duration,
+    /// Told why when the daemon must stop ([`LoadError::TimedOut`] in `auto` mode, found
+    /// after the start).
+    pub fatal: tokio::sync::mpsc::Sender<String>,
 }
 
 /// Starts the kernel eyes. With `Mode::On` the probes are loaded before this returns (an error
-/// stops the start); otherwise in the background.
+/// stops the start); otherwise in the background, and a loader that times out is reported on
+/// `settings.fatal` (the daemon stops).
 ///
 /// # Errors
-/// `Mode::On` and the probes cannot run.
+/// `Mode::On` and the probes cannot run; any mode and the loader timed out.
 pub async fn start(
     settings: Settings,
     metrics: Arc<KernelMetrics>,
     recent: Arc<Recent>,
     sctp: Option<Arc<SctpEndpoint>>,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<tokio::task::JoinHandle<()>, LoadError> {
     let Settings {
         mode,
         attaching,
         ports,
         poll,
+        fatal,
     } = settings;
     let load = async move {
         match attaching {
             Some(a) => a.finish(&ports).await,
-            None => Err("the eBPF loader thread could not be started".to_owned()),
+            None => Err(LoadError::Unavailable(
+                "the eBPF loader thread could not be started".to_owned(),
+            )),
         }
     };
     let set_status = |s: String| {
@@ -435,6 +507,9 @@ pub async fn start(
             set_status("loading: attaching the eBPF probes".into());
             Ok(tokio::spawn(async move {
                 match load.await {
+                    Err(e @ LoadError::TimedOut(_)) => {
+                        let _ = fatal.send(e.to_string()).await;
+                    }
                     Ok(probes) => {
                         report(&probes, &metrics);
                         if let Ok(mut st) = recent.status.lock() {
@@ -502,6 +577,7 @@ async fn event_loop(mut probes: KernelProbes, metrics: Arc<KernelMetrics>, recen
                 }
             },
             _ = tick.tick() => {
+                metrics.add_malformed(probes.malformed_records());
                 match probes.events_lost() {
                     Ok(lost) => {
                         let mut last = metrics.last_lost.lock().unwrap_or_else(|p| p.into_inner());
@@ -589,6 +665,28 @@ async fn poll_loop(every: Duration, metrics: Arc<KernelMetrics>, sctp: Option<Ar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_records_are_exported_as_the_loaders_count_grows() {
+        let registry = Registry::new();
+        let m = KernelMetrics::register(&registry).unwrap();
+        let value = || {
+            registry
+                .gather()
+                .iter()
+                .find(|f| f.name() == "sipsctp_ebpf_malformed_records_total")
+                .and_then(|f| f.get_metric().first().map(|m| m.get_counter().get_value()))
+        };
+        assert_eq!(value(), Some(0.0), "exported from the start");
+        m.add_malformed(3);
+        m.add_malformed(3);
+        assert_eq!(value(), Some(3.0));
+        m.add_malformed(5);
+        assert_eq!(value(), Some(5.0));
+        // The loader's count never goes back; a smaller one adds nothing.
+        m.add_malformed(1);
+        assert_eq!(value(), Some(5.0));
+    }
 
     #[test]
     fn snmp_lines_parse() {

@@ -13,7 +13,7 @@ pub struct Shared {
     pub sctp: Option<Arc<SctpEndpoint>>,
     /// The metrics.
     pub metrics: Metrics,
-    /// The admin API's bearer token for writes.
+    /// The admin API's bearer token (every endpoint but `GET /health` needs it when set).
     pub admin_token: Option<String>,
     /// Listener descriptions for /health.
     pub listeners: Vec<String>,
@@ -21,6 +21,8 @@ pub struct Shared {
     pub started: Instant,
     /// Recent kernel events and the kernel eyes' status.
     pub recent: Arc<crate::kernel::Recent>,
+    /// The admin API's connection metrics.
+    pub admin_metrics: crate::admin::AdminMetrics,
 }
 
 impl Shared {
