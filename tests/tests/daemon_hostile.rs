@@ -124,26 +124,9 @@ fn options(via: &str, n: u32, uri: &str, pad: usize) -> String {
 /// still parse the hog's 18 MB in the same loop (seen: over 2 s on 6.1 with the host busy).
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
-/// Waits up to `within` for a datagram containing `needle` (others are skipped).
-fn recv_until(sock: &UdpSocket, needle: &str, within: Duration) -> bool {
-    let end = Instant::now() + within;
-    let mut buf = vec![0u8; 65_536];
-    while Instant::now() < end {
-        sock.set_read_timeout(Some(
-            end.saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1)),
-        ))
-        .unwrap();
-        match sock.recv(&mut buf) {
-            Ok(n) if String::from_utf8_lossy(&buf[..n]).contains(needle) => return true,
-            Ok(_) => {}
-            Err(_) => return false,
-        }
-    }
-    false
-}
-
-fn recv_all(sock: &UdpSocket, within: Duration) -> Vec<String> {
+/// The datagrams that arrive on `sock` within `within`, stopping early after one that contains
+/// `until` when given.
+fn receive(sock: &UdpSocket, within: Duration, until: Option<&str>) -> Vec<String> {
     let mut got = Vec::new();
     let end = Instant::now() + within;
     let mut buf = vec![0u8; 65_536];
@@ -153,12 +136,26 @@ fn recv_all(sock: &UdpSocket, within: Duration) -> Vec<String> {
                 .max(Duration::from_millis(1)),
         ))
         .unwrap();
-        match sock.recv(&mut buf) {
-            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(_) => break,
+        let Ok(n) = sock.recv(&mut buf) else { break };
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let done = until.is_some_and(|u| m.contains(u));
+        got.push(m);
+        if done {
+            break;
         }
     }
     got
+}
+
+/// Whether a datagram containing `needle` arrives within `within` (others are skipped).
+fn recv_until(sock: &UdpSocket, needle: &str, within: Duration) -> bool {
+    receive(sock, within, Some(needle))
+        .iter()
+        .any(|m| m.contains(needle))
+}
+
+fn recv_all(sock: &UdpSocket, within: Duration) -> Vec<String> {
+    receive(sock, within, None)
 }
 
 #[test]
