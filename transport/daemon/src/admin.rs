@@ -221,11 +221,11 @@ async fn handle(
         (&Method::GET, "/kernel/events") => {
             let limit = match query(&req).get("limit").map(|l| l.parse::<usize>()) {
                 None => 100,
-                Some(Ok(n)) if n <= crate::kernel::RECENT => n,
+                Some(Ok(n)) if n <= sipsctp_agent::kernel::RECENT => n,
                 Some(_) => {
                     return error(
                         StatusCode::BAD_REQUEST,
-                        format!("limit: an integer 0..={}", crate::kernel::RECENT),
+                        format!("limit: an integer 0..={}", sipsctp_agent::kernel::RECENT),
                     );
                 }
             };

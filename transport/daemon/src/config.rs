@@ -154,18 +154,7 @@ pub struct Tcp {
 }
 
 /// The kernel eyes (`[ebpf]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ebpf {
-    /// auto, on or off.
-    pub mode: crate::kernel::Mode,
-    /// Observe all SCTP on the host, not only the daemon's associations.
-    pub observe_all: bool,
-    /// The fallback's polling interval.
-    pub poll_interval: Duration,
-    /// How long the eBPF loader thread (the one thread that keeps the capabilities) may take
-    /// to attach the probes; beyond it the daemon stops with the start-up exit code.
-    pub attach_timeout: Duration,
-}
+pub type Ebpf = sipsctp_agent::kernel::EbpfConfig;
 
 /// The whole, validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -244,7 +233,7 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawEbpf {
-    mode: Option<crate::kernel::Mode>,
+    mode: Option<sipsctp_agent::kernel::Mode>,
     observe_all: Option<bool>,
     poll_interval_ms: Option<u64>,
     attach_timeout_ms: Option<u64>,
@@ -507,7 +496,7 @@ impl Config {
         }
         Ok(Config {
             ebpf: Ebpf {
-                mode: raw.ebpf.mode.unwrap_or(crate::kernel::Mode::Auto),
+                mode: raw.ebpf.mode.unwrap_or(sipsctp_agent::kernel::Mode::Auto),
                 observe_all: raw.ebpf.observe_all.unwrap_or(false),
                 poll_interval: Duration::from_millis(poll_ms),
                 attach_timeout: Duration::from_millis(attach_ms),

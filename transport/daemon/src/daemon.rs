@@ -81,7 +81,11 @@ fn addrs_of(config: &Config, proto: Proto) -> Vec<Vec<SocketAddr>> {
 }
 
 /// Runs the daemon until a stop signal; returns the exit code.
-pub async fn run(path: PathBuf, config: Config, attaching: Option<crate::kernel::Attaching>) -> u8 {
+pub async fn run(
+    path: PathBuf,
+    config: Config,
+    attaching: Option<sipsctp_agent::kernel::Attaching>,
+) -> u8 {
     let started = Instant::now();
     // One queue per transport, served in turn by the relay: a flood on one transport (a TCP
     // client sending as fast as it can) cannot hold up what the others receive.
@@ -129,18 +133,31 @@ pub async fn run(path: PathBuf, config: Config, attaching: Option<crate::kernel:
         .map(|(_, a)| a.port())
         .collect();
     let (fatal_tx, mut fatal) = mpsc::channel::<String>(1);
-    let eyes = crate::kernel::Settings {
+    let eyes = sipsctp_agent::kernel::Settings {
         mode: config.ebpf.mode,
         attaching,
         ports,
         poll: config.ebpf.poll_interval,
         fatal: fatal_tx,
     };
-    match crate::kernel::start(
+    match sipsctp_agent::kernel::start(
         eyes,
         shared.metrics.kernel.clone(),
         shared.recent.clone(),
-        shared.sctp.clone(),
+        shared.sctp.clone().map(|ep| {
+            let paths: sipsctp_agent::kernel::PathSource = Arc::new(move || {
+                ep.assocs()
+                    .iter()
+                    .flat_map(|a| a.paths.iter())
+                    .map(|p| sipsctp_agent::kernel::PathSample {
+                        rto: Duration::from_millis(u64::from(p.rto_ms)),
+                        srtt: Duration::from_millis(u64::from(p.srtt_ms)),
+                    })
+                    .collect()
+            });
+            paths
+        }),
+        Box::new(|_| {}),
     )
     .await
     {
@@ -309,7 +326,7 @@ async fn start(
         admin_token: config.admin.token.clone(),
         listeners,
         started: Instant::now(),
-        recent: Arc::new(crate::kernel::Recent::default()),
+        recent: Arc::new(sipsctp_agent::kernel::Recent::default()),
     });
     tasks.push(tokio::spawn(admin::serve(admin_listener, shared.clone())));
     let sctp_from = sctp

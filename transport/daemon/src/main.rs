@@ -5,7 +5,6 @@ mod admin;
 mod clock;
 mod config;
 mod daemon;
-mod kernel;
 mod log_limit;
 mod metrics;
 mod net;
@@ -86,7 +85,13 @@ fn main() -> ExitCode {
     }
     // Still the only thread: start the eBPF loader (it keeps the capabilities until the probes
     // are attached, then exits), then drop them here, before the runtime creates its threads.
-    let attaching = kernel::Attaching::spawn(&config.ebpf, config.sctp_ports());
+    let attaching =
+        sipsctp_agent::kernel::Attaching::spawn(&config.ebpf, config.sctp_ports(), || {
+            // The sctp module's BTF is read while attaching: have the module loaded.
+            if let Err(e) = sipsctp_sctp::SctpSocket::kernel_supports_sctp() {
+                tracing::debug!(error = %e, "no SCTP socket could be opened before attaching");
+            }
+        });
     if let Err(e) = drop_capabilities(&config, attaching.is_some()) {
         tracing::error!(error = %e, "cannot drop capabilities; not starting with them");
         eprintln!(

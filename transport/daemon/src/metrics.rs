@@ -66,7 +66,7 @@ pub struct Metrics {
     /// transport relayed without retransmission state (its bounds were reached).
     pub bridge_untracked: IntCounter,
     /// The kernel metrics (eBPF or polling).
-    pub kernel: std::sync::Arc<crate::kernel::KernelMetrics>,
+    pub kernel: std::sync::Arc<sipsctp_agent::kernel::KernelMetrics>,
     /// The TCP side's connections.
     pub tcp: TcpMetrics,
 }
@@ -292,7 +292,8 @@ impl Metrics {
         ] {
             registry.register(c)?;
         }
-        let kernel = std::sync::Arc::new(crate::kernel::KernelMetrics::register(&registry)?);
+        let kernel =
+            std::sync::Arc::new(sipsctp_agent::kernel::KernelMetrics::register(&registry)?);
         let tcp = TcpMetrics::register(&registry)?;
         Ok(Metrics {
             kernel,

@@ -20,7 +20,7 @@ pub struct Shared {
     /// When the daemon started.
     pub started: Instant,
     /// Recent kernel events and the kernel eyes' status.
-    pub recent: Arc<crate::kernel::Recent>,
+    pub recent: Arc<sipsctp_agent::kernel::Recent>,
     /// The admin API's connection metrics.
     pub admin_metrics: crate::admin::AdminMetrics,
 }

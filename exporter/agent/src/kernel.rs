@@ -17,7 +17,7 @@
 //! `observe_all` is set.
 //!
 //! The probes are attached by a thread of their own ([`Attaching`]), started before the daemon
-//! drops its capabilities (see [`crate::privileges`]) and gone once they are attached; the
+//! drops its capabilities (the daemon's `privileges` module) and gone once they are attached; the
 //! runtime then reads them without any capability.
 
 use std::{
@@ -34,7 +34,37 @@ use sipsctp_ebpf::{
     AttachedProbes, KernelProbes, Scope,
     event::{AssocChangeState, EventKind, PathCommand, RetransmitReason, SctpEvent, T1Timer},
 };
-use sipsctp_sctp::endpoint::SctpEndpoint;
+
+/// The current RTO and smoothed RTT of each path of the associations the poll fallback sees
+/// (the daemon reads them with `SCTP_GET_PEER_ADDR_INFO`).
+pub type PathSource = Arc<dyn Fn() -> Vec<PathSample> + Send + Sync>;
+
+/// One path's timers, as polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathSample {
+    /// Retransmission timeout.
+    pub rto: Duration,
+    /// Smoothed round-trip time.
+    pub srtt: Duration,
+}
+
+/// Where each kernel event goes besides the kernel metrics and the recent-events ring (the
+/// correlator's channel); it must not block.
+pub type EventSink = Box<dyn Fn(&SctpEvent) + Send + Sync>;
+
+/// `[ebpf]`: the kernel eyes' settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EbpfConfig {
+    /// auto, on or off.
+    pub mode: Mode,
+    /// Observe all SCTP on the host, not only the daemon's associations.
+    pub observe_all: bool,
+    /// The fallback's polling interval.
+    pub poll_interval: Duration,
+    /// How long the eBPF loader thread (the one thread that keeps the capabilities) may take
+    /// to attach the probes; beyond it the daemon stops with the start-up exit code.
+    pub attach_timeout: Duration,
+}
 
 /// How many recent events `/kernel/events` can show.
 pub const RECENT: usize = 1024;
@@ -187,9 +217,7 @@ impl KernelMetrics {
         })
     }
 
-    /// The registry these metrics were registered in: the daemon's one, owned by
-    /// [`crate::metrics::Metrics`]. Daemon parts with metrics of their own (the admin API)
-    /// register them here so that `/metrics` shows them.
+    /// The registry these metrics were registered in.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -374,7 +402,13 @@ pub enum LoadError {
 impl Attaching {
     /// Starts the loader for `[ebpf]` and the configured SCTP listening ports; `None` when
     /// eBPF is off or the thread cannot be created (then the probes are reported down).
-    pub fn spawn(ebpf: &crate::config::Ebpf, ports: Vec<u16>) -> Option<Attaching> {
+    /// `prepare` runs on the loader thread first (the daemon opens an SCTP socket there, so
+    /// that the sctp module, whose BTF the loader reads, is loaded).
+    pub fn spawn(
+        ebpf: &EbpfConfig,
+        ports: Vec<u16>,
+        prepare: impl FnOnce() + Send + 'static,
+    ) -> Option<Attaching> {
         if ebpf.mode == Mode::Off {
             return None;
         }
@@ -385,10 +419,7 @@ impl Attaching {
         let thread = std::thread::Builder::new()
             .name("ebpf-attach".into())
             .spawn(move || {
-                // The sctp module's BTF is read while attaching: have the module loaded.
-                if let Err(e) = sipsctp_sctp::SctpSocket::kernel_supports_sctp() {
-                    tracing::debug!(error = %e, "no SCTP socket could be opened before attaching");
-                }
+                prepare();
                 let scope = if observe_all {
                     Ok(Scope::All)
                 } else {
@@ -465,7 +496,8 @@ pub async fn start(
     settings: Settings,
     metrics: Arc<KernelMetrics>,
     recent: Arc<Recent>,
-    sctp: Option<Arc<SctpEndpoint>>,
+    paths: Option<PathSource>,
+    sink: EventSink,
 ) -> Result<tokio::task::JoinHandle<()>, LoadError> {
     let Settings {
         mode,
@@ -494,14 +526,14 @@ pub async fn start(
             );
             set_status("poll: eBPF off in the configuration".into());
             metrics.set_source(false);
-            Ok(tokio::spawn(poll_loop(poll, metrics, sctp)))
+            Ok(tokio::spawn(poll_loop(poll, metrics, paths)))
         }
         Mode::On => {
             let probes = load.await?;
             report(&probes, &metrics);
             set_status("ebpf".into());
             metrics.set_source(true);
-            Ok(tokio::spawn(event_loop(probes, metrics, recent)))
+            Ok(tokio::spawn(event_loop(probes, metrics, recent, sink)))
         }
         Mode::Auto => {
             set_status("loading: attaching the eBPF probes".into());
@@ -516,7 +548,7 @@ pub async fn start(
                             *st = "ebpf".into();
                         }
                         metrics.set_source(true);
-                        event_loop(probes, metrics, recent).await;
+                        event_loop(probes, metrics, recent, sink).await;
                     }
                     Err(reason) => {
                         tracing::warn!(
@@ -527,7 +559,7 @@ pub async fn start(
                             *st = format!("poll: eBPF unavailable: {reason}");
                         }
                         metrics.set_source(false);
-                        poll_loop(poll, metrics, sctp).await;
+                        poll_loop(poll, metrics, paths).await;
                     }
                 }
             }))
@@ -560,7 +592,12 @@ fn report(probes: &KernelProbes, metrics: &KernelMetrics) {
     }
 }
 
-async fn event_loop(mut probes: KernelProbes, metrics: Arc<KernelMetrics>, recent: Arc<Recent>) {
+async fn event_loop(
+    mut probes: KernelProbes,
+    metrics: Arc<KernelMetrics>,
+    recent: Arc<Recent>,
+    sink: EventSink,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut warned = false;
     let mut warned_skipped = false;
@@ -569,6 +606,7 @@ async fn event_loop(mut probes: KernelProbes, metrics: Arc<KernelMetrics>, recen
             e = probes.next_event() => match e {
                 Ok(e) => {
                     metrics.observe(&e);
+                    sink(&e);
                     recent.push(e);
                 }
                 Err(err) => {
@@ -614,7 +652,7 @@ pub fn parse_snmp(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-async fn poll_loop(every: Duration, metrics: Arc<KernelMetrics>, sctp: Option<Arc<SctpEndpoint>>) {
+async fn poll_loop(every: Duration, metrics: Arc<KernelMetrics>, paths: Option<PathSource>) {
     // (snmp counter, metric, label)
     const MAP: [(&str, bool, &str); 6] = [
         ("SctpT3Retransmits", true, "t3_rtx"),
@@ -651,12 +689,10 @@ async fn poll_loop(every: Duration, metrics: Arc<KernelMetrics>, sctp: Option<Ar
             }
             Err(e) => tracing::debug!(error = %e, "reading /proc/net/sctp/snmp"),
         }
-        if let Some(ep) = &sctp {
-            for a in ep.assocs() {
-                for p in &a.paths {
-                    metrics.rto.observe(f64::from(p.rto_ms) / 1000.0);
-                    metrics.srtt.observe(f64::from(p.srtt_ms) / 1000.0);
-                }
+        if let Some(paths) = &paths {
+            for p in paths() {
+                metrics.rto.observe(p.rto.as_secs_f64());
+                metrics.srtt.observe(p.srtt.as_secs_f64());
             }
         }
     }

@@ -1,0 +1,1 @@
+//! OTLP traces: joined transactions as spans (being written).
