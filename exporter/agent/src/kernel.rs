@@ -49,8 +49,21 @@ pub struct PathSample {
 }
 
 /// Where each kernel event goes besides the kernel metrics and the recent-events ring (the
-/// correlator's channel); it must not block.
-pub type EventSink = Box<dyn Fn(&SctpEvent) + Send + Sync>;
+/// correlator); it must not block.
+pub trait EventSink: Send + Sync + 'static {
+    /// One kernel event.
+    fn event(&self, e: &SctpEvent);
+    /// The probes are attached (`true`, from now on events come) or the source is polling.
+    fn source(&self, ebpf: bool);
+}
+
+/// A sink that takes nothing (no correlation).
+pub struct NoSink;
+
+impl EventSink for NoSink {
+    fn event(&self, _: &SctpEvent) {}
+    fn source(&self, _: bool) {}
+}
 
 /// `[ebpf]`: the kernel eyes' settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -497,7 +510,7 @@ pub async fn start(
     metrics: Arc<KernelMetrics>,
     recent: Arc<Recent>,
     paths: Option<PathSource>,
-    sink: EventSink,
+    sink: Box<dyn EventSink>,
 ) -> Result<tokio::task::JoinHandle<()>, LoadError> {
     let Settings {
         mode,
@@ -526,6 +539,7 @@ pub async fn start(
             );
             set_status("poll: eBPF off in the configuration".into());
             metrics.set_source(false);
+            sink.source(false);
             Ok(tokio::spawn(poll_loop(poll, metrics, paths)))
         }
         Mode::On => {
@@ -533,6 +547,7 @@ pub async fn start(
             report(&probes, &metrics);
             set_status("ebpf".into());
             metrics.set_source(true);
+            sink.source(true);
             Ok(tokio::spawn(event_loop(probes, metrics, recent, sink)))
         }
         Mode::Auto => {
@@ -548,6 +563,7 @@ pub async fn start(
                             *st = "ebpf".into();
                         }
                         metrics.set_source(true);
+                        sink.source(true);
                         event_loop(probes, metrics, recent, sink).await;
                     }
                     Err(reason) => {
@@ -559,6 +575,7 @@ pub async fn start(
                             *st = format!("poll: eBPF unavailable: {reason}");
                         }
                         metrics.set_source(false);
+                        sink.source(false);
                         poll_loop(poll, metrics, paths).await;
                     }
                 }
@@ -596,7 +613,7 @@ async fn event_loop(
     mut probes: KernelProbes,
     metrics: Arc<KernelMetrics>,
     recent: Arc<Recent>,
-    sink: EventSink,
+    sink: Box<dyn EventSink>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut warned = false;
@@ -606,7 +623,7 @@ async fn event_loop(
             e = probes.next_event() => match e {
                 Ok(e) => {
                     metrics.observe(&e);
-                    sink(&e);
+                    sink.event(&e);
                     recent.push(e);
                 }
                 Err(err) => {

@@ -2,9 +2,18 @@
 //!
 //! - [`kernel`]: the eBPF probes on kernel SCTP (or, without them, `/proc/net/sctp/snmp` and
 //!   per-association polling), the kernel metrics and the recent-events view.
-//! - [`otlp`]: joined transactions as OTLP spans, exported from a bounded queue of its own.
+//! - [`correlation`]: the correlator task, which joins kernel events to the SIP transactions
+//!   the relay reports ([`sipsctp_correlate`]) and hands the result to
+//! - [`metrics`] (Prometheus), [`recent`] (`/transactions/recent`) and [`otlp`] (OTLP spans,
+//!   exported from a bounded queue of its own).
+//! - [`peers`]: the bounded peer names of labels and spans; [`clock`]: `CLOCK_MONOTONIC`.
 //!
 //! The relay daemon uses it as a library; it never depends on the relay (`transport/*`).
 
+pub mod clock;
+pub mod correlation;
 pub mod kernel;
+pub mod metrics;
 pub mod otlp;
+pub mod peers;
+pub mod recent;

@@ -276,7 +276,8 @@ pub struct Joined {
 /// Caps and windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
-    /// Whether kernel events come in at all (probes attached); `false` gives `Unknown`.
+    /// Whether kernel events come in from the start (probes attached); `false` gives
+    /// `Unknown` until [`Correlator::set_kernel_events`] says they do.
     pub kernel_events: bool,
     /// The network namespace to look up associations by address in (the relay's).
     pub netns: Option<u32>,
@@ -357,6 +358,8 @@ pub struct Correlator {
     seq: u64,
     clock: u64,
     stats: Stats,
+    /// Since when kernel events come in (`None`: they do not).
+    kernel_since: Option<Duration>,
 }
 
 impl Correlator {
@@ -372,6 +375,18 @@ impl Correlator {
             seq: 0,
             clock: 0,
             stats: Stats::default(),
+            kernel_since: config.kernel_events.then_some(Duration::ZERO),
+        }
+    }
+
+    /// Kernel events start (the probes are attached) or stop coming in at `now`. A
+    /// transaction forwarded before they started gets [`Verdict::Unknown`]: its start was not
+    /// seen.
+    pub fn set_kernel_events(&mut self, now: Duration, on: bool) {
+        match (on, self.kernel_since) {
+            (true, None) => self.kernel_since = Some(now),
+            (false, _) => self.kernel_since = None,
+            (true, Some(_)) => {}
         }
     }
 
@@ -643,7 +658,10 @@ impl Correlator {
             incomplete,
             tx,
         };
-        if !self.config.kernel_events {
+        if self
+            .kernel_since
+            .is_none_or(|since| j.tx.forwarded_at < since)
+        {
             return j;
         }
         let tx = &j.tx;
@@ -672,8 +690,9 @@ impl Correlator {
                                     && sent + n.rto + slack >= n.time
                                     && sent <= n.time
                             }
+                            // Not before the send: an event before it cannot be on its span.
                             NoteKind::T1Expired(_) | NoteKind::PathDown | NoteKind::CommLost => {
-                                n.time + slack >= sent && n.time <= tx.ended_at
+                                n.time >= sent && n.time <= tx.ended_at
                             }
                         };
                         if touches {

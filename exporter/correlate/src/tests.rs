@@ -353,3 +353,27 @@ fn linger_follows_the_rto() {
     assert!(c.poll(ms(2_999)).is_none());
     assert!(c.poll(ms(3_000)).is_some());
 }
+
+/// Probes attached late (`auto` mode): what was forwarded before is `unknown`, what came
+/// after is judged; probes gone again: `unknown` once more.
+#[test]
+fn kernel_events_that_start_late_judge_only_what_follows() {
+    let mut c = Correlator::new(Config {
+        kernel_events: false,
+        ..Config::default()
+    });
+    c.set_kernel_events(ms(1_000), true);
+    c.handle_kernel(&rtx(1_200, 3, RetransmitReason::T3Rtx, 300));
+    let leg = || sctp_leg("10.0.0.20:5060", Some(3));
+    c.handle_transaction(ms(1_300), tx(1, 900, None, 1_300, leg()));
+    c.handle_transaction(ms(1_300), tx(2, 1_100, None, 1_300, leg()));
+    let mut joined = drain(&mut c, 9_000);
+    joined.sort_by_key(|j| j.tx.id);
+    assert_eq!(
+        joined.iter().map(|j| j.verdict).collect::<Vec<_>>(),
+        [Verdict::Unknown, Verdict::Yes]
+    );
+    c.set_kernel_events(ms(10_000), false);
+    c.handle_transaction(ms(10_300), tx(3, 10_100, None, 10_300, leg()));
+    assert_eq!(drain(&mut c, 20_000)[0].verdict, Verdict::Unknown);
+}
