@@ -231,6 +231,39 @@ async fn handle(
             };
             json_reply(StatusCode::OK, &shared.recent.to_json(limit))
         }
+        (&Method::GET, "/transactions/recent") => {
+            let q = query(&req);
+            let max = sipsctp_agent::recent::RECENT_TRANSACTIONS;
+            let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+                None => 100,
+                Some(Ok(n)) if n <= max => n,
+                Some(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit: an integer 0..={max}"),
+                    );
+                }
+            };
+            let kernel_only = match q.get("kernel").map(String::as_str) {
+                None | Some("0") => false,
+                Some("1") => true,
+                Some(other) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "kernel: 0 or 1 (1 = only transactions with kernel events), not `{other}`"
+                        ),
+                    );
+                }
+            };
+            let mut body = shared.exporter.recent().to_json(limit, kernel_only);
+            body["kernel_events"] = json!(if shared.exporter.ebpf() {
+                "ebpf"
+            } else {
+                "none: kernel_retransmitted is unknown"
+            });
+            json_reply(StatusCode::OK, &body)
+        }
         (&Method::PUT, p) if p.starts_with("/cfg/sctp/") => {
             let name = p.trim_start_matches("/cfg/sctp/").to_owned();
             let scope_text = query(&req)
@@ -555,6 +588,7 @@ mod tests {
             "/sctp/options",
             "/sctp/assocs",
             "/kernel/events",
+            "/transactions/recent",
             "/nope",
         ] {
             assert_eq!(status(t, "192.0.2.1:1", &get(path, None)), 401, "{path}");

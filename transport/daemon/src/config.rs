@@ -94,6 +94,8 @@ pub struct Listen {
 /// route without a domain) go to `upstream`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
+    /// The upstream's name: the `peer` label of its metrics and spans.
+    pub name: Option<String>,
     /// The request-URI host to match; `None` = the default route.
     pub domain: Option<String>,
     /// Where matching requests go.
@@ -175,6 +177,18 @@ pub struct Config {
     pub tcp: Tcp,
     /// Kernel eyes.
     pub ebpf: Ebpf,
+    /// Named peers (`[[peer]]`), besides the named routes.
+    pub peers: Vec<Peer>,
+}
+
+/// A named peer (`[[peer]]`): a caller's trunk, or further addresses of a multi-homed
+/// upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The `peer` label.
+    pub name: String,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
 }
 
 /// A configuration error, naming what is wrong and where.
@@ -228,6 +242,15 @@ struct RawConfig {
     tcp: RawTcp,
     #[serde(default)]
     ebpf: RawEbpf,
+    #[serde(default)]
+    peer: Vec<RawPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    name: String,
+    addresses: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -250,6 +273,7 @@ struct RawListen {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
+    name: Option<String>,
     domain: Option<String>,
     upstream: String,
 }
@@ -372,7 +396,11 @@ impl Config {
             if domain.as_deref() == Some("") {
                 return Err(invalid(format!("route[{i}].domain"), "empty domain"));
             }
-            routes.push(Route { domain, upstream });
+            routes.push(Route {
+                name: r.name.clone(),
+                domain,
+                upstream,
+            });
         }
         if routes.iter().filter(|r| r.domain.is_none()).count() > 1 {
             return Err(invalid(
@@ -494,7 +522,25 @@ impl Config {
         if !(100..=600_000).contains(&attach_ms) {
             return Err(invalid("ebpf.attach_timeout_ms", "must be 100 ..= 600000"));
         }
+        let mut peers = Vec::new();
+        for (i, p) in raw.peer.iter().enumerate() {
+            let mut addresses = Vec::new();
+            for a in &p.addresses {
+                addresses.push(a.parse::<IpAddr>().map_err(|_| {
+                    invalid(
+                        format!("peer[{i}].addresses"),
+                        format!("`{a}` is not an IP address"),
+                    )
+                })?);
+            }
+            peers.push(Peer {
+                name: p.name.clone(),
+                addresses,
+            });
+        }
+        peer_names(&routes, &peers).map_err(|e| invalid("peer", e.to_string()))?;
         Ok(Config {
+            peers,
             ebpf: Ebpf {
                 mode: raw.ebpf.mode.unwrap_or(sipsctp_agent::kernel::Mode::Auto),
                 observe_all: raw.ebpf.observe_all.unwrap_or(false),
@@ -522,6 +568,28 @@ impl Config {
     }
 }
 
+/// The peer names of routes and `[[peer]]` entries.
+///
+/// # Errors
+/// Too many names, a bad name, or an address with two names.
+pub fn peer_names(
+    routes: &[Route],
+    peers: &[Peer],
+) -> Result<sipsctp_agent::peers::PeerNames, sipsctp_agent::peers::PeerError> {
+    let from_routes = routes
+        .iter()
+        .filter_map(|r| r.name.clone().map(|n| (n, vec![r.upstream.addr.ip()])));
+    let from_peers = peers.iter().map(|p| (p.name.clone(), p.addresses.clone()));
+    sipsctp_agent::peers::PeerNames::new(from_routes.chain(from_peers))
+}
+
+impl Config {
+    /// The peer names (validated by [`Config::parse`]).
+    pub fn peer_names(&self) -> sipsctp_agent::peers::PeerNames {
+        peer_names(&self.routes, &self.peers).unwrap_or_default()
+    }
+}
+
 /// The configuration `--print-default-config` prints: every key with its default, the 19 sctp
 /// parameters commented out with their documentation.
 pub fn default_config_text() -> String {
@@ -541,12 +609,20 @@ pub fn default_config_text() -> String {
          \n\
          # Routes: requests go to the route whose domain equals the request-URI host, else to the\n\
          # default route (the one without domain). Upstreams are PROTO:IP:PORT (no DNS).\n\
+         # A route's name is the `peer` label of its upstream's metrics and spans.\n\
          [[route]]\n\
          upstream = \"udp:127.0.0.1:5080\"\n\
          \n\
          # [[route]]\n\
+         # name = \"carrier-a\"\n\
          # domain = \"example.net\"\n\
          # upstream = \"sctp:[::1]:5062\"\n\
+         \n\
+         # Named peers (callers' trunks, a multi-homed upstream's other addresses): their\n\
+         # name labels metrics and spans; every other address is \"other\". At most 64 names.\n\
+         # [[peer]]\n\
+         # name = \"pbx-1\"\n\
+         # addresses = [\"192.0.2.10\", \"2001:db8::10\"]\n\
          \n\
          # Kamailio's sctp module parameters (same names); absent = default (the OS's value\n\
          # where Kamailio reads the OS). Runtime changes: PUT /cfg/sctp/<name> on the admin API.\n\

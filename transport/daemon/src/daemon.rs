@@ -23,6 +23,8 @@ use tokio::{
     task::JoinHandle,
 };
 
+use sipsctp_agent::correlation::{Exporter, Settings as ExporterSettings};
+
 use crate::{
     admin,
     config::{Config, Proto},
@@ -107,7 +109,7 @@ pub async fn run(
             return crate::exit::STARTUP;
         }
     };
-    let (shared, senders) = parts;
+    let (shared, senders, exporter) = parts;
     let relay = match Relay::new(&config, &senders.local_addrs()) {
         Ok(r) => Arc::new(RwLock::new(Arc::new(r))),
         Err(e) => {
@@ -157,7 +159,7 @@ pub async fn run(
             });
             paths
         }),
-        Box::new(|_| {}),
+        Box::new(shared.exporter.clone()),
     )
     .await
     {
@@ -201,6 +203,8 @@ pub async fn run(
     {
         tracing::warn!("relay did not drain within 2 s");
     }
+    // Transactions still lingering are joined now; their spans get at most 2 s to go out.
+    exporter.shutdown(Duration::from_secs(2)).await;
     tracing::info!("sipsctpd stopped");
     code
 }
@@ -209,7 +213,7 @@ async fn start(
     config: &Config,
     tx: Inbounds,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<(Arc<Shared>, Senders), StartError> {
+) -> Result<(Arc<Shared>, Senders, Exporter), StartError> {
     let metrics = Metrics::new()?;
     let mut listeners = Vec::new();
     let sctp_listeners = addrs_of(config, Proto::Sctp);
@@ -318,8 +322,25 @@ async fn start(
             addr: config.admin.listen,
             source,
         })?;
-    let admin_metrics = admin::AdminMetrics::register(metrics.kernel.registry())?;
+    let admin_metrics = admin::AdminMetrics::register(metrics.registry())?;
+    let exporter = Exporter::start(
+        ExporterSettings {
+            correlate: sipsctp_correlate::Config {
+                // Until the probes say they are attached.
+                kernel_events: false,
+                ..sipsctp_correlate::Config::default()
+            },
+            peers: config.peer_names(),
+            otlp: None,
+        },
+        metrics.registry(),
+    )
+    .map_err(|e| match e {
+        sipsctp_agent::correlation::StartError::Metrics(m) => StartError::Metrics(m),
+    })?;
     let shared = Arc::new(Shared {
+        exporter: exporter.handle(),
+        netns: sipsctp_agent::correlation::own_netns().unwrap_or(0),
         sctp: sctp.clone(),
         metrics,
         admin_metrics,
@@ -341,6 +362,7 @@ async fn start(
             udp,
             tcp,
         },
+        exporter,
     ))
 }
 
@@ -549,6 +571,7 @@ fn reload(
         tracing::warn!(key = k.key, "SIGHUP: {}", k.message);
     }
     *relay.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    shared.exporter.set_peers(applied.peer_names());
     tracing::info!(
         routes = applied.routes.len(),
         "SIGHUP: configuration reloaded"

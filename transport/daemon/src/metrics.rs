@@ -1,12 +1,10 @@
 //! The Prometheus metrics of `/metrics`: the transport's Kamailio counters (copied from the
 //! endpoint's snapshot at each scrape), SIP message counters by method, status class, transport
-//! and direction, drops by reason, and transaction latency. The SIP ones are derived from the
-//! relay driver's events in one place, [`Metrics::observe`].
+//! and direction, drops by reason, expiries. The SIP ones are derived from the relay driver's
+//! events in one place, [`Metrics::observe`]; transaction durations are the exporter's
+//! (`sipsctp_agent::metrics`), observed once joined with the kernel's events.
 
-use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Encoder as _, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use sipsctp_sctp::{
     counters::{CounterSnapshot, DropCause, SendDropCause},
     endpoint::EndpointInfo,
@@ -53,8 +51,6 @@ pub struct Metrics {
     pub responses: IntCounterVec,
     /// `sipsctp_sip_messages_dropped_total{reason}`.
     pub dropped: IntCounterVec,
-    /// `sipsctp_sip_transaction_duration_seconds{method,status_class}`.
-    pub transaction_seconds: HistogramVec,
     /// `sipsctp_sip_transactions_expired_total`.
     pub transactions_expired: IntCounter,
     /// `sipsctp_sip_transactions_untracked_total` (table full).
@@ -241,16 +237,6 @@ impl Metrics {
             dropped.with_label_values(&[r.as_str()]);
         }
         dropped.with_label_values(&[SipDropCause::Absorbed.as_str()]);
-        let transaction_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "sipsctp_sip_transaction_duration_seconds",
-                "Time from a relayed request to its final response",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 32.0,
-            ]),
-            &["method", "status_class"],
-        )?;
         let transactions_expired = IntCounter::new(
             "sipsctp_sip_transactions_expired_total",
             "Relayed requests without a final response within the transaction timeout",
@@ -286,7 +272,6 @@ impl Metrics {
             Box::new(requests.clone()),
             Box::new(responses.clone()),
             Box::new(dropped.clone()),
-            Box::new(transaction_seconds.clone()),
             Box::new(transactions_expired.clone()),
             Box::new(transactions_untracked.clone()),
         ] {
@@ -309,12 +294,17 @@ impl Metrics {
             requests,
             responses,
             dropped,
-            transaction_seconds,
             transactions_expired,
             transactions_untracked,
             retransmissions,
             bridge_untracked,
         })
+    }
+
+    /// The registry behind `/metrics`: the daemon's parts and the exporter agent register
+    /// their metrics here.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Copies the transport's counters in (by their increase since the last call).
@@ -357,17 +347,12 @@ impl Metrics {
                 transport, message, ..
             } => self.message(message, *transport, Direction::Out),
             SipEvent::Dropped { cause, .. } => self.drop(cause.as_str()),
-            SipEvent::TxEnded(end) => match end.outcome {
-                TxOutcome::Final { status, .. } => self
-                    .transaction_seconds
-                    .with_label_values(&[
-                        method_label(end.info.key.method.as_str()),
-                        status_class(status),
-                    ])
-                    .observe(end.duration().as_secs_f64()),
-                TxOutcome::Expired { .. } => self.transactions_expired.inc(),
-                TxOutcome::SendFailed { .. } => {}
-            },
+            // Durations are observed by the exporter, once joined with the kernel's events.
+            SipEvent::TxEnded(end) => {
+                if let TxOutcome::Expired { .. } = end.outcome {
+                    self.transactions_expired.inc();
+                }
+            }
             SipEvent::TxUntracked { .. } => self.transactions_untracked.inc(),
             SipEvent::Retransmitted { leg, .. } => {
                 self.retransmissions
@@ -415,40 +400,7 @@ impl Metrics {
     }
 }
 
-/// `1xx` ... `6xx`.
-pub fn status_class(status: u16) -> &'static str {
-    match status / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        5 => "5xx",
-        6 => "6xx",
-        _ => "other",
-    }
-}
-
-/// Standard methods keep their name; anything else is "other", so that a peer cannot grow the
-/// label set without bound.
-pub fn method_label(method: &str) -> &'static str {
-    const KNOWN: [&str; 14] = [
-        "INVITE",
-        "ACK",
-        "BYE",
-        "CANCEL",
-        "OPTIONS",
-        "REGISTER",
-        "PRACK",
-        "SUBSCRIBE",
-        "NOTIFY",
-        "PUBLISH",
-        "INFO",
-        "REFER",
-        "MESSAGE",
-        "UPDATE",
-    ];
-    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
-}
+pub use sipsctp_agent::metrics::{method_label, status_class};
 
 #[cfg(test)]
 mod tests {

@@ -364,6 +364,58 @@ fn flush(
     while let Some(e) = driver.poll_event() {
         shared.metrics.observe(&e);
         logs.event(&e);
+        if let SipEvent::TxEnded(end) = &e {
+            shared.exporter.transaction(finished(end, shared.netns));
+        }
+    }
+}
+
+/// A finished transaction as the exporter's correlator takes it; `netns` is the daemon's
+/// network namespace (its associations' half of the join key).
+pub fn finished(
+    end: &sipsctp_sip::transaction::TxEnd,
+    netns: u32,
+) -> sipsctp_correlate::Transaction {
+    use sipsctp_correlate as c;
+    use sipsctp_sip::transaction::TxOutcome;
+    let leg = |l: &sipsctp_sip::transaction::Leg| c::Leg {
+        transport: match l.transport {
+            Transport::Udp => c::Transport::Udp,
+            Transport::Tcp => c::Transport::Tcp,
+            Transport::Sctp => c::Transport::Sctp,
+        },
+        peer: l.addr,
+        local: l.local,
+        assoc: l.assoc.and_then(|id| {
+            Some(c::AssocKey {
+                netns,
+                assoc_id: i32::try_from(id).ok()?,
+            })
+        }),
+    };
+    let mono = |t: sipsctp_sip::MonoTime| Duration::from_nanos(t.as_nanos());
+    let info = &end.info;
+    c::Transaction {
+        id: info.id.0,
+        method: info.key.method.as_str().into(),
+        call_id: info.call_id.clone(),
+        cseq: info.cseq,
+        branch: info.key.branch.clone(),
+        inbound: leg(&info.inbound),
+        outbound: leg(&info.outbound),
+        received_at: mono(info.received_at),
+        forwarded_at: mono(info.forwarded_at),
+        first_response_at: info
+            .first_provisional
+            .or(end.outcome.status().map(|_| end.outcome.at()))
+            .map(mono),
+        ended_at: mono(end.outcome.at()),
+        outcome: match end.outcome {
+            TxOutcome::Final { status, .. } => c::Outcome::Final(status),
+            TxOutcome::Expired { .. } => c::Outcome::Expired,
+            TxOutcome::SendFailed { .. } => c::Outcome::SendFailed,
+        },
+        sip_retransmissions: info.retransmissions,
     }
 }
 

@@ -23,6 +23,11 @@ pub struct Shared {
     pub recent: Arc<sipsctp_agent::kernel::Recent>,
     /// The admin API's connection metrics.
     pub admin_metrics: crate::admin::AdminMetrics,
+    /// The exporter's correlator: finished transactions go there; the admin API reads its
+    /// recent joined transactions.
+    pub exporter: sipsctp_agent::correlation::ExporterHandle,
+    /// The daemon's network namespace (inode), half of its associations' key.
+    pub netns: u32,
 }
 
 impl Shared {
