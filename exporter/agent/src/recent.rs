@@ -85,6 +85,7 @@ impl Entry {
             Outcome::Final(s) => ("final", Some(s)),
             Outcome::Expired => ("expired", None),
             Outcome::SendFailed => ("send_failed", None),
+            Outcome::Forwarded => ("forwarded", None),
         };
         json!({
             "method": &*tx.method,

@@ -16,10 +16,15 @@
 //!   pointer and bound to the id when it appears. A request sent by address (the association
 //!   was being set up) finds its association by `(netns, local port, peer address, peer port)`.
 //! - The probes see retransmissions of chunks *this host sends*. On the **request leg** (the
-//!   outbound association) the request is what we send: a T3 retransmission at `t` with RTO
-//!   `R` counts against requests forwarded in `[t - R - slack, t]` and unanswered at `t`; a
-//!   fast retransmission against `[t - 4 srtt - slack, t]`; T1 expiries, a path going down and
-//!   the association's loss against the whole transaction. These decide
+//!   outbound association) the request is what we send: a retransmission at `t` with RTO `R`
+//!   (the one in force, after T3's back-off) counts against requests forwarded in
+//!   `[t - 2R - slack, t]` and unanswered at `t` (no response yet). Two RTOs, not one: the T3
+//!   timer restarts on each new acknowledgement, so a chunk can wait up to twice the RTO it
+//!   was sent under, and at `rto_max` there is no back-off to widen `R`; a fast
+//!   retransmission comes before the timer would, but at a low message rate the three SACKs
+//!   that trigger it can take far longer than a few RTTs. T1 expiries, a path going down and
+//!   the association's loss count against the whole transaction. A request forwarded without
+//!   a transaction (an `ACK`) is never answered: the window alone bounds it. These decide
 //!   `kernel_retransmitted = yes | no`. On the **response leg** (the inbound association) we
 //!   send the responses: its retransmissions from the first response to the end plus the
 //!   linger are reported apart (what the caller saw).
@@ -94,6 +99,9 @@ pub enum Outcome {
     Expired,
     /// The request could not be sent.
     SendFailed,
+    /// Forwarded without a transaction (an `ACK`): no response comes; it ends when it was
+    /// sent, or at the last kernel event that retransmitted it.
+    Forwarded,
 }
 
 /// A finished SIP transaction, as the relay (or SIP seen in the kernel) reports it.
@@ -131,7 +139,11 @@ impl Transaction {
     /// When the request was answered (first response, else the end): a retransmission after
     /// that cannot be the request's.
     pub fn answered_at(&self) -> Duration {
-        self.first_response_at.unwrap_or(self.ended_at)
+        match self.outcome {
+            // Never answered: only the retransmission windows bound it.
+            Outcome::Forwarded => Duration::MAX,
+            _ => self.first_response_at.unwrap_or(self.ended_at),
+        }
     }
 }
 
@@ -574,7 +586,12 @@ impl Correlator {
             .filter_map(|k| self.windows.get(&k).map(|w| w.last_rto))
             .max()
             .unwrap_or_default();
-        let linger = (rto * 2).clamp(self.config.min_linger, self.config.max_linger);
+        let linger = if tx.outcome == Outcome::Forwarded {
+            // Its retransmissions come after it "ended": wait for the backed-off ones too.
+            self.config.max_linger
+        } else {
+            (rto * 2).clamp(self.config.min_linger, self.config.max_linger)
+        };
         let release = tx.ended_at.max(now) + linger;
         if self.lingering.len() >= self.config.max_lingering {
             // Join the oldest now rather than drop anything.
@@ -675,19 +692,15 @@ impl Correlator {
                     let sent = tx.forwarded_at;
                     for n in &w.ring {
                         let touches = match n.kind {
-                            NoteKind::Retransmission(RetransmitReason::FastRtx) => {
-                                let srtt = if w.last_srtt.is_zero() {
-                                    n.rto
-                                } else {
-                                    w.last_srtt
-                                };
-                                n.time < answered
-                                    && sent + srtt * 4 + slack >= n.time
-                                    && sent <= n.time
-                            }
+                            // A chunk is retransmitted within two RTOs of its first send: the
+                            // T3 timer runs from the oldest outstanding chunk and restarts on
+                            // each new acknowledgement (less than one RTO after this chunk
+                            // went out), a fast retransmission comes before the timer, and
+                            // the RTO an event carries is the one in force (after T3's
+                            // back-off, at most doubled; at rto_max, not).
                             NoteKind::Retransmission(_) | NoteKind::T3Expired => {
                                 n.time < answered
-                                    && sent + n.rto + slack >= n.time
+                                    && sent + n.rto * 2 + slack >= n.time
                                     && sent <= n.time
                             }
                             // Not before the send: an event before it cannot be on its span.
@@ -710,6 +723,14 @@ impl Correlator {
                 }
             }
         }
+        if tx.outcome == Outcome::Forwarded {
+            // In flight until its last retransmission.
+            if let Some(last) = j.request.iter().map(|n| n.time).max() {
+                j.tx.ended_at = j.tx.ended_at.max(last);
+            }
+            return j;
+        }
+        let tx = &j.tx;
         if tx.inbound.transport == Transport::Sctp
             && let Some(w) = tx.inbound.assoc.and_then(|k| self.windows.get(&k))
         {

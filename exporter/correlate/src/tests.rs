@@ -182,9 +182,10 @@ fn two_transactions_on_one_trunk_only_one_overlaps() {
     assert_eq!(joined[0].request[0].flight_size, 1200);
 }
 
-/// Fast retransmission: within 4 srtt of the send.
+/// Fast retransmission: within two RTOs of the send, however small the srtt (at a low
+/// message rate the three SACKs that trigger it take long to come).
 #[test]
-fn fast_retransmission_window_uses_srtt() {
+fn fast_retransmission_window_is_two_rtos() {
     let mut c = Correlator::new(Config::default());
     c.handle_kernel(&ev(
         1_000,
@@ -198,14 +199,16 @@ fn fast_retransmission_window_uses_srtt() {
     ));
     c.handle_kernel(&rtx(2_050, 3, RetransmitReason::FastRtx, 200));
     let out = sctp_leg("10.0.0.20:5060", Some(3));
-    // 4 srtt + slack = 60 ms before the retransmission.
-    c.handle_transaction(ms(2_100), tx(1, 2_000, Some(2_080), 2_100, out));
-    c.handle_transaction(ms(2_100), tx(2, 1_900, Some(2_080), 2_100, out));
+    // 2 RTO + slack = 420 ms before the retransmission; srtt is 10 ms.
+    c.handle_transaction(ms(2_100), tx(1, 1_700, Some(2_080), 2_100, out));
+    c.handle_transaction(ms(2_100), tx(2, 1_600, Some(2_080), 2_100, out));
+    // Answered before the retransmission: not its chunk.
+    c.handle_transaction(ms(2_100), tx(3, 2_000, Some(2_040), 2_100, out));
     let mut joined = drain(&mut c, 9_000);
     joined.sort_by_key(|j| j.tx.id);
     assert_eq!(
         joined.iter().map(|j| j.verdict).collect::<Vec<_>>(),
-        [Verdict::Yes, Verdict::No]
+        [Verdict::Yes, Verdict::No, Verdict::No]
     );
     assert_eq!(joined[0].max_rto, Some(ms(200)));
 }
@@ -376,4 +379,23 @@ fn kernel_events_that_start_late_judge_only_what_follows() {
     c.set_kernel_events(ms(10_000), false);
     c.handle_transaction(ms(10_300), tx(3, 10_100, None, 10_300, leg()));
     assert_eq!(drain(&mut c, 20_000)[0].verdict, Verdict::Unknown);
+}
+
+/// An `ACK` forwarded without a transaction: never answered, so the retransmission of its
+/// chunk (after it was "done") is still its own, and its end moves to that retransmission.
+#[test]
+fn a_forwarded_ack_keeps_the_retransmission_of_its_chunk() {
+    let mut c = Correlator::new(Config::default());
+    let out = sctp_leg("10.0.0.20:5060", Some(3));
+    let mut ack = tx(1, 1_000, None, 1_000, out);
+    ack.method = "ACK".into();
+    ack.outcome = Outcome::Forwarded;
+    c.handle_transaction(ms(1_000), ack);
+    c.handle_kernel(&rtx(1_300, 3, RetransmitReason::T3Rtx, 600));
+    // Not released before the longest linger: its retransmissions come after its end.
+    assert!(drain(&mut c, 2_000).is_empty());
+    let j = drain(&mut c, 4_100).pop().unwrap();
+    assert_eq!((j.verdict, j.request.len()), (Verdict::Yes, 1));
+    assert_eq!(j.tx.ended_at, ms(1_300));
+    assert!(j.response.is_empty());
 }

@@ -361,6 +361,7 @@ impl Metrics {
             }
             SipEvent::BridgeUntracked { .. } => self.bridge_untracked.inc(),
             SipEvent::TxStarted(_)
+            | SipEvent::Forwarded(_)
             | SipEvent::TxForwarded { .. }
             | SipEvent::TxProvisional { .. }
             | SipEvent::TxRetransmitted { .. } => {}

@@ -364,21 +364,19 @@ fn flush(
     while let Some(e) = driver.poll_event() {
         shared.metrics.observe(&e);
         logs.event(&e);
-        if let SipEvent::TxEnded(end) = &e {
-            shared.exporter.transaction(finished(end, shared.netns));
+        match &e {
+            SipEvent::TxEnded(end) => shared.exporter.transaction(finished(end, shared.netns)),
+            SipEvent::Forwarded(f) => shared.exporter.transaction(forwarded(f, shared.netns)),
+            _ => {}
         }
     }
 }
 
-/// A finished transaction as the exporter's correlator takes it; `netns` is the daemon's
-/// network namespace (its associations' half of the join key).
-pub fn finished(
-    end: &sipsctp_sip::transaction::TxEnd,
-    netns: u32,
-) -> sipsctp_correlate::Transaction {
+/// A leg as the exporter's correlator takes it; `netns` is the daemon's network namespace
+/// (its associations' half of the join key).
+fn leg(l: &sipsctp_sip::transaction::Leg, netns: u32) -> sipsctp_correlate::Leg {
     use sipsctp_correlate as c;
-    use sipsctp_sip::transaction::TxOutcome;
-    let leg = |l: &sipsctp_sip::transaction::Leg| c::Leg {
+    c::Leg {
         transport: match l.transport {
             Transport::Udp => c::Transport::Udp,
             Transport::Tcp => c::Transport::Tcp,
@@ -392,8 +390,43 @@ pub fn finished(
                 assoc_id: i32::try_from(id).ok()?,
             })
         }),
-    };
-    let mono = |t: sipsctp_sip::MonoTime| Duration::from_nanos(t.as_nanos());
+    }
+}
+
+fn mono(t: sipsctp_sip::MonoTime) -> Duration {
+    Duration::from_nanos(t.as_nanos())
+}
+
+/// A request forwarded without a transaction (an `ACK`), for the correlator.
+pub fn forwarded(
+    f: &sipsctp_sip::driver::StatelessForward,
+    netns: u32,
+) -> sipsctp_correlate::Transaction {
+    sipsctp_correlate::Transaction {
+        id: 0,
+        method: f.key.method.as_str().into(),
+        call_id: f.call_id.clone(),
+        cseq: f.cseq,
+        branch: f.key.branch.clone(),
+        inbound: leg(&f.inbound, netns),
+        outbound: leg(&f.outbound, netns),
+        received_at: mono(f.received_at),
+        forwarded_at: mono(f.forwarded_at),
+        first_response_at: None,
+        ended_at: mono(f.forwarded_at),
+        outcome: sipsctp_correlate::Outcome::Forwarded,
+        sip_retransmissions: 0,
+    }
+}
+
+/// A finished transaction as the exporter's correlator takes it.
+pub fn finished(
+    end: &sipsctp_sip::transaction::TxEnd,
+    netns: u32,
+) -> sipsctp_correlate::Transaction {
+    use sipsctp_correlate as c;
+    use sipsctp_sip::transaction::TxOutcome;
+    let leg = |l| leg(l, netns);
     let info = &end.info;
     c::Transaction {
         id: info.id.0,

@@ -93,6 +93,30 @@ pub struct TransmitMeta {
     pub tx: Option<TxKey>,
     /// A retransmission the relay makes itself (counted apart from the messages relayed).
     pub retransmission: Option<RetransmitLeg>,
+    /// A request forwarded without a transaction (an `ACK`, or the table was full), reported
+    /// as [`SipEvent::Forwarded`] once sent.
+    pub stateless: Option<Box<StatelessForward>>,
+}
+
+/// A request the relay forwarded without keeping a transaction for it: an `ACK`, or any
+/// request when the table was full. Reported once sent, so that what the kernel did to its
+/// chunks can still be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatelessForward {
+    /// The relay's own branch and the `CSeq` method.
+    pub key: TxKey,
+    /// Its `Call-ID`.
+    pub call_id: Box<str>,
+    /// Its `CSeq` number.
+    pub cseq: u32,
+    /// Where it came from.
+    pub inbound: Leg,
+    /// Where it went (with the association once sent).
+    pub outbound: Leg,
+    /// When it arrived.
+    pub received_at: MonoTime,
+    /// When it was sent.
+    pub forwarded_at: MonoTime,
 }
 
 /// Why a send did not happen; [`SendDrop::as_str`] is the counter label.
@@ -254,6 +278,8 @@ pub enum SipEvent {
     },
     /// A tracked transaction ended (final response, expiry, or its request never went out).
     TxEnded(Box<TxEnd>),
+    /// A request forwarded without a transaction went out (see [`StatelessForward`]).
+    Forwarded(Box<StatelessForward>),
     /// A request was forwarded untracked: the table was full.
     TxUntracked {
         /// When.
@@ -523,6 +549,31 @@ impl RelayDriver {
                     self.dropped(now, from.addr, kind, DropCause::Absorbed);
                     return;
                 }
+                let stateless = if tracked.is_none() {
+                    Self::own_branch(&bytes, &limits_of(&self.relay)).map(|b| {
+                        Box::new(StatelessForward {
+                            key: TxKey::new(&b.branch, method),
+                            call_id: dialog.0.into(),
+                            cseq: dialog.1,
+                            inbound: Leg {
+                                transport: from.transport,
+                                addr: from.addr,
+                                local: Some(local.addr),
+                                assoc: from.assoc,
+                            },
+                            outbound: Leg {
+                                transport: to.transport,
+                                addr: to.addr,
+                                local: None,
+                                assoc: None,
+                            },
+                            received_at: now,
+                            forwarded_at: now,
+                        })
+                    })
+                } else {
+                    None
+                };
                 self.transmits.push_back(Transmit {
                     to,
                     from: None,
@@ -532,6 +583,7 @@ impl RelayDriver {
                         local: false,
                         tx: tracked,
                         retransmission: None,
+                        stateless,
                     },
                 });
             }
@@ -549,6 +601,7 @@ impl RelayDriver {
                         local: true,
                         tx: None,
                         retransmission: None,
+                        stateless: None,
                     },
                 });
             }
@@ -590,6 +643,7 @@ impl RelayDriver {
                         local: false,
                         tx: None,
                         retransmission: Some(leg),
+                        stateless: None,
                     },
                 }),
                 BridgeAction::TimedOut { key } => {
@@ -671,6 +725,7 @@ impl RelayDriver {
                         local: false,
                         tx: None,
                         retransmission: None,
+                        stateless: None,
                     },
                 });
             }
@@ -713,6 +768,11 @@ impl RelayDriver {
                 }
             }
             SendResult::Sent { assoc } => {
+                if let Some(mut f) = meta.stateless {
+                    f.outbound.assoc = assoc;
+                    f.forwarded_at = now;
+                    self.events.push_back(SipEvent::Forwarded(f));
+                }
                 if let Some(key) = &meta.tx
                     && let Some((id, true)) = self.table.on_sent(key, assoc)
                 {

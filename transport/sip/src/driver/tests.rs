@@ -433,6 +433,25 @@ fn invite_ack_bye_through_two_relays() {
         !ev.iter().any(|e| matches!(e, SipEvent::TxStarted(_))),
         "ACK is not tracked"
     );
+    // ... but reported once sent, with its association, for the exporter.
+    let forwarded: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            SipEvent::Forwarded(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forwarded.len(), 1, "{ev:?}");
+    let f = forwarded[0];
+    assert_eq!(f.key.method.as_str(), "ACK");
+    assert_eq!((&*f.call_id, f.cseq), ("c1", 1));
+    assert_eq!(f.outbound.assoc, Some(a_to_b));
+    assert_eq!(f.inbound.addr, sa(UAC));
+    assert!(
+        f.key.branch.starts_with("z9hG4bK"),
+        "the relay's own branch: {f:?}"
+    );
+    assert!(f.received_at <= f.forwarded_at);
 
     net.send(Transport::Udp, UAC, A_UDP, &in_dialog(ok, "BYE", 2, "bye1"));
     net.drive();
