@@ -5,6 +5,7 @@
 //! the project's qemu VM on each supported kernel. Outside the VM they fail loudly: a test that
 //! needs SCTP never skips itself.
 
+pub mod calls;
 pub mod daemon;
 pub mod kernel_sctp;
 pub mod netns;
