@@ -350,6 +350,20 @@ impl Metrics {
         v.round() as u64
     }
 
+    /// As [`Metrics::sum`], unrounded (a histogram's `_sum` in seconds).
+    pub fn sum_f64(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| *v)
+            .sum()
+    }
+
     /// Whether any sample of `name` exists.
     pub fn has(&self, name: &str) -> bool {
         self.samples.iter().any(|(n, _, _)| n == name)
@@ -514,20 +528,24 @@ impl Daemon {
         d
     }
 
-    /// Waits (up to 30 s) until the SIP counters stop moving for a second: everything in flight
-    /// (a peer's late retransmissions included) has been relayed. Returns the metrics then.
+    /// Waits (up to 30 s) until the SIP counters stop moving for a second and the exporter has
+    /// joined every finished transaction: everything in flight (a peer's late retransmissions
+    /// included) has been relayed and the transaction metrics are complete. Returns the
+    /// metrics then.
     pub fn settle(&self) -> Metrics {
         let total = |m: &Metrics| {
             m.sum("sipsctp_sip_requests_total", &[])
                 + m.sum("sipsctp_sip_responses_total", &[])
                 + m.sum("sipsctp_sip_messages_dropped_total", &[])
+                + m.sum("sipsctp_sip_transaction_duration_seconds_count", &[])
         };
         let mut last = self.metrics();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             std::thread::sleep(Duration::from_secs(1));
             let now = self.metrics();
-            if total(&now) == total(&last) || Instant::now() >= deadline {
+            let joined = now.value("sipsctp_exporter_transactions_lingering") == 0;
+            if (joined && total(&now) == total(&last)) || Instant::now() >= deadline {
                 return now;
             }
             last = now;

@@ -252,6 +252,7 @@ impl Task {
         self.metrics
             .dropped(DropPoint::PreId, s.pre_id_dropped - r.pre_id_dropped);
         self.reported = s;
+        self.metrics.set_lingering(self.correlator.lingering());
     }
 
     fn output(&mut self, j: Joined) {

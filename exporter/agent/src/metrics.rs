@@ -10,7 +10,9 @@
 //! - `sipsctp_peer_rto_seconds{peer,path}`, `sipsctp_peer_srtt_seconds{peer,path}` (named peers
 //!   only, at most [`PATHS_PER_PEER`] paths each);
 //! - `sipsctp_peer_retransmissions_total{peer,reason}`, `sipsctp_peer_path_events_total{peer,event}`;
-//! - `sipsctp_exporter_dropped_total{where}`: what the exporter could not take or keep.
+//! - `sipsctp_exporter_dropped_total{where}`: what the exporter could not take or keep;
+//! - `sipsctp_exporter_transactions_lingering`: finished transactions waiting for late kernel
+//!   events before they are joined (their durations are observed then).
 //!
 //! `kernel_retransmitted` is `yes`, `no` or `unknown` (no probes, or a TCP leg); `peer` is a
 //! configured name or `other` ([`crate::peers`]).
@@ -20,7 +22,7 @@ use std::{
     net::IpAddr,
 };
 
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use sipsctp_correlate::{AssocKey, Joined, Outcome, Reason, Verdict};
 use sipsctp_ebpf_events::event::{
     AssocChangeState, EventKind, PathCommand, RetransmitReason, SctpEvent,
@@ -129,6 +131,7 @@ pub struct ExporterMetrics {
     peer_retransmissions: IntCounterVec,
     peer_path_events: IntCounterVec,
     dropped: IntCounterVec,
+    lingering: IntGauge,
 }
 
 impl ExporterMetrics {
@@ -202,6 +205,10 @@ impl ExporterMetrics {
             ),
             &["where"],
         )?;
+        let lingering = IntGauge::new(
+            "sipsctp_exporter_transactions_lingering",
+            "Finished transactions waiting for late kernel events before they are joined",
+        )?;
         for d in DropPoint::ALL {
             dropped.with_label_values(&[d.as_str()]);
         }
@@ -231,6 +238,7 @@ impl ExporterMetrics {
             Box::new(peer_retransmissions.clone()),
             Box::new(peer_path_events.clone()),
             Box::new(dropped.clone()),
+            Box::new(lingering.clone()),
         ] {
             registry.register(c)?;
         }
@@ -243,7 +251,13 @@ impl ExporterMetrics {
             peer_retransmissions,
             peer_path_events,
             dropped,
+            lingering,
         })
+    }
+
+    /// Sets how many transactions wait to be joined.
+    pub fn set_lingering(&self, n: usize) {
+        self.lingering.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Counts `n` losses at `point`.
@@ -267,6 +281,10 @@ impl ExporterMetrics {
             self.first_response
                 .with_label_values(&[method, verdict])
                 .observe(first.saturating_sub(tx.forwarded_at).as_secs_f64());
+        }
+        if tx.outcome == Outcome::Forwarded {
+            // An ACK is no transaction of its own; its span carries its kernel events.
+            return;
         }
         let reasons = |notes: &[sipsctp_correlate::KernelNote]| -> Vec<Reason> {
             let mut r: Vec<Reason> = notes.iter().filter_map(|n| n.kind.reason()).collect();

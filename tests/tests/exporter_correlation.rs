@@ -1,0 +1,366 @@
+//! The exporter against the real kernel, inside the VM: sipp calls from a UDP caller through
+//! `sipsctpd` to a sipp UAS over SCTP in a network namespace ("carrier-a"), with netem loss
+//! on what the daemon sends toward it (the upstream leg: the probes see the retransmissions
+//! of the chunks this host sends, so loss on the caller's leg would show nothing).
+//!
+//! - With 10 % loss and the probes on: every `sctp.retransmission` a joined transaction
+//!   carries (`GET /transactions/recent`) lies within its transaction's time on the request
+//!   leg and names the association `/kernel/events` shows for carrier-a; and no retransmission
+//!   is left out: the distinct retransmission events over all transactions equal the probes'
+//!   count for that peer (`sipsctp_peer_retransmissions_total{peer="carrier-a"}`). Every call
+//!   succeeds, and transactions the kernel retransmitted for take longer on average
+//!   (`kernel_retransmitted="yes"` against `"no"` in the duration histogram).
+//! - Without loss: the kernel retransmits nothing and the `yes` series stays empty.
+//! - With the probes off (`[ebpf] mode = "off"`): every transaction is `unknown`, nothing is
+//!   invented.
+
+use std::{collections::BTreeSet, net::SocketAddr, path::Path, process::Command, time::Duration};
+
+use serde_json::Value;
+use sipsctp_tests::{
+    calls::{Uac, config, netem_dropped},
+    daemon::{Daemon, Metrics, Peer, data_file, require_tool, scratch, sipp_in, tail, wait_until},
+    netns::{Netns, ip},
+    require_sctp, vm_kernel,
+};
+
+const ADMIN: &str = "127.0.0.1:9474";
+/// The daemon's port (UDP on loopback, SCTP toward the upstream).
+const PORT: u16 = 5880;
+const UAC_PORT: u16 = 5885;
+const UAS_PORT: u16 = 5890;
+const HOST_IP: &str = "10.78.0.1";
+const UAS_IP: &str = "10.78.0.2";
+
+/// The upstream's namespace and the veth to it; the veth goes with the namespace (and is
+/// deleted here too, should the namespace outlive a failed test).
+struct Upstream {
+    ns: Netns,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", "sxe-up0"]).output();
+    }
+}
+
+/// The upstream namespace at 10.78.0.2 behind a veth from the daemon's 10.78.0.1, with
+/// netem `loss` on what leaves the daemon's end when given.
+fn upstream(loss: Option<&str>) -> Upstream {
+    require_tool("ip");
+    require_tool("tc");
+    let up = Upstream {
+        ns: Netns::new("sxe-up"),
+    };
+    let ns = up.ns.name().to_owned();
+    ip(&[
+        "link", "add", "sxe-up0", "type", "veth", "peer", "name", "sxe-up1", "netns", &ns,
+    ]);
+    ip(&["addr", "add", &format!("{HOST_IP}/24"), "dev", "sxe-up0"]);
+    ip(&["link", "set", "sxe-up0", "up"]);
+    up.ns
+        .ip(&["addr", "add", &format!("{UAS_IP}/24"), "dev", "sxe-up1"]);
+    up.ns.ip(&["link", "set", "sxe-up1", "up"]);
+    if let Some(loss) = loss {
+        sipsctp_tests::netns::tc(&[
+            "qdisc", "add", "dev", "sxe-up0", "root", "netem", "loss", loss,
+        ]);
+    }
+    up
+}
+
+/// sipp's UAS (`uas_ua.xml`) over SCTP inside the upstream namespace; returns once it listens.
+fn uas_in(up: &Upstream, dir: &Path) -> Peer {
+    let mut c = sipp_in(Some(up.ns.name()), dir, None);
+    c.arg("-sf").arg(data_file("uas_ua.xml"));
+    c.args(["-default_behaviors", "all,-abortunexp"]);
+    c.args(["-t", "s1", "-i", UAS_IP, "-p", &UAS_PORT.to_string()]);
+    let mut p = Peer::spawn(
+        &format!("sipp UAS -t s1 on {UAS_IP}:{UAS_PORT} in {}", up.ns.name()),
+        c,
+        dir.join("uas.log"),
+    );
+    let listening = wait_until(Duration::from_secs(10), || {
+        p.assert_running();
+        up.ns.enter(|| {
+            std::fs::read_to_string("/proc/thread-self/net/sctp/eps")
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .any(|l| l.split_whitespace().nth(5) == Some(&UAS_PORT.to_string()))
+        })
+    });
+    assert!(
+        listening,
+        "the UAS does not listen on SCTP port {UAS_PORT} after 10 s:\n{}",
+        tail(&p.output(), 30)
+    );
+    p
+}
+
+/// The daemon: UDP on loopback, SCTP toward the upstream named carrier-a, `ebpf` mode, fast
+/// SCTP recovery (`rto`: initial, min, max in ms).
+fn daemon(name: &str, ebpf: &str, rto: Option<(u32, u32, u32)>) -> Daemon {
+    let mut extra = format!("[ebpf]\nmode = \"{ebpf}\"\n");
+    if let Some((initial, min, max)) = rto {
+        extra.push_str(&format!(
+            "[sctp]\nsctp_srto_initial = {initial}\nsctp_srto_min = {min}\nsctp_srto_max = {max}\n"
+        ));
+    }
+    let mut cfg = config(
+        &[("udp", &["127.0.0.1"], PORT), ("sctp", &[HOST_IP], PORT)],
+        &[],
+        ADMIN,
+        &extra,
+    );
+    cfg.push_str(&format!(
+        "\n[[route]]\nname = \"carrier-a\"\nupstream = \"sctp:{UAS_IP}:{UAS_PORT}\"\n"
+    ));
+    Daemon::start(name, ADMIN.parse().expect("admin address"), &cfg)
+}
+
+fn uac(calls: u32) -> Uac<'static> {
+    Uac {
+        scenario: None,
+        transport: "u1",
+        local_ip: "127.0.0.1",
+        local_port: UAC_PORT,
+        remote: SocketAddr::from(([127, 0, 0, 1], PORT)),
+        calls,
+        rate: 10,
+        netns: None,
+    }
+}
+
+fn json(d: &Daemon, path: &str) -> Value {
+    let (status, body) = d.get(path);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+}
+
+fn transactions(d: &Daemon) -> Vec<Value> {
+    json(d, "/transactions/recent?limit=1024")["transactions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn u64_of(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}
+
+/// Mean of the duration histogram's series `kernel_retransmitted = verdict`, and its count.
+fn duration_mean(m: &Metrics, verdict: &str) -> (f64, u64) {
+    let name = "sipsctp_sip_transaction_duration_seconds";
+    let labels = [("kernel_retransmitted", verdict)];
+    let n = m.sum(&format!("{name}_count"), &labels);
+    let sum = m.sum_f64(&format!("{name}_sum"), &labels);
+    (if n == 0 { 0.0 } else { sum / n as f64 }, n)
+}
+
+/// The probes' retransmissions toward carrier-a, every reason.
+fn peer_retransmissions(m: &Metrics) -> u64 {
+    m.sum(
+        "sipsctp_peer_retransmissions_total",
+        &[("peer", "carrier-a")],
+    )
+}
+
+#[test]
+fn exporter_joins_each_upstream_retransmission_to_the_transactions_it_delayed() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    let dir = scratch("exporter-loss");
+    let up = upstream(Some("10%"));
+    let _uas = uas_in(&up, &dir);
+    let d = daemon("exporter-loss", "on", Some((300, 100, 1000)));
+    let calls = 100;
+    let r = uac(calls).run(&dir, || {});
+    let dropped = netem_dropped(None, "sxe-up0");
+    r.assert_all_ok(
+        calls,
+        "sipp UDP -> sipsctpd -> SCTP UAS, 10 % loss upstream",
+        &d,
+    );
+    let m = d.settle();
+    let show = m.nonzero();
+    let txs = transactions(&d);
+    let kernel_events = json(&d, "/kernel/events?limit=1024");
+    let events = kernel_events["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // The association to carrier-a, as the probes report it.
+    let upstream_assocs: BTreeSet<i64> = events
+        .iter()
+        .filter(|e| e["peer"].as_str() == Some(UAS_IP) && e["assoc_id"].as_i64() != Some(0))
+        .filter_map(|e| e["assoc_id"].as_i64())
+        .collect();
+    assert!(
+        !upstream_assocs.is_empty(),
+        "kernel {}: /kernel/events shows no association to {UAS_IP}: {kernel_events}",
+        vm_kernel()
+    );
+    // Calls x (INVITE, ACK, BYE) were joined, with the outbound association.
+    let n = u64::from(calls);
+    let count = |method: &str| txs.iter().filter(|t| t["method"] == method).count() as u64;
+    assert!(
+        count("INVITE") >= n && count("BYE") >= n && count("ACK") >= n,
+        "kernel {}: joined INVITE/ACK/BYE: {}/{}/{}, {n} calls",
+        vm_kernel(),
+        count("INVITE"),
+        count("ACK"),
+        count("BYE")
+    );
+    let mut distinct = BTreeSet::new();
+    let mut touched = 0;
+    for t in &txs {
+        let out = &t["outbound"];
+        assert_eq!(out["peer_name"], "carrier-a", "{t}");
+        assert_eq!(t["incomplete"], false, "no cap was reached: {t}");
+        let notes = t["kernel"]["request"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !notes.is_empty() {
+            touched += 1;
+            assert_eq!(t["kernel_retransmitted"], "yes", "{t}");
+        }
+        let (from, to) = (u64_of(&t["forwarded_ns"]), u64_of(&t["ended_ns"]));
+        for e in notes {
+            let at = u64_of(&e["time_ns"]);
+            assert!(
+                (from..=to).contains(&at),
+                "kernel {}: a kernel event outside its transaction's request leg \
+                 [{from}, {to}]: {e}\nin {t}",
+                vm_kernel()
+            );
+            let assoc = e["assoc_id"].as_i64().unwrap_or_default();
+            assert!(
+                upstream_assocs.contains(&assoc) && out["assoc_id"].as_i64() == Some(assoc),
+                "kernel {}: event on association {assoc}, the transaction went out on {}, \
+                 /kernel/events shows {upstream_assocs:?} to {UAS_IP}: {t}",
+                vm_kernel(),
+                out["assoc_id"]
+            );
+            if e["event"] == "sctp.retransmission" {
+                distinct.insert((at, assoc, e["reason"].to_string()));
+            }
+        }
+    }
+    let probes = peer_retransmissions(&m);
+    assert!(
+        dropped > 0 && probes > 0,
+        "kernel {}: netem dropped {dropped} packets, the probes counted {probes} \
+         retransmissions toward carrier-a: no loss, nothing to check\n{show}",
+        vm_kernel()
+    );
+    assert_eq!(
+        distinct.len() as u64,
+        probes,
+        "kernel {}: every retransmission the probes saw toward carrier-a is on at least one \
+         transaction (distinct events over all transactions vs the probes' counter)\n{show}",
+        vm_kernel()
+    );
+    let (yes, n_yes) = duration_mean(&m, "yes");
+    let (no, n_no) = duration_mean(&m, "no");
+    assert!(
+        n_yes > 0 && n_no > 0 && yes > no,
+        "kernel {}: transactions the kernel retransmitted for take longer: yes {n_yes} x \
+         {yes:.3} s, no {n_no} x {no:.3} s\n{show}",
+        vm_kernel()
+    );
+    assert_eq!(duration_mean(&m, "unknown").1, 0, "{show}");
+    eprintln!(
+        "kernel {}: {n} calls, netem dropped {dropped}, {probes} retransmissions toward \
+         carrier-a, all on {touched} transactions; duration mean yes {:.1} ms ({n_yes}), no \
+         {:.1} ms ({n_no})",
+        vm_kernel(),
+        yes * 1000.0,
+        no * 1000.0
+    );
+}
+
+#[test]
+fn exporter_without_loss_finds_no_kernel_retransmitted_transaction() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    let dir = scratch("exporter-clean");
+    let up = upstream(None);
+    let _uas = uas_in(&up, &dir);
+    // Default RTOs (Kamailio's): no spurious retransmission when the VM's CPUs stall.
+    let d = daemon("exporter-clean", "on", None);
+    let calls = 30;
+    let r = uac(calls).run(&dir, || {});
+    r.assert_all_ok(calls, "sipp UDP -> sipsctpd -> SCTP UAS, no loss", &d);
+    let m = d.settle();
+    let show = m.nonzero();
+    assert_eq!(peer_retransmissions(&m), 0, "{show}");
+    let (_, n_yes) = duration_mean(&m, "yes");
+    let (_, n_no) = duration_mean(&m, "no");
+    assert_eq!(
+        (n_yes, n_no),
+        (0, 2 * u64::from(calls)),
+        "kernel {}: every INVITE and BYE judged `no`\n{show}",
+        vm_kernel()
+    );
+    assert!(
+        transactions(&d)
+            .iter()
+            .all(|t| t["kernel_retransmitted"] == "no"),
+        "kernel {}: {}",
+        vm_kernel(),
+        d.get("/transactions/recent?limit=5").1
+    );
+}
+
+#[test]
+fn exporter_without_probes_says_unknown() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    let dir = scratch("exporter-off");
+    let up = upstream(Some("10%"));
+    let _uas = uas_in(&up, &dir);
+    let d = daemon("exporter-off", "off", Some((300, 100, 1000)));
+    let calls = 30;
+    let r = uac(calls).run(&dir, || {});
+    r.assert_all_ok(calls, "sipp UDP -> sipsctpd -> SCTP UAS, no probes", &d);
+    let m = d.settle();
+    let show = m.nonzero();
+    let (_, n_unknown) = duration_mean(&m, "unknown");
+    assert_eq!(
+        (
+            duration_mean(&m, "yes").1,
+            duration_mean(&m, "no").1,
+            n_unknown
+        ),
+        (0, 0, 2 * u64::from(calls)),
+        "kernel {}: without probes every transaction is unknown\n{show}",
+        vm_kernel()
+    );
+    let txs = transactions(&d);
+    assert!(
+        txs.iter().all(|t| t["kernel_retransmitted"] == "unknown"
+            && t["kernel"]["request"].as_array().is_some_and(Vec::is_empty)),
+        "kernel {}: nothing invented: {}",
+        vm_kernel(),
+        d.get("/transactions/recent?limit=5").1
+    );
+    assert_eq!(
+        m.sum(
+            "sipsctp_sip_transactions_kernel_affected_total",
+            &[("peer", "carrier-a")]
+        ),
+        0,
+        "{show}"
+    );
+}
