@@ -1,1 +1,0 @@
-//! OTLP traces: joined transactions as spans (being written).
