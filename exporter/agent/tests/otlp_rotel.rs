@@ -499,4 +499,23 @@ async fn shutdown_flushes_what_is_queued_within_its_bound() {
         spans_total(&registry, "failed") + spans_total(&registry, "dropped_queue_full"),
         20
     );
+
+    // The same with the export already in flight when shutdown comes: it is cut at the bound.
+    let registry = Registry::new();
+    let e = OtlpExporter::start(&config(port), clock(), "sipsctpd-flush-test", &registry)
+        .expect("start");
+    for i in 0..10 {
+        e.offer(&joined(&format!("call-inflight-{i}@rotel")), peers());
+    }
+    // The batch goes out on the next one-second tick and hangs on the silent collector.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t0 = Instant::now();
+    e.shutdown(Duration::from_secs(1)).await;
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "shutdown(1 s) with an export in flight took {took:?}"
+    );
+    assert_eq!(spans_total(&registry, "failed"), 20);
+    assert_eq!(spans_total(&registry, "exported"), 0);
 }

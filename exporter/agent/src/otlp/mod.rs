@@ -460,16 +460,12 @@ impl FailureLog {
 /// Exports one batch within `bound`; counts the outcome.
 async fn export_batch(
     exporter: &opentelemetry_otlp::SpanExporter,
-    batch: &mut Vec<SpanData>,
+    spans: Vec<SpanData>,
     bound: Duration,
     counters: &Counters,
     log: &mut FailureLog,
 ) {
-    if batch.is_empty() {
-        return;
-    }
-    let n = batch.len();
-    let spans = std::mem::replace(batch, Vec::with_capacity(BATCH_MAX));
+    let n = spans.len();
     match tokio::time::timeout(bound, exporter.export(spans)).await {
         Ok(Ok(())) => count(&counters.exported, n),
         Ok(Err(e)) => {
@@ -481,6 +477,46 @@ async fn export_batch(
             log.failed(n, &format!("no answer within {bound:?}"));
         }
     }
+}
+
+/// A stop request: the flush deadline (`None`: every handle is gone, no caller waits).
+type Stop = Option<Instant>;
+
+/// Exports `batch` (bounded by [`EXPORT_TIMEOUT`]) while watching for a stop: a stop that
+/// comes meanwhile cuts the export at its deadline (the batch then counts `failed`) and is
+/// returned.
+async fn export_or_stop(
+    exporter: &opentelemetry_otlp::SpanExporter,
+    batch: &mut Vec<SpanData>,
+    stop: &mut oneshot::Receiver<Instant>,
+    counters: &Counters,
+    log: &mut FailureLog,
+) -> Option<Stop> {
+    if batch.is_empty() {
+        return None;
+    }
+    let spans = std::mem::replace(batch, Vec::with_capacity(BATCH_MAX));
+    let n = spans.len();
+    let (stopped, cut) = {
+        let export = export_batch(exporter, spans, EXPORT_TIMEOUT, counters, log);
+        tokio::pin!(export);
+        tokio::select! {
+            biased;
+            () = &mut export => (None, false),
+            d = stop => {
+                let d = d.ok();
+                let until = d.unwrap_or_else(|| Instant::now() + EXPORT_TIMEOUT);
+                let until = tokio::time::Instant::from_std(until);
+                let cut = tokio::time::timeout_at(until, &mut export).await.is_err();
+                (Some(d), cut)
+            }
+        }
+    };
+    if cut {
+        count(&counters.failed, n);
+        log.failed(n, "cut off by shutdown");
+    }
+    stopped
 }
 
 /// The export task: batches from the queue, one export at a time, until stopped.
@@ -502,8 +538,11 @@ async fn export_task(
                 Some(span) => {
                     batch.push(span);
                     if batch.len() >= BATCH_MAX {
-                        export_batch(&exporter, &mut batch, EXPORT_TIMEOUT, &counters, &mut log)
+                        let r = export_or_stop(&exporter, &mut batch, &mut stop, &counters, &mut log)
                             .await;
+                        if let Some(d) = r {
+                            break d;
+                        }
                         tick.reset();
                     }
                 }
@@ -511,7 +550,10 @@ async fn export_task(
                 None => break None,
             },
             _ = tick.tick() => {
-                export_batch(&exporter, &mut batch, EXPORT_TIMEOUT, &counters, &mut log).await;
+                let r = export_or_stop(&exporter, &mut batch, &mut stop, &counters, &mut log).await;
+                if let Some(d) = r {
+                    break d;
+                }
             }
         }
     };
@@ -533,9 +575,10 @@ async fn export_task(
         if left.is_zero() {
             break;
         }
+        let spans = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
         export_batch(
             &exporter,
-            &mut batch,
+            spans,
             left.min(EXPORT_TIMEOUT),
             &counters,
             &mut log,
