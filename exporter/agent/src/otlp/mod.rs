@@ -16,7 +16,7 @@
 //! # Organization
 //!
 //! - this file: configuration, the clock, the handle and the export task;
-//! - [`span`](self::span): a [`Joined`] as `SpanData` (pure);
+//! - `span`: a [`Joined`] as `SpanData` (pure);
 //! - `sample`: the always-keep rules, the ratio and the token bucket (pure);
 //! - `http`: the HTTP/1.1 client on hyper.
 //!
