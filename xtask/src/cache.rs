@@ -13,6 +13,10 @@ pub const LLVM_MAJOR: &str = "22";
 /// cargo-fuzz's version (`cargo xtask fuzz`; part of its cache key).
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
+/// The OTLP receiver the exporter's host tests export to: PyPI `rotel`, a wheel holding the
+/// `rotel-agent` binary (part of its cache key).
+pub const ROTEL_VERSION: &str = "0.0.1a15";
+
 /// `$XDG_CACHE_HOME/sipsctp`, else `~/.cache/sipsctp`.
 pub fn root() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
@@ -35,6 +39,11 @@ pub fn cargo_fuzz_root() -> PathBuf {
     root().join("cargo-fuzz").join(CARGO_FUZZ_VERSION)
 }
 
+/// The unpacked rotel wheel for the pinned version (`rotel/rotel-agent` inside).
+pub fn rotel_root() -> PathBuf {
+    root().join("rotel").join(ROTEL_VERSION)
+}
+
 /// Unpacked kernels, one folder per Debian package name and version.
 pub fn kernels() -> PathBuf {
     root().join("kernels")
@@ -45,7 +54,8 @@ pub fn debs() -> PathBuf {
     root().join("debs")
 }
 
-/// The project-local tools folder (git-ignored): `tools/bin/bpf-linker`.
+/// The project-local tools folder (git-ignored): `tools/bin/bpf-linker`,
+/// `tools/bin/rotel-agent`.
 pub fn tools_bin() -> PathBuf {
     workspace_root().join("tools").join("bin")
 }

@@ -3,12 +3,16 @@
 //! - Debian packages (apt) that are missing: qemu, the eBPF Rust toolchain (rustc-web,
 //!   cargo-web, rust-web-src), LLVM 22 for bpf-linker, the guest's peers and tools.
 //! - bpf-linker, built once per version into the per-user cache, linked into `tools/bin`.
+//! - rotel-agent (the OTLP receiver of the exporter's host tests), from the pinned PyPI wheel
+//!   fetched with `pip download`, unpacked once into the per-user cache, linked into
+//!   `tools/bin`.
 //! - The guest kernels (6.1 and 6.12) and their initramfs images, cached by package version.
 //!
 //! Only installing needs root: on a machine that has everything, setup runs as any user.
 
 use std::{
     fs,
+    os::unix::fs::PermissionsExt as _,
     process::{Command, Stdio},
 };
 
@@ -49,6 +53,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "kamailio-sctp-modules",
     "prometheus",
     "curl",
+    // on the host: `pip download` of the rotel wheel (the OTLP receiver of the host tests)
+    "python3-pip",
 ];
 
 /// `cargo xtask setup` options.
@@ -64,6 +70,7 @@ pub fn run(o: &Options) -> Result<()> {
     let root = is_root();
     apt_packages(root)?;
     bpf_linker()?;
+    rotel()?;
     let series: Vec<Series> = match o.kernel {
         Some(s) => vec![s],
         None => Series::ALL.to_vec(),
@@ -159,6 +166,80 @@ fn bpf_linker() -> Result<()> {
     let bin = cache::tools_bin();
     fs::create_dir_all(&bin)?;
     let link = bin.join("bpf-linker");
+    if fs::read_link(&link).ok().as_deref() != Some(cached.as_path()) {
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&cached, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    Ok(())
+}
+
+/// The platform of the pinned rotel wheel (its binary needs glibc 2.34; Debian 12 has 2.36).
+const ROTEL_PLATFORM: &str = "manylinux_2_34_x86_64";
+
+/// Fetches the pinned rotel wheel from PyPI with `pip download` unless its unpacked copy is in
+/// the per-user cache, unpacks it with Python's zipfile module, and links its `rotel-agent`
+/// into `tools/bin` (where `exporter/agent/tests/otlp_rotel.rs` looks for it).
+fn rotel() -> Result<()> {
+    let root = cache::rotel_root();
+    let cached = root.join("rotel").join("rotel-agent");
+    if cached.is_file() {
+        step(format!("rotel-agent {} (cached)", cache::ROTEL_VERSION));
+    } else {
+        step(format!(
+            "fetching rotel {} (the OTLP receiver of the host tests) from PyPI",
+            cache::ROTEL_VERSION
+        ));
+        let parent = root
+            .parent()
+            .context("the rotel cache folder has no parent")?;
+        fs::create_dir_all(parent)?;
+        let tmp = parent.join(format!("{}.tmp", cache::ROTEL_VERSION));
+        let _ = fs::remove_dir_all(&tmp);
+        let wheels = tmp.join("wheel");
+        fs::create_dir_all(&wheels)?;
+        // The wheel is pinned by version and platform, so the host's own Python version does
+        // not matter; `pip download` installs nothing.
+        exec(
+            Command::new("python3")
+                .args(["-m", "pip", "download", "--disable-pip-version-check"])
+                .arg(format!("rotel=={}", cache::ROTEL_VERSION))
+                .args([
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--platform",
+                    ROTEL_PLATFORM,
+                ])
+                .args(["--python-version", "3.11", "--implementation", "cp"])
+                .arg("-d")
+                .arg(&wheels),
+        )
+        .context("pip download of rotel failed: is PyPI reachable, is python3-pip installed?")?;
+        let wheel = fs::read_dir(&wheels)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+            .context("pip download left no .whl file")?;
+        let unpacked = tmp.join("unpacked");
+        exec(
+            Command::new("python3")
+                .args(["-m", "zipfile", "-e"])
+                .arg(&wheel)
+                .arg(&unpacked),
+        )?;
+        let agent = unpacked.join("rotel").join("rotel-agent");
+        if !agent.is_file() {
+            bail!("{} has no rotel/rotel-agent", wheel.display());
+        }
+        // zipfile does not keep the mode bits.
+        fs::set_permissions(&agent, fs::Permissions::from_mode(0o755))?;
+        let _ = fs::remove_dir_all(&root);
+        fs::rename(&unpacked, &root)
+            .with_context(|| format!("moving rotel into {}", root.display()))?;
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    let bin = cache::tools_bin();
+    fs::create_dir_all(&bin)?;
+    let link = bin.join("rotel-agent");
     if fs::read_link(&link).ok().as_deref() != Some(cached.as_path()) {
         let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink(&cached, &link)
