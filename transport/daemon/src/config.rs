@@ -179,6 +179,8 @@ pub struct Config {
     pub ebpf: Ebpf,
     /// Named peers (`[[peer]]`), besides the named routes.
     pub peers: Vec<Peer>,
+    /// OTLP trace export (`[otlp]` with an `endpoint`); `None`: no export.
+    pub otlp: Option<sipsctp_agent::otlp::OtlpConfig>,
 }
 
 /// A named peer (`[[peer]]`): a caller's trunk, or further addresses of a multi-homed
@@ -244,6 +246,19 @@ struct RawConfig {
     ebpf: RawEbpf,
     #[serde(default)]
     peer: Vec<RawPeer>,
+    #[serde(default)]
+    otlp: RawOtlp,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    endpoint: Option<String>,
+    protocol: Option<String>,
+    sampling_ratio: Option<f64>,
+    max_spans_per_second: Option<u32>,
+    slow_threshold_ms: Option<u64>,
+    call_id: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -539,7 +554,9 @@ impl Config {
             });
         }
         peer_names(&routes, &peers).map_err(|e| invalid("peer", e.to_string()))?;
+        let otlp = otlp(&raw.otlp)?;
         Ok(Config {
+            otlp,
             peers,
             ebpf: Ebpf {
                 mode: raw.ebpf.mode.unwrap_or(sipsctp_agent::kernel::Mode::Auto),
@@ -566,6 +583,41 @@ impl Config {
             tcp,
         })
     }
+}
+
+/// `[otlp]`: every key checked, whether or not an endpoint turns the export on.
+fn otlp(raw: &RawOtlp) -> Result<Option<sipsctp_agent::otlp::OtlpConfig>, ConfigError> {
+    use sipsctp_agent::otlp::{OtlpConfig, Protocol};
+    let d = OtlpConfig::default();
+    let protocol = match raw.protocol.as_deref() {
+        None | Some("http") => Protocol::Http,
+        Some("grpc") => Protocol::Grpc,
+        Some(other) => {
+            return Err(invalid(
+                "otlp.protocol",
+                format!("`{other}`: \"http\" or \"grpc\""),
+            ));
+        }
+    };
+    let c = OtlpConfig {
+        endpoint: raw.endpoint.clone().unwrap_or(d.endpoint),
+        protocol,
+        sampling_ratio: raw.sampling_ratio.unwrap_or(d.sampling_ratio),
+        max_spans_per_second: raw.max_spans_per_second.unwrap_or(d.max_spans_per_second),
+        slow_threshold: raw
+            .slow_threshold_ms
+            .map_or(d.slow_threshold, std::time::Duration::from_millis),
+        call_id: raw.call_id.unwrap_or(d.call_id),
+    };
+    // The validator's messages start with the key.
+    c.validate().map_err(|e| {
+        let text = e.to_string();
+        match text.split_once(": ") {
+            Some((key, message)) => invalid(key, message),
+            None => invalid("otlp", text),
+        }
+    })?;
+    Ok(raw.endpoint.is_some().then_some(c))
 }
 
 /// The peer names of routes and `[[peer]]` entries.
@@ -678,7 +730,21 @@ pub fn default_config_text() -> String {
          # observe_all = false   # true: every SCTP association of the host, not only ours\n\
          # poll_interval_ms = 5000\n\
          # attach_timeout_ms = 60000   # the loader (which keeps the capabilities) may take this\n\
-         #                             # long to attach the probes; beyond it sipsctpd exits (4)\n",
+         #                             # long to attach the probes; beyond it sipsctpd exits (4)\n\
+         \n\
+         # OTLP traces: a SERVER span per transaction received, a CLIENT span per leg relayed,\n\
+         # with the kernel's SCTP events on them. No endpoint = no export. Transactions the\n\
+         # kernel touched, errors, timeouts, SIP retransmissions and slow ones are always kept,\n\
+         # the rest by sampling_ratio; max_spans_per_second caps the total. A collector that is\n\
+         # down or slow never delays relaying: spans are dropped and counted\n\
+         # (sipsctp_otlp_spans_total{outcome}).\n\
+         [otlp]\n\
+         # endpoint = \"http://127.0.0.1:4318\"   # OTLP/HTTP (protobuf); absent = no export\n\
+         # protocol = \"http\"                    # \"grpc\" is not built in\n\
+         # sampling_ratio = 0.01\n\
+         # max_spans_per_second = 200\n\
+         # slow_threshold_ms = 1000               # first response this late = slow (kept)\n\
+         # call_id = true                         # sip.call_id on spans\n",
     );
     s
 }
@@ -771,6 +837,61 @@ listen = "127.0.0.1:9460"
         );
         assert!(err("").starts_with("listen"));
         assert!(err("[[listen]]\nproto = \"quic\"\naddresses = []\nport = 1\n").contains("quic"));
+    }
+
+    #[test]
+    fn peers_and_otlp() {
+        let base = "[[listen]]\nproto = \"sctp\"\naddresses = [\"127.0.0.1\"]\nport = 5060\n\
+                    [[route]]\nname = \"carrier-a\"\nupstream = \"sctp:10.0.0.20:5060\"\n";
+        let c = Config::parse(base).unwrap();
+        assert_eq!(c.otlp, None, "no endpoint, no export");
+        let names = c.peer_names();
+        assert_eq!(names.name("10.0.0.20".parse().unwrap()), "carrier-a");
+        assert_eq!(names.name("10.0.0.21".parse().unwrap()), "other");
+        let c = Config::parse(&format!(
+            "{base}[[peer]]\nname = \"carrier-a\"\naddresses = [\"10.0.1.20\"]\n\
+             [otlp]\nendpoint = \"http://127.0.0.1:4318\"\nsampling_ratio = 1.0\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.peer_names().name("10.0.1.20".parse().unwrap()),
+            "carrier-a"
+        );
+        let o = c.otlp.unwrap();
+        assert_eq!(
+            (o.endpoint.as_str(), o.sampling_ratio),
+            ("http://127.0.0.1:4318", 1.0)
+        );
+        for (extra, want) in [
+            (
+                "[otlp]\nsampling_ratio = 1.5\n",
+                "otlp.sampling_ratio: must be 0.0 ..= 1.0",
+            ),
+            (
+                "[otlp]\nendpoint = \"ftp://x\"\n",
+                "otlp.endpoint: must start with http://",
+            ),
+            ("[otlp]\nprotocol = \"udp\"\n", "otlp.protocol: `udp`"),
+            (
+                "[otlp]\nslow_threshold_ms = 0\n",
+                "otlp.slow_threshold_ms: must be more than 0",
+            ),
+            (
+                "[[peer]]\nname = \"pbx\"\naddresses = [\"10.0.0.20\"]\n",
+                "peer: address 10.0.0.20 is named both \"carrier-a\" and \"pbx\"",
+            ),
+            (
+                "[[peer]]\nname = \"other\"\naddresses = []\n",
+                "peer: peer name \"other\"",
+            ),
+            (
+                "[[peer]]\nname = \"x\"\naddresses = [\"nope\"]\n",
+                "peer[0].addresses: `nope`",
+            ),
+        ] {
+            let e = err(&format!("{base}{extra}"));
+            assert!(e.starts_with(want), "{extra:?}: {e}");
+        }
     }
 
     #[test]

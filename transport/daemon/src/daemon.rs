@@ -68,6 +68,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The OTLP exporter could not start.
+    #[error("OTLP: {0}")]
+    Otlp(String),
     /// Metrics registration (a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -331,7 +334,29 @@ async fn start(
                 ..sipsctp_correlate::Config::default()
             },
             peers: config.peer_names(),
-            otlp: None,
+            otlp: match &config.otlp {
+                None => None,
+                Some(o) => {
+                    let clock = sipsctp_agent::otlp::Clock::new(
+                        std::time::SystemTime::now(),
+                        sipsctp_agent::clock::monotonic(),
+                    );
+                    let e = sipsctp_agent::otlp::OtlpExporter::start(
+                        o,
+                        clock,
+                        "sipsctpd",
+                        metrics.registry(),
+                    )
+                    .map_err(|e| StartError::Otlp(e.to_string()))?;
+                    tracing::info!(
+                        endpoint = %o.endpoint,
+                        sampling_ratio = o.sampling_ratio,
+                        max_spans_per_second = o.max_spans_per_second,
+                        "OTLP trace export on"
+                    );
+                    Some(e)
+                }
+            },
         },
         metrics.registry(),
     )
@@ -641,6 +666,17 @@ fn keep_start_only(old: &Config, new: &mut Config) -> Vec<Kept> {
             format!("{:?}", old.ebpf),
         );
         new.ebpf = old.ebpf.clone();
+    }
+    if new.otlp != old.otlp {
+        keep(
+            "otlp",
+            "the span exporter starts once",
+            match &old.otlp {
+                Some(o) => format!("export to {}", o.endpoint),
+                None => "no export".into(),
+            },
+        );
+        new.otlp = old.otlp.clone();
     }
     kept
 }

@@ -130,7 +130,7 @@ pub enum OtlpConfigError {
     #[error("otlp.max_spans_per_second: must be at least 1 (leave [otlp] out to export nothing)")]
     MaxSpansPerSecond,
     /// A zero threshold would call everything slow.
-    #[error("otlp.slow_threshold: must be more than 0")]
+    #[error("otlp.slow_threshold_ms: must be more than 0")]
     SlowThreshold,
 }
 

@@ -90,7 +90,7 @@ fn validation_names_the_key() {
                 slow_threshold: Duration::ZERO,
                 ..OtlpConfig::default()
             },
-            "otlp.slow_threshold:",
+            "otlp.slow_threshold_ms:",
         ),
         (
             OtlpConfig {
