@@ -3,13 +3,15 @@
 //! on what the daemon sends toward it (the upstream leg: the probes see the retransmissions
 //! of the chunks this host sends, so loss on the caller's leg would show nothing).
 //!
-//! - With 10 % loss and the probes on: every `sctp.retransmission` a joined transaction
-//!   carries (`GET /transactions/recent`) lies within its transaction's time on the request
-//!   leg and names the association `/kernel/events` shows for carrier-a; and no retransmission
-//!   is left out: the distinct retransmission events over all transactions equal the probes'
-//!   count for that peer (`sipsctp_peer_retransmissions_total{peer="carrier-a"}`). Every call
-//!   succeeds, and transactions the kernel retransmitted for take longer on average
-//!   (`kernel_retransmitted="yes"` against `"no"` in the duration histogram).
+//! - With 10 % loss and the probes on, every transaction exported (sampling ratio 1) to a real
+//!   OTLP receiver (PyPI `rotel`, which prints what it receives) and the daemon scraped by a
+//!   real Prometheus: every `sctp.retransmission` span event lies inside its span's time and
+//!   names the association `/kernel/events` shows for carrier-a; no retransmission is left out:
+//!   the distinct retransmission events over all spans equal the probes' count for that peer
+//!   (`sipsctp_peer_retransmissions_total{peer="carrier-a"}`), and `/transactions/recent`
+//!   holds the same. Every call succeeds, transactions the kernel retransmitted for take longer
+//!   on average (`kernel_retransmitted="yes"` against `"no"`), and Prometheus's query answers
+//!   what the daemon's `/metrics` says.
 //! - Without loss: the kernel retransmits nothing and the `yes` series stays empty.
 //! - With the probes off (`[ebpf] mode = "off"`): every transaction is `unknown`, nothing is
 //!   invented.
@@ -19,7 +21,9 @@ use std::{collections::BTreeSet, net::SocketAddr, path::Path, process::Command, 
 use serde_json::Value;
 use sipsctp_tests::{
     calls::{Uac, config, netem_dropped},
-    daemon::{Daemon, Metrics, Peer, data_file, require_tool, scratch, sipp_in, tail, wait_until},
+    daemon::{
+        Daemon, Metrics, Peer, data_file, http, require_tool, scratch, sipp_in, tail, wait_until,
+    },
     netns::{Netns, ip},
     require_sctp, vm_kernel,
 };
@@ -98,10 +102,166 @@ fn uas_in(up: &Upstream, dir: &Path) -> Peer {
     p
 }
 
+/// rotel's OTLP/HTTP port.
+const OTLP_PORT: u16 = 4398;
+/// Prometheus's port.
+const PROMETHEUS_PORT: u16 = 9490;
+
+/// The OTLP receiver from PyPI `rotel` (installed by `cargo xtask setup` as
+/// `tools/bin/rotel-agent`), printing every span it receives into its log.
+fn rotel(dir: &Path) -> Peer {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/bin/rotel-agent");
+    assert!(
+        bin.is_file(),
+        "{} is missing: `cargo xtask setup` installs rotel (the OTLP receiver)",
+        bin.display()
+    );
+    let mut c = Command::new(bin);
+    c.current_dir(dir)
+        .arg("start")
+        .args(["--otlp-grpc-endpoint", "127.0.0.1:4397"])
+        .args(["--otlp-http-endpoint", &format!("127.0.0.1:{OTLP_PORT}")])
+        .args(["--exporter", "blackhole"])
+        .args(["--debug-log", "traces", "--debug-log-verbosity", "detailed"]);
+    let mut p = Peer::spawn("rotel-agent", c, dir.join("rotel.log"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], OTLP_PORT));
+    let up = wait_until(Duration::from_secs(15), || {
+        p.assert_running();
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    });
+    assert!(
+        up,
+        "rotel does not listen on {addr}:\n{}",
+        tail(&p.output(), 20)
+    );
+    p
+}
+
+/// Debian's Prometheus scraping the daemon's `/metrics` every second.
+fn prometheus(dir: &Path) -> Peer {
+    require_tool("prometheus");
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sipsctpd\n    \
+             static_configs:\n      - targets: [\"{ADMIN}\"]\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let mut c = Command::new("prometheus");
+    c.current_dir(dir)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"));
+    let mut p = Peer::spawn("prometheus", c, dir.join("prometheus.log"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], PROMETHEUS_PORT));
+    let up = wait_until(Duration::from_secs(30), || {
+        p.assert_running();
+        sipsctp_tests::daemon::try_http(addr, "GET", "/-/ready", "").is_ok_and(|(s, _)| s == 200)
+    });
+    assert!(
+        up,
+        "prometheus is not ready on {addr}:\n{}",
+        tail(&p.output(), 20)
+    );
+    p
+}
+
+/// `query` through Prometheus's HTTP API: the value of its one result (`None`: no result).
+fn promql(query: &str) -> Option<f64> {
+    let mut q = String::new();
+    for b in query.bytes() {
+        if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
+            q.push(char::from(b));
+        } else {
+            q.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], PROMETHEUS_PORT));
+    let (status, body) = http(addr, "GET", &format!("/api/v1/query?query={q}"), "");
+    assert_eq!(status, 200, "{query}: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{query}: {e}: {body}"));
+    let result = v["data"]["result"].as_array()?.first()?.clone();
+    result["value"][1].as_str()?.parse().ok()
+}
+
+/// A span rotel printed.
+#[derive(Debug, Default)]
+struct Span {
+    trace: String,
+    kind: String,
+    name: String,
+    start: u64,
+    end: u64,
+    assoc: Option<i64>,
+    /// `(timestamp, association, reason)` of each `sctp.retransmission` event.
+    retransmissions: Vec<(u64, i64, String)>,
+    text: String,
+}
+
+/// The spans in rotel's printout.
+fn printed_spans(out: &str) -> Vec<Span> {
+    let attr = |block: &str, key: &str| -> Option<String> {
+        block.lines().find_map(|l| {
+            let v = l.trim().strip_prefix(&format!("-> {key}: "))?;
+            let inner = v.split_once('(')?.1.strip_suffix(')')?;
+            Some(inner.to_owned())
+        })
+    };
+    let field = |block: &str, key: &str| -> String {
+        block
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == key).then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    out.split("\nSpan #")
+        .skip(1)
+        .map(|block| {
+            let block = block.split("\nResourceSpans #").next().unwrap_or(block);
+            let (head, events) = block.split_once("\nEvents:").unwrap_or((block, ""));
+            let mut s = Span {
+                trace: field(head, "Trace ID"),
+                kind: field(head, "Kind"),
+                name: field(head, "Name"),
+                start: field(head, "Start time").parse().unwrap_or(0),
+                end: field(head, "End time").parse().unwrap_or(0),
+                assoc: attr(head, "sctp.association.id").and_then(|v| v.parse().ok()),
+                text: block.to_owned(),
+                ..Span::default()
+            };
+            for ev in events.split("SpanEvent #").skip(1) {
+                if ev
+                    .lines()
+                    .any(|l| l.trim() == "-> Name: sctp.retransmission")
+                {
+                    let at = ev
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("-> Timestamp: "))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let assoc = attr(ev, "sctp.association.id")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let reason = attr(ev, "sctp.retransmission.reason").unwrap_or_default();
+                    s.retransmissions.push((at, assoc, reason));
+                }
+            }
+            s
+        })
+        .collect()
+}
+
 /// The daemon: UDP on loopback, SCTP toward the upstream named carrier-a, `ebpf` mode, fast
-/// SCTP recovery (`rto`: initial, min, max in ms).
-fn daemon(name: &str, ebpf: &str, rto: Option<(u32, u32, u32)>) -> Daemon {
-    let mut extra = format!("[ebpf]\nmode = \"{ebpf}\"\n");
+/// SCTP recovery (`rto`: initial, min, max in ms), `extra` TOML.
+fn daemon_with(name: &str, ebpf: &str, rto: Option<(u32, u32, u32)>, extra_toml: &str) -> Daemon {
+    let mut extra = format!("[ebpf]\nmode = \"{ebpf}\"\n{extra_toml}");
     if let Some((initial, min, max)) = rto {
         extra.push_str(&format!(
             "[sctp]\nsctp_srto_initial = {initial}\nsctp_srto_min = {min}\nsctp_srto_max = {max}\n"
@@ -117,6 +277,10 @@ fn daemon(name: &str, ebpf: &str, rto: Option<(u32, u32, u32)>) -> Daemon {
         "\n[[route]]\nname = \"carrier-a\"\nupstream = \"sctp:{UAS_IP}:{UAS_PORT}\"\n"
     ));
     Daemon::start(name, ADMIN.parse().expect("admin address"), &cfg)
+}
+
+fn daemon(name: &str, ebpf: &str, rto: Option<(u32, u32, u32)>) -> Daemon {
+    daemon_with(name, ebpf, rto, "")
 }
 
 fn uac(calls: u32) -> Uac<'static> {
@@ -176,7 +340,17 @@ fn exporter_joins_each_upstream_retransmission_to_the_transactions_it_delayed() 
     let dir = scratch("exporter-loss");
     let up = upstream(Some("10%"));
     let _uas = uas_in(&up, &dir);
-    let d = daemon("exporter-loss", "on", Some((300, 100, 1000)));
+    let receiver = rotel(&dir);
+    let _prometheus = prometheus(&dir);
+    let d = daemon_with(
+        "exporter-loss",
+        "on",
+        Some((300, 100, 1000)),
+        &format!(
+            "[otlp]\nendpoint = \"http://127.0.0.1:{OTLP_PORT}\"\nsampling_ratio = 1.0\n\
+             max_spans_per_second = 100000\n"
+        ),
+    );
     let calls = 100;
     let r = uac(calls).run(&dir, || {});
     let dropped = netem_dropped(None, "sxe-up0");
@@ -274,6 +448,99 @@ fn exporter_joins_each_upstream_retransmission_to_the_transactions_it_delayed() 
         vm_kernel()
     );
     assert_eq!(duration_mean(&m, "unknown").1, 0, "{show}");
+    // The same from the spans rotel received: every one exported, every retransmission inside
+    // its span, on carrier-a's association, none missing.
+    let exported = |m: &Metrics| m.sum("sipsctp_otlp_spans_total", &[("outcome", "exported")]);
+    let want = 2 * txs.len() as u64;
+    assert!(
+        wait_until(Duration::from_secs(15), || exported(&d.metrics()) >= want),
+        "kernel {}: {want} spans (2 per transaction, all sampled) not exported within 15 s:\n{}",
+        vm_kernel(),
+        d.metrics().nonzero()
+    );
+    let lost: u64 = [
+        "dropped_queue_full",
+        "failed",
+        "sampled_out",
+        "rate_limited",
+    ]
+    .iter()
+    .map(|o| {
+        d.metrics()
+            .sum("sipsctp_otlp_spans_total", &[("outcome", o)])
+    })
+    .sum();
+    assert_eq!(lost, 0, "{}", d.metrics().nonzero());
+    let printed = wait_until(Duration::from_secs(15), || {
+        printed_spans(&receiver.output()).len() as u64 >= want
+    });
+    let spans = printed_spans(&receiver.output());
+    assert!(
+        printed,
+        "kernel {}: rotel printed {} spans, {want} exported",
+        vm_kernel(),
+        spans.len()
+    );
+    let mut from_spans = BTreeSet::new();
+    let mut slow_invite = None;
+    for s in &spans {
+        for (at, assoc, reason) in &s.retransmissions {
+            assert!(
+                (s.start..=s.end).contains(at) && s.kind == "SPAN_KIND_CLIENT",
+                "kernel {}: a retransmission event outside its CLIENT span: {}",
+                vm_kernel(),
+                s.text
+            );
+            assert!(
+                upstream_assocs.contains(assoc) && s.assoc == Some(*assoc),
+                "kernel {}: span event on association {assoc} (span's {:?}; /kernel/events: \
+                 {upstream_assocs:?}): {}",
+                vm_kernel(),
+                s.assoc,
+                s.text
+            );
+            from_spans.insert((*at, *assoc, reason.clone()));
+        }
+        if s.name == "INVITE" && !s.retransmissions.is_empty() && slow_invite.is_none() {
+            slow_invite = Some(s);
+        }
+    }
+    assert_eq!(
+        from_spans.len() as u64,
+        probes,
+        "kernel {}: distinct retransmission events over all spans vs the probes' counter",
+        vm_kernel()
+    );
+    // Prometheus scraped the same numbers (after one more scrape).
+    std::thread::sleep(Duration::from_secs(3));
+    let m = d.metrics();
+    for (query, local) in [
+        (
+            "sum(sipsctp_sip_transaction_duration_seconds_count{kernel_retransmitted=\"yes\"})",
+            n_yes,
+        ),
+        (
+            "sum(sipsctp_peer_retransmissions_total{peer=\"carrier-a\"})",
+            peer_retransmissions(&m),
+        ),
+    ] {
+        assert_eq!(
+            promql(query),
+            Some(local as f64),
+            "kernel {}: Prometheus's answer to {query} vs the daemon's /metrics",
+            vm_kernel()
+        );
+    }
+    if let Some(slow) = slow_invite {
+        let trace: Vec<String> = spans
+            .iter()
+            .filter(|s| s.trace == slow.trace && s.name == "INVITE")
+            .map(|s| format!("Span #{}", s.text.trim_end()))
+            .collect();
+        let trace = trace.join("\n");
+        std::fs::write(dir.join("slow-invite-trace.txt"), &trace).expect("write the trace");
+        eprintln!("a slow INVITE's trace, as rotel printed it:\n{trace}");
+    }
     eprintln!(
         "kernel {}: {n} calls, netem dropped {dropped}, {probes} retransmissions toward \
          carrier-a, all on {touched} transactions; duration mean yes {:.1} ms ({n_yes}), no \
