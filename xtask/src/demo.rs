@@ -1,7 +1,9 @@
 //! `cargo xtask demo`: the README's main job. Inside the VM (kernel SCTP), sipp places calls
 //! over SCTP through `sipsctpd` (started with `transport/daemon/dist/sipsctpd.toml`) to a sipp
 //! UAS over UDP; then the demo prints what the daemon exposes (`/sctp/info`, `/metrics`) and
-//! stops it with SIGTERM.
+//! stops it with SIGTERM. Its second part shows why a transaction was slow: UDP calls through
+//! sipsctpd to an SCTP upstream with 10 % loss, spans to a real OTLP receiver (rotel), and one
+//! slow INVITE's trace with the kernel's retransmission on it.
 
 use std::time::Duration;
 
@@ -49,10 +51,27 @@ pub fn run(o: &Options) -> Result<u8> {
     r.env
         .push(("CONFIG".into(), config.to_string_lossy().into_owned()));
     r.env.push(("CALLS".into(), o.calls.to_string()));
+    let root = workspace_root();
+    r.env.push((
+        "ROTEL".into(),
+        root.join("tools/bin/rotel-agent")
+            .to_string_lossy()
+            .into_owned(),
+    ));
+    r.env.push((
+        "UAS_XML".into(),
+        root.join("tests/data/daemon/uas_ua.xml")
+            .to_string_lossy()
+            .into_owned(),
+    ));
     r.timeout = Duration::from_secs(300);
     vm::announce(&vm::Run::new(
         o.kernel,
-        vec!["sipp -> sipsctpd (SCTP) -> sipp (UDP)".into()],
+        vec![
+            "sipp -> sipsctpd (SCTP) -> sipp (UDP); then sipp (UDP) -> sipsctpd -> lossy SCTP \
+             upstream, traced"
+                .into(),
+        ],
     ));
     vm::run(&r)
 }
