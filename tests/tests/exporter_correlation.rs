@@ -631,3 +631,165 @@ fn exporter_without_probes_says_unknown() {
         "{show}"
     );
 }
+
+/// A collector that accepts connections and never answers (a hung OTLP receiver).
+struct SilentCollector {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentCollector {
+    fn start() -> Self {
+        let l = std::net::TcpListener::bind(("127.0.0.1", OTLP_PORT)).expect("bind the OTLP port");
+        l.set_nonblocking(true).expect("non-blocking listener");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((c, _)) = l.accept() {
+                    held.push(c);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        SilentCollector {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SilentCollector {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The collector down from the start, then up, killed during calls, hung (accepting, never
+/// answering), then back: every call succeeds whatever the collector does, the spans it could
+/// not take are counted `failed`, and export resumes each time it is back. The relay's
+/// INVITE times per phase are printed (not asserted: the VM's timing is too noisy for a bound
+/// that means something).
+#[test]
+fn exporter_outlives_a_collector_that_is_down_killed_or_hung() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { require_sctp() });
+    let dir = scratch("exporter-collector");
+    let up = upstream(None);
+    let _uas = uas_in(&up, &dir);
+    let d = daemon_with(
+        "exporter-collector",
+        "off",
+        None,
+        &format!(
+            "[otlp]\nendpoint = \"http://127.0.0.1:{OTLP_PORT}\"\nsampling_ratio = 1.0\n\
+             max_spans_per_second = 100000\n"
+        ),
+    );
+    let outcome = |o: &str| {
+        d.metrics()
+            .sum("sipsctp_otlp_spans_total", &[("outcome", o)])
+    };
+    let invite_ms = |d: &Daemon| {
+        let t = transactions(d);
+        // This phase's INVITEs: the newest ones.
+        let v: Vec<f64> = t
+            .iter()
+            .rev()
+            .filter(|t| t["method"] == "INVITE")
+            .filter_map(|t| t["first_response_ms"].as_f64())
+            .take(20)
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    let calls = 20;
+    let mut phase = 0;
+    let mut run = |what: &str, each: &mut dyn FnMut()| {
+        phase += 1;
+        let pdir = dir.join(format!("phase-{phase}"));
+        std::fs::create_dir_all(&pdir).expect("phase dir");
+        let r = uac(calls).run(&pdir, each);
+        r.assert_all_ok(calls, &format!("collector {what}"), &d);
+        d.settle();
+        eprintln!(
+            "collector {what}: {calls} calls ok, INVITE first response {:.1} ms on average",
+            invite_ms(&d)
+        );
+    };
+    let wait_outcome = |o: &str, above: u64, what: &str| {
+        assert!(
+            wait_until(Duration::from_secs(20), || outcome(o) > above),
+            "kernel {}: collector {what}: sipsctp_otlp_spans_total{{outcome=\"{o}\"}} stays at \
+             {above}:\n{}",
+            vm_kernel(),
+            d.metrics().nonzero()
+        );
+    };
+
+    // 1. Down from the start.
+    run("down", &mut || {});
+    wait_outcome("failed", 0, "down");
+    assert_eq!(outcome("exported"), 0);
+    // 2. Up: export resumes.
+    let receiver = rotel(&dir.join("phase-1"));
+    let (failed, exported) = (outcome("failed"), outcome("exported"));
+    run("up", &mut || {});
+    wait_outcome("exported", exported, "up");
+    assert!(
+        wait_until(Duration::from_secs(10), || !printed_spans(
+            &receiver.output()
+        )
+        .is_empty()),
+        "rotel printed no span"
+    );
+    // 3. Killed during the calls.
+    let mut receiver = Some(receiver);
+    let mut samples = 0;
+    run("killed mid-run", &mut || {
+        samples += 1;
+        if samples == 2 {
+            receiver = None;
+        }
+    });
+    assert!(
+        receiver.is_none(),
+        "the collector was killed during the run"
+    );
+    wait_outcome("failed", failed, "killed");
+    // 4. Hung: exports time out (5 s each) and are counted.
+    let failed = outcome("failed");
+    let hung = SilentCollector::start();
+    run("hung", &mut || {});
+    wait_outcome("failed", failed, "hung");
+    drop(hung);
+    // 5. Back.
+    let receiver = rotel(&dir.join("phase-4"));
+    let exported = outcome("exported");
+    run("back", &mut || {});
+    wait_outcome("exported", exported, "back");
+    assert!(
+        wait_until(Duration::from_secs(10), || !printed_spans(
+            &receiver.output()
+        )
+        .is_empty()),
+        "rotel printed no span after coming back"
+    );
+    let m = d.metrics();
+    eprintln!(
+        "kernel {}: spans exported {}, failed {}, dropped_queue_full {}",
+        vm_kernel(),
+        m.sum("sipsctp_otlp_spans_total", &[("outcome", "exported")]),
+        m.sum("sipsctp_otlp_spans_total", &[("outcome", "failed")]),
+        m.sum(
+            "sipsctp_otlp_spans_total",
+            &[("outcome", "dropped_queue_full")]
+        ),
+    );
+}

@@ -543,6 +543,7 @@ pub async fn start(
             Ok(tokio::spawn(poll_loop(poll, metrics, paths)))
         }
         Mode::On => {
+            set_status("loading: attaching the eBPF probes".into());
             let probes = load.await?;
             report(&probes, &metrics);
             set_status("ebpf".into());
