@@ -295,8 +295,15 @@ pub struct Config {
     pub netns: Option<u32>,
     /// Associations kept (least recently used evicted).
     pub max_assocs: usize,
-    /// Events kept per association.
+    /// Events kept per association at most.
     pub events_per_assoc: usize,
+    /// Events kept over all associations at most (the busiest association gives its oldest
+    /// up first).
+    pub max_notes: usize,
+    /// Events older than this (before the newest one of their association) are dropped: no
+    /// transaction still to come can need them (a transaction reaches the correlator at most
+    /// its timeout after its request was sent).
+    pub retention: Duration,
     /// Associations without an id yet whose T1 events are kept.
     pub max_pre_id: usize,
     /// Transactions waiting for late events.
@@ -315,7 +322,9 @@ impl Default for Config {
             kernel_events: true,
             netns: None,
             max_assocs: 4096,
-            events_per_assoc: 32,
+            events_per_assoc: 256,
+            max_notes: 65_536,
+            retention: Duration::from_secs(40),
             max_pre_id: 256,
             max_lingering: 16_384,
             slack: Duration::from_millis(20),
@@ -354,6 +363,9 @@ struct Window {
     ptr: Option<(u32, u64)>,
 }
 
+/// Events kept per association that has no id yet.
+const PRE_ID_EVENTS: usize = 32;
+
 /// `(netns, local port, peer address, peer port)`.
 type AddrKey = (u32, u16, IpAddr, u16);
 
@@ -372,6 +384,8 @@ pub struct Correlator {
     stats: Stats,
     /// Since when kernel events come in (`None`: they do not).
     kernel_since: Option<Duration>,
+    /// Events held in all rings.
+    notes: usize,
 }
 
 impl Correlator {
@@ -388,6 +402,7 @@ impl Correlator {
             clock: 0,
             stats: Stats::default(),
             kernel_since: config.kernel_events.then_some(Duration::ZERO),
+            notes: 0,
         }
     }
 
@@ -437,17 +452,35 @@ impl Correlator {
     }
 
     fn forget(&mut self, key: AssocKey) {
-        if let Some(w) = self.windows.remove(&key)
-            && let Some(a) = w.addr
-            && self.by_addr.get(&a) == Some(&key)
-        {
-            self.by_addr.remove(&a);
+        if let Some(w) = self.windows.remove(&key) {
+            self.notes = self.notes.saturating_sub(w.ring.len());
+            if let Some(a) = w.addr
+                && self.by_addr.get(&a) == Some(&key)
+            {
+                self.by_addr.remove(&a);
+            }
         }
+    }
+
+    /// Events held in all associations' rings.
+    pub fn notes(&self) -> usize {
+        self.notes
     }
 
     fn push(&mut self, key: AssocKey, note: KernelNote) {
         let cap = self.config.events_per_assoc.max(1);
+        let retention = self.config.retention;
         let w = self.window(key);
+        // Past the retention: no transaction to come can need them (not a loss).
+        let mut expired = 0;
+        while w
+            .ring
+            .front()
+            .is_some_and(|old| old.time + retention < note.time)
+        {
+            w.ring.pop_front();
+            expired += 1;
+        }
         w.ring.push_back(note);
         let mut overwritten = 0;
         while w.ring.len() > cap {
@@ -456,7 +489,29 @@ impl Correlator {
                 overwritten += 1;
             }
         }
-        self.stats.events_overwritten += overwritten;
+        self.notes = (self.notes + 1).saturating_sub(expired + overwritten);
+        self.stats.events_overwritten += overwritten as u64;
+        let max = self.config.max_notes.max(1);
+        while self.notes > max {
+            // The busiest association gives up its oldest events, in a batch so that the
+            // search is not made for every event once the budget is reached.
+            let Some((&k, _)) = self.windows.iter().max_by_key(|(_, w)| w.ring.len()) else {
+                break;
+            };
+            let batch = (self.notes - max + max / 64).max(1);
+            let Some(w) = self.windows.get_mut(&k) else {
+                break;
+            };
+            let n = batch.min(w.ring.len());
+            if n == 0 {
+                break;
+            }
+            for old in w.ring.drain(..n) {
+                w.overwritten_until = Some(old.time);
+            }
+            self.notes -= n;
+            self.stats.events_overwritten += n as u64;
+        }
     }
 
     /// Binds an association's id to its kernel pointer and address, moving the T1 events
@@ -568,7 +623,8 @@ impl Correlator {
             self.stats.pre_id_dropped += 1;
             return;
         }
-        let cap = self.config.events_per_assoc.max(1);
+        // INIT is tried `max_init_attempts` times (8 by default): a few T1 events each.
+        let cap = self.config.events_per_assoc.clamp(1, PRE_ID_EVENTS);
         let v = self.pre_id.entry(ptr).or_default();
         if v.len() < cap {
             v.push(n);

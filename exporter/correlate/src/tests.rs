@@ -399,3 +399,57 @@ fn a_forwarded_ack_keeps_the_retransmission_of_its_chunk() {
     assert_eq!(j.tx.ended_at, ms(1_300));
     assert!(j.response.is_empty());
 }
+
+/// Over the global budget the busiest association gives up its oldest events (counted, and
+/// its transactions marked incomplete); events past the retention go without a count.
+#[test]
+fn the_event_budget_takes_from_the_busiest_association_and_old_events_expire() {
+    let mut c = Correlator::new(Config {
+        max_notes: 64,
+        events_per_assoc: 1000,
+        retention: Duration::from_secs(10),
+        ..Config::default()
+    });
+    // Association 3 busy (60 events), association 4 quiet (4 events).
+    for i in 0..60 {
+        c.handle_kernel(&rtx(1_000 + i, 3, RetransmitReason::FastRtx, 300));
+    }
+    for i in 0..4 {
+        c.handle_kernel(&rtx(1_100 + i, 4, RetransmitReason::T3Rtx, 300));
+    }
+    assert_eq!(c.notes(), 64);
+    c.handle_kernel(&rtx(1_200, 4, RetransmitReason::T3Rtx, 300));
+    assert!(c.notes() <= 64, "{}", c.notes());
+    let lost = c.stats().events_overwritten;
+    assert!(lost >= 1, "the budget pushed something out");
+    // The quiet association kept all of its events: a transaction there is complete.
+    c.handle_transaction(
+        ms(1_300),
+        tx(
+            1,
+            1_099,
+            Some(1_250),
+            1_300,
+            sctp_leg("10.0.0.20:5060", Some(4)),
+        ),
+    );
+    // The busy one's oldest events are gone: its early transaction is incomplete.
+    c.handle_transaction(
+        ms(1_300),
+        tx(
+            2,
+            999,
+            Some(1_250),
+            1_300,
+            sctp_leg("10.0.0.20:5060", Some(3)),
+        ),
+    );
+    let mut joined = drain(&mut c, 9_000);
+    joined.sort_by_key(|j| j.tx.id);
+    assert_eq!((joined[0].request.len(), joined[0].incomplete), (5, false));
+    assert!(joined[1].incomplete);
+    // 20 s later, one more event on association 4: its old ones expire, uncounted.
+    c.handle_kernel(&rtx(21_300, 4, RetransmitReason::T3Rtx, 300));
+    assert_eq!(c.stats().events_overwritten, lost);
+    assert!(c.notes() < 64 - 4, "{}", c.notes());
+}

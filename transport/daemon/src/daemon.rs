@@ -331,6 +331,9 @@ async fn start(
             correlate: sipsctp_correlate::Config {
                 // Until the probes say they are attached.
                 kernel_events: false,
+                // A transaction reaches the correlator at most its timeout after its request
+                // went out; kernel events older than that (and the linger) are of no use.
+                retention: config.sip.transaction_timeout + Duration::from_secs(8),
                 ..sipsctp_correlate::Config::default()
             },
             peers: config.peer_names(),
