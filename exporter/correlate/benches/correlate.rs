@@ -45,8 +45,8 @@ use sipsctp_correlate::{
 use sipsctp_ebpf_events::{
     Hz, SctpEvent,
     event::{
-        AssocChangeState, AssocState, EventKind, Jiffies, PathCommand, PathState,
-        RetransmitReason, T1Timer,
+        AssocChangeState, AssocState, EventKind, Jiffies, PathCommand, PathState, RetransmitReason,
+        T1Timer,
     },
 };
 
@@ -586,6 +586,7 @@ fn describe(name: &str, s: &Stream) -> String {
             .filter(|(_, i)| matches!(i, Input::Kernel(_)))
             .count();
     let (mut joined, mut yes, mut incomplete, mut notes, mut lingering) = (0u64, 0, 0, 0, 0);
+    let (mut acks, mut acks_yes) = (0u64, 0);
     let c = feed(
         prefilled(&s.prefill),
         s.inputs.clone(),
@@ -593,6 +594,10 @@ fn describe(name: &str, s: &Stream) -> String {
         |c: &Correlator, j| {
             joined += 1;
             yes += u64::from(j.verdict == Verdict::Yes);
+            if j.tx.outcome == Outcome::Forwarded {
+                acks += 1;
+                acks_yes += u64::from(j.verdict == Verdict::Yes);
+            }
             incomplete += u64::from(j.incomplete);
             notes += (j.request.len() + j.response.len()) as u64;
             lingering = lingering.max(c.lingering() + 1);
@@ -602,17 +607,26 @@ fn describe(name: &str, s: &Stream) -> String {
     feed(PassThrough::default(), s.inputs.clone(), s.end, |_, _| {
         passed += 1
     });
-    assert_eq!(joined, s.transactions, "{name}: the correlator joins every one");
-    assert_eq!(passed, s.transactions, "{name}: the baseline releases every one");
+    assert_eq!(
+        joined, s.transactions,
+        "{name}: the correlator joins every one"
+    );
+    assert_eq!(
+        passed, s.transactions,
+        "{name}: the baseline releases every one"
+    );
     assert_eq!(c.stats().linger_overflow, 0, "{name}: under the linger cap");
-    let pct = |n: u64| 100.0 * n as f64 / joined as f64;
+    let pct = |n: u64, of: u64| 100.0 * n as f64 / of as f64;
     format!(
         "{name}: {} transactions, {kernel} kernel events, {} associations, up to {lingering} \
-         lingering; kernel_retransmitted=yes {:.1} %, incomplete {:.1} %, {:.2} notes/transaction",
+         lingering; kernel_retransmitted=yes {:.1} % (ACKs {:.1} %, others {:.1} %), \
+         incomplete {:.1} %, {:.2} notes/transaction",
         s.transactions,
         s.assocs,
-        pct(yes),
-        pct(incomplete),
+        pct(yes, joined),
+        pct(acks_yes, acks),
+        pct(yes - acks_yes, joined - acks),
+        pct(incomplete, joined),
         notes as f64 / joined as f64,
     )
 }
@@ -710,7 +724,11 @@ fn fill(assocs: u32, per_ring: usize, pre_id: usize, lingering: usize) -> Correl
     assert_eq!(c.assocs(), assocs as usize);
     assert_eq!(c.lingering(), lingering);
     assert_eq!(
-        (stats.windows_evicted, stats.pre_id_dropped, stats.linger_overflow),
+        (
+            stats.windows_evicted,
+            stats.pre_id_dropped,
+            stats.linger_overflow
+        ),
         (0, 0, 0),
         "at the caps, not over them"
     );
