@@ -618,10 +618,12 @@ fn describe(name: &str, s: &Stream) -> String {
     assert_eq!(c.stats().linger_overflow, 0, "{name}: under the linger cap");
     let pct = |n: u64, of: u64| 100.0 * n as f64 / of as f64;
     format!(
-        "{name}: {} transactions, {kernel} kernel events, {} associations, up to {lingering} \
+        "{name}: {} transactions, {kernel} kernel events ({} before the timed part), {} \
+         associations, up to {lingering} \
          lingering; kernel_retransmitted=yes {:.1} % (ACKs {:.1} %, others {:.1} %), \
          incomplete {:.1} %, {:.2} notes/transaction",
         s.transactions,
+        s.prefill.len(),
         s.assocs,
         pct(yes, joined),
         pct(acks_yes, acks),
