@@ -1,9 +1,12 @@
 //! `cargo xtask bench`: the criterion benchmarks of the transport (`transport/sctp/benches`:
-//! per-message bookkeeping) and of the kernel event path (`ebpf/events/benches`: ring-buffer
-//! record to typed event, against a raw-copy baseline). They open no sockets and attach no
+//! per-message bookkeeping), of the kernel event path (`ebpf/events/benches`: ring-buffer
+//! record to typed event, against a raw-copy baseline) and of the correlator
+//! (`exporter/correlate/benches`: joined transactions per second against a pass-through
+//! baseline, and the heap held at the default caps). They open no sockets and attach no
 //! probes, so they run on the host. Criterion prints its report as it goes; at the end
 //! this prints one line per benchmark of this run (the mean and its 95 % interval), read from
-//! criterion's `target/criterion/**/new/` files.
+//! criterion's `target/criterion/**/new/` files, then the lines a benchmark wrote to a
+//! `target/criterion/*-summary.txt` during this run (the correlator's ratios and memory).
 
 use std::{
     fs,
@@ -29,7 +32,7 @@ pub struct Options {
 /// Runs the benchmarks and prints the summary.
 pub fn run(o: &Options) -> Result<()> {
     let start = SystemTime::now();
-    for package in ["sipsctp-sctp", "sipsctp-ebpf-events"] {
+    for package in ["sipsctp-sctp", "sipsctp-ebpf-events", "sipsctp-correlate"] {
         step(format!("cargo bench -p {package}"));
         exec(
             cargo()
@@ -37,8 +40,9 @@ pub fn run(o: &Options) -> Result<()> {
                 .args(&o.args),
         )?;
     }
+    let criterion = target_dir().join("criterion");
     let mut rows = Vec::new();
-    collect(&target_dir().join("criterion"), start, &mut rows)?;
+    collect(&criterion, start, &mut rows)?;
     if rows.is_empty() {
         bail!("criterion wrote no results (did the filter match nothing?)");
     }
@@ -48,7 +52,30 @@ pub fn run(o: &Options) -> Result<()> {
     for (id, mean, lo, hi) in rows {
         println!("  {id:<width$}  {} [{} {}]", ns(mean), ns(lo), ns(hi));
     }
+    for (name, text) in summaries(&criterion, start) {
+        step(format!("{name}:"));
+        for line in text.lines() {
+            println!("  {line}");
+        }
+    }
     Ok(())
+}
+
+/// The `*-summary.txt` files directly under `dir` written since `since`, by name.
+fn summaries(dir: &Path, since: SystemTime) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let fresh = e.metadata().and_then(|m| m.modified()).ok()? >= since;
+            (name.ends_with("-summary.txt") && fresh)
+                .then(|| Some((name, fs::read_to_string(e.path()).ok()?)))?
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 fn target_dir() -> PathBuf {
