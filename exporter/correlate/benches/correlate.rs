@@ -8,13 +8,15 @@
 //!   with its `T3RtxExpired`), heartbeats every 30 s, rarely a path going down and up or an
 //!   association restarting. Inputs are fed in time order, each after draining `poll(now)`.
 //! - `correlate_worst_case`: the same calls over 4096 associations (the default cap), every
-//!   ring full (32 events, filled before the timed part) and every send retransmitted, so each
+//!   ring filled before the timed part (256 events pushed to each; the global budget of 65 536
+//!   events leaves 16 a ring on average) and every send retransmitted, so each
 //!   transaction scans two full rings and collects notes on both legs.
 //! - `baseline` in each group: the same stream through a pass-through that ignores the kernel
 //!   events and releases each transaction after the same linger, without any join. The ratio
 //!   correlator/baseline is what correlation costs on top of queueing the transactions.
-//! - `correlate_memory`: fills a correlator to its default caps (4096 associations x 32 events,
-//!   256 pre-id associations x 32 events, 16 384 lingering transactions) and counts the heap it
+//! - `correlate_memory`: fills a correlator to its default caps (4096 associations with 512
+//!   events pushed to each, within the budget of 65 536 events, 256 pre-id associations x 32
+//!   events, 16 384 lingering transactions) and counts the heap it
 //!   holds with a counting global allocator (switched on only for that; the throughput
 //!   benchmarks run through the plain system allocator). The timed part is the fill itself.
 //!
@@ -706,7 +708,8 @@ fn fill(assocs: u32, per_ring: usize, pre_id: usize, lingering: usize) -> Correl
         }
     }
     for p in 0..pre_id as u64 {
-        for k in 0..config.events_per_assoc as u16 {
+        // The correlator keeps 32 events of an association without an id.
+        for k in 0..32u16 {
             let mut ev = event(
                 start + ms(u64::from(k)),
                 0,
@@ -796,13 +799,15 @@ fn measure_memory() -> Vec<String> {
             empty / 1024
         ),
         format!(
-            "  {assocs} associations x {cap} events (rings wrapped), {pre_id} pre-id x {cap}, \
+            "  {assocs} associations x {} events pushed (budget {} in all), {pre_id} pre-id x 32, \
              {lingering} lingering transactions: {full} B requested in {blocks} blocks \
-             (malloc's per-block overhead not counted)"
+             (malloc's per-block overhead not counted)",
+            cap * 2,
+            config.max_notes
         ),
         format!(
             "  parts: association windows {:.1} MiB, of which rings {:.1} MiB (never-wrapped \
-             rings of exactly {cap}: total {:.1} MiB); pre-id {:.2} MiB; lingering {:.1} MiB \
+             rings of exactly {cap} pushed: total {:.1} MiB); pre-id {:.2} MiB; lingering {:.1} MiB \
              (the same transactions in the pass-through's queue: {:.1} MiB)",
             mib(windows),
             mib(windows - bare_windows),

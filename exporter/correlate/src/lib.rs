@@ -363,6 +363,15 @@ struct Window {
     ptr: Option<(u32, u64)>,
 }
 
+/// Gives a ring's unused room back once it holds far less than it did: the budget is on
+/// events held, and a ring never shrinks by itself.
+fn shrink(ring: &mut VecDeque<KernelNote>) {
+    let room = ring.len().max(8) * 2;
+    if ring.capacity() > room * 2 {
+        ring.shrink_to(room);
+    }
+}
+
 /// Events kept per association that has no id yet.
 const PRE_ID_EVENTS: usize = 32;
 
@@ -376,7 +385,9 @@ pub struct Correlator {
     windows: HashMap<AssocKey, Window>,
     pre_id: HashMap<(u32, u64), Vec<KernelNote>>,
     by_addr: HashMap<AddrKey, AssocKey>,
-    lingering: BTreeMap<(Duration, u64), Transaction>,
+    lingering: BTreeMap<(Duration, u64), Box<Transaction>>,
+    /// Associations freed, oldest first, for [`Correlator::retire`].
+    freed: VecDeque<(Duration, AssocKey)>,
     /// Joined early (the linger cap), waiting for `poll`.
     ready: VecDeque<Joined>,
     seq: u64,
@@ -397,6 +408,7 @@ impl Correlator {
             pre_id: HashMap::new(),
             by_addr: HashMap::new(),
             lingering: BTreeMap::new(),
+            freed: VecDeque::new(),
             ready: VecDeque::new(),
             seq: 0,
             clock: 0,
@@ -481,6 +493,9 @@ impl Correlator {
             w.ring.pop_front();
             expired += 1;
         }
+        if expired > 0 {
+            shrink(&mut w.ring);
+        }
         w.ring.push_back(note);
         let mut overwritten = 0;
         while w.ring.len() > cap {
@@ -509,6 +524,7 @@ impl Correlator {
             for old in w.ring.drain(..n) {
                 w.overwritten_until = Some(old.time);
             }
+            shrink(&mut w.ring);
             self.notes -= n;
             self.stats.events_overwritten += n as u64;
         }
@@ -606,6 +622,14 @@ impl Correlator {
                     self.pre_id.remove(&(ev.netns, ev.assoc));
                 } else if let Some(w) = self.windows.get_mut(&key) {
                     w.freed_at = Some(ev.time);
+                    self.freed.push_back((ev.time, key));
+                    if self.freed.len() > self.config.max_assocs.max(1) {
+                        // More frees than windows: the oldest entries name windows long gone
+                        // or about to be retired; retire it now.
+                        if let Some((_, k)) = self.freed.pop_front() {
+                            self.forget(k);
+                        }
+                    }
                 }
             }
             _ => {}
@@ -653,12 +677,12 @@ impl Correlator {
             // Join the oldest now rather than drop anything.
             self.stats.linger_overflow += 1;
             if let Some((_, old)) = self.lingering.pop_first() {
-                let j = self.join(old, true);
+                let j = self.join(*old, true);
                 self.ready.push_back(j);
             }
         }
         self.seq += 1;
-        self.lingering.insert((release, self.seq), tx);
+        self.lingering.insert((release, self.seq), Box::new(tx));
     }
 
     /// The next joined transaction whose linger is over at `now`.
@@ -671,7 +695,7 @@ impl Correlator {
             return None;
         }
         let tx = self.lingering.remove(&(release, seq))?;
-        let j = self.join(tx, false);
+        let j = self.join(*tx, false);
         self.retire(now);
         Some(j)
     }
@@ -684,17 +708,22 @@ impl Correlator {
         self.lingering.first_key_value().map(|((t, _), _)| *t)
     }
 
-    /// Drops the windows of associations freed longer ago than any linger.
+    /// Drops the windows of associations freed longer ago than the retention: a transaction
+    /// that went out on one reaches the correlator within it.
     fn retire(&mut self, now: Duration) {
-        let horizon = self.config.max_linger * 2;
-        let gone: Vec<AssocKey> = self
-            .windows
-            .iter()
-            .filter(|(_, w)| w.freed_at.is_some_and(|t| t + horizon < now))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in gone {
-            self.forget(k);
+        let horizon = self.config.retention + self.config.max_linger;
+        while let Some(&(at, key)) = self.freed.front() {
+            if at + horizon >= now {
+                break;
+            }
+            self.freed.pop_front();
+            if self
+                .windows
+                .get(&key)
+                .is_some_and(|w| w.freed_at == Some(at))
+            {
+                self.forget(key);
+            }
         }
     }
 

@@ -245,9 +245,14 @@ fn association_freed_with_transactions_lingering() {
     let reasons: Vec<_> = j.request.iter().filter_map(|n| n.kind.reason()).collect();
     assert_eq!(reasons, [Reason::T3Rtx, Reason::CommLost]);
     assert_eq!(c.assocs(), 1, "kept a while after the free");
-    c.handle_transaction(ms(20_000), tx(2, 19_000, None, 19_500, udp_leg()));
-    drain(&mut c, 30_000);
-    assert_eq!(c.assocs(), 0, "retired");
+    // A transaction that went out on it and expired 32 s later still finds its events.
+    c.handle_transaction(ms(33_000), tx(2, 1_000, None, 33_000, out));
+    let j = drain(&mut c, 40_000).pop().unwrap();
+    assert_eq!(j.verdict, Verdict::Yes);
+    assert_eq!(c.assocs(), 1, "kept for the retention");
+    c.handle_transaction(ms(50_000), tx(3, 49_000, None, 49_500, udp_leg()));
+    drain(&mut c, 60_000);
+    assert_eq!(c.assocs(), 0, "retired after the retention");
 }
 
 /// Caps: associations evicted least recently used first, events overwritten, and a
