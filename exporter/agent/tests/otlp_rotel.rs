@@ -64,6 +64,11 @@ impl Rotel {
     /// Starts rotel-agent with its OTLP/HTTP receiver on `http_port` and waits until it
     /// accepts connections.
     fn start(name: &str, http_port: u16) -> Self {
+        Self::start_with(name, http_port, free_port())
+    }
+
+    /// As [`Rotel::start`], with its OTLP/gRPC receiver on `grpc_port`.
+    fn start_with(name: &str, http_port: u16, grpc_port: u16) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "sipsctp-otlp-rotel-{}-{name}-{http_port}",
             std::process::id()
@@ -72,7 +77,6 @@ impl Rotel {
         let log = dir.join("rotel.log");
         let out = fs::File::create(&log).expect("rotel log");
         let err = out.try_clone().expect("rotel log");
-        let grpc_port = free_port();
         let child = Command::new(rotel_agent())
             .arg("start")
             .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc_port}")])
@@ -518,4 +522,26 @@ async fn shutdown_flushes_what_is_queued_within_its_bound() {
     );
     assert_eq!(spans_total(&registry, "failed"), 20);
     assert_eq!(spans_total(&registry, "exported"), 0);
+}
+
+/// The same over OTLP/gRPC (`protocol = "grpc"`, rotel's gRPC receiver).
+#[tokio::test]
+async fn a_joined_transaction_reaches_rotel_over_grpc() {
+    let (http_port, grpc_port) = (free_port(), free_port());
+    let rotel = Rotel::start_with("grpc", http_port, grpc_port);
+    let registry = Registry::new();
+    let config = OtlpConfig {
+        protocol: sipsctp_agent::otlp::Protocol::Grpc,
+        ..config(grpc_port)
+    };
+    let e = OtlpExporter::start(&config, clock(), "sipsctpd-grpc-test", &registry).expect("start");
+    e.offer(&joined("call-grpc@rotel"), peers());
+    e.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(spans_total(&registry, "exported"), 2);
+    let out = rotel
+        .wait_for("both spans over gRPC", |o| {
+            o.contains("call-grpc@rotel") && o.contains("sctp.retransmission")
+        })
+        .await;
+    assert!(out.contains("sipsctpd-grpc-test"), "{out}");
 }

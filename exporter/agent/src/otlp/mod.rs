@@ -37,7 +37,7 @@ use std::{
 };
 
 use opentelemetry::{InstrumentationScope, trace::SpanId};
-use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::{
     Resource,
     trace::{SpanData, SpanExporter as _},
@@ -118,11 +118,6 @@ pub enum OtlpConfigError {
         /// The value given.
         endpoint: String,
     },
-    /// gRPC was asked for.
-    #[error(
-        "otlp.protocol: \"grpc\" is not built into this binary; use \"http\" (OTLP/HTTP, port 4318)"
-    )]
-    GrpcNotBuilt,
     /// The ratio is out of range.
     #[error("otlp.sampling_ratio: must be 0.0 ..= 1.0 (got {0})")]
     SamplingRatio(f64),
@@ -142,9 +137,6 @@ impl OtlpConfig {
     /// The first bad value, naming its key.
     pub fn validate(&self) -> Result<(), OtlpConfigError> {
         self.traces_url()?;
-        if self.protocol == Protocol::Grpc {
-            return Err(OtlpConfigError::GrpcNotBuilt);
-        }
         if !(0.0..=1.0).contains(&self.sampling_ratio) {
             return Err(OtlpConfigError::SamplingRatio(self.sampling_ratio));
         }
@@ -313,15 +305,28 @@ impl OtlpExporter {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
         let url = config.traces_url()?;
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(http::HyperHttp::new())
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(url)
-            .with_timeout(EXPORT_TIMEOUT)
-            .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
-            .build()
-            .map_err(|e| OtlpError::Exporter(e.to_string()))?;
+        let built = match config.protocol {
+            Protocol::Http => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_http_client(http::HyperHttp::new())
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(url)
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
+                .build(),
+            // The endpoint as given (gRPC has no path); the channel connects lazily, on the
+            // runtime this runs on.
+            Protocol::Grpc => {
+                let _guard = runtime.enter();
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(config.endpoint.trim_end_matches('/'))
+                    .with_timeout(EXPORT_TIMEOUT)
+                    .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
+                    .build()
+            }
+        };
+        let mut exporter = built.map_err(|e| OtlpError::Exporter(e.to_string()))?;
         exporter.set_resource(
             &Resource::builder_empty()
                 .with_service_name(service_name.to_owned())

@@ -94,13 +94,6 @@ fn validation_names_the_key() {
         ),
         (
             OtlpConfig {
-                protocol: Protocol::Grpc,
-                ..OtlpConfig::default()
-            },
-            "otlp.protocol: \"grpc\" is not built into this binary",
-        ),
-        (
-            OtlpConfig {
                 endpoint: "127.0.0.1:4318".into(),
                 ..OtlpConfig::default()
             },
