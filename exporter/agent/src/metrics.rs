@@ -219,7 +219,17 @@ impl ExporterMetrics {
             for r in ["t3_rtx", "fast_rtx", "pmtud", "t1_rtx"] {
                 peer_retransmissions.with_label_values(&[peer, r]);
             }
-            for e in ["down", "comm_lost"] {
+            for e in [
+                "up",
+                "down",
+                "potentially_failed",
+                "primary_change",
+                "comm_up",
+                "comm_lost",
+                "restart",
+                "shutdown_comp",
+                "cant_str_assoc",
+            ] {
                 peer_path_events.with_label_values(&[peer, e]);
             }
         }
