@@ -16,8 +16,9 @@
 //!   daemon's yes/(yes+no), the kernel retransmissions equal the kernel's own SNMP counters;
 //! - the live scrape still holds every metric and label of `dashboards/testdata/scrape.txt`
 //!   (the file the host lint checks the dashboards against), so that file cannot go stale;
-//! - what each panel showed is written to `<scratch>/dashboards-live/results/<uid>.json` for
-//!   `cargo xtask dashboards` to render the previews.
+//! - what each panel showed is written to `target/dashboards-live/results/<uid>.json` of the
+//!   workspace (shared with the VM, unlike a `CARGO_TARGET_DIR` outside it), with this run's
+//!   scrape beside it, for `cargo xtask dashboards` to render the previews.
 
 #[path = "../../xtask/src/dashboards/queries.rs"]
 #[allow(dead_code)]
@@ -92,6 +93,14 @@ fn now_s() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or_default()
+}
+
+/// Where the run's scrape and panel data go: `target/dashboards-live/` of the workspace.
+fn out_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboards-live");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("results")).expect("create target/dashboards-live");
+    d
 }
 
 fn dashboards_dir() -> PathBuf {
@@ -259,7 +268,8 @@ fn every_dashboard_query_and_alert_returns_the_scenarios_numbers() {
         vm_kernel(),
         t1 - t0
     );
-    std::fs::write(dir.join("scrape.txt"), &m_end.text).expect("write the scrape");
+    let out = out_dir();
+    std::fs::write(out.join("scrape.txt"), &m_end.text).expect("write the scrape");
 
     // 1. The committed scrape is still what the daemon serves (metric names and labels).
     let mut failures = Vec::new();
@@ -278,6 +288,9 @@ fn every_dashboard_query_and_alert_returns_the_scenarios_numbers() {
             let res = match &q.kind {
                 Kind::Range | Kind::Annotation => range(&expr, t0 - 5.0, t1, 2),
                 Kind::Instant => instant(&expr, t1),
+                Kind::Variable { label } if label.is_empty() || expr.is_empty() => {
+                    Err("not a label_values(selector, label) query".to_owned())
+                }
                 Kind::Variable { label } => {
                     let v = lossy::prometheus_api(
                         &L,
@@ -473,10 +486,8 @@ fn every_dashboard_query_and_alert_returns_the_scenarios_numbers() {
     let _ = m;
 
     // The panels' data for the previews.
-    let out = dir.join("results");
-    std::fs::create_dir_all(&out).expect("results dir");
     for (uid, v) in &results {
-        std::fs::write(out.join(format!("{uid}.json")), serde_json::to_string_pretty(v).unwrap_or_default())
+        std::fs::write(out.join("results").join(format!("{uid}.json")), serde_json::to_string_pretty(v).unwrap_or_default())
             .expect("write results");
     }
     for e in &empty_ok {
@@ -535,7 +546,7 @@ fn check_committed_scrape(live: &Metrics) -> Result<(), String> {
     if want.is_empty() || !missing.is_empty() {
         return Err(format!(
             "{} is missing or stale: the daemon does not serve {missing:?}; copy this run's \
-             scrape (target/tmp/sipsctpd-tests/<kernel>/dashboards-live/scrape.txt) over it \
+             scrape (target/dashboards-live/scrape.txt) over it \
              and fix the dashboards the lint then names",
             path.display()
         ));

@@ -113,8 +113,11 @@ fn promtool(cwd: &Path) -> Command {
 /// `cargo xtask dashboards` options.
 #[derive(clap::Args, Debug)]
 pub struct Options {
+    /// Only run the host checks (lint, promtool, schema), as `cargo xtask test` does.
+    #[arg(long)]
+    pub check: bool,
     /// Render from this live run's results folder instead of running the live test in the VM
-    /// (`target/tmp/sipsctpd-tests/<kernel>/dashboards-live/results`).
+    /// (it writes `target/dashboards-live/results` of the workspace).
     #[arg(long)]
     pub from: Option<PathBuf>,
     /// Kernel series of the VM run.
@@ -128,6 +131,9 @@ pub struct Options {
 /// # Errors
 /// The live test failed, or rendering did.
 pub fn run(o: &Options) -> Result<u8> {
+    if o.check {
+        return check().map(|()| 0);
+    }
     let results = match &o.from {
         Some(p) => p.clone(),
         None => {
@@ -140,10 +146,7 @@ pub fn run(o: &Options) -> Result<u8> {
             if code != 0 {
                 bail!("the live dashboards test failed (exit {code}): no previews");
             }
-            crate::test::target_dir()
-                .join("tmp/sipsctpd-tests")
-                .join(o.kernel.to_string())
-                .join("dashboards-live/results")
+            workspace_root().join("target/dashboards-live/results")
         }
     };
     let out = dir().join("previews");

@@ -1,5 +1,5 @@
 //! The dashboards against Grafana's published schema: each JSON file becomes
-//! `const d = (<json>) satisfies Dashboard` in a TypeScript file, type-checked by `tsc --noEmit`
+//! `const d = (<json>) satisfies Checked` (see [`PRELUDE`]) in a TypeScript file, type-checked by `tsc --noEmit`
 //! with `@grafana/schema` (the Dashboard type of the classic JSON model Grafana imports and
 //! provisions). `satisfies` on an object literal rejects wrong types and unknown keys.
 //! Versions are pinned in [`crate::cache`]; setup installs them from the npm registry.
@@ -53,9 +53,8 @@ pub fn check(boards: &[(String, Value)]) -> Result<()> {
         fs::write(
             dir.join(&ts),
             format!(
-                "// Generated from dashboards/{file} by `cargo xtask test`.\n\
-                 import type {{ Dashboard }} from '@grafana/schema';\n\
-                 export const dashboard = ({pretty}) satisfies Dashboard;\n"
+                "// Generated from dashboards/{file} by `cargo xtask test`.\n{PRELUDE}\n\
+                 export const dashboard = ({pretty}) satisfies Checked;\n"
             ),
         )?;
         files.push(ts);
@@ -91,7 +90,7 @@ pub fn check(boards: &[(String, Value)]) -> Result<()> {
 
 /// What each dashboard must satisfy: `@grafana/schema`'s `Dashboard`, with two adjustments a
 /// JSON file needs. (1) Its enums (`ThresholdsMode`, `FieldColorModeId`, ...) are TypeScript
-/// enums, which a string literal never satisfies: [`Json`] turns each into the union of its
+/// enums, which a string literal never satisfies: `Json` turns each into the union of its
 /// values, nothing else. (2) The core schema types annotation queries as the generic
 /// `DataQuery` (no data-source fields) and has no place for the Prometheus annotation options
 /// Grafana reads beside it; `PromQuery` and `PromAnnotation` declare exactly the fields these
