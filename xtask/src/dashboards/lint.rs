@@ -331,7 +331,12 @@ fn query(q: &Query, scrape: &Scrape, vars: &HashSet<String>) -> Vec<String> {
     }
     for part in q.legend.split("{{").skip(1) {
         let l = part.split("}}").next().unwrap_or_default().trim();
-        if !parsed.grouping.iter().any(|g| g == l) && !labels_here.contains(l) {
+        let kept = if parsed.aggregates() {
+            parsed.grouping.iter().any(|g| g == l)
+        } else {
+            labels_here.contains(l)
+        };
+        if !kept {
             f.push(format!("legend label `{l}` is not a label of the result"));
         }
     }

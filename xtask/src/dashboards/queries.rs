@@ -381,6 +381,16 @@ pub struct Parsed {
     pub functions: Vec<String>,
 }
 
+impl Parsed {
+    /// Whether an aggregation (`sum`, `max`, ...) is applied: then a result keeps only the
+    /// labels of its `by` list.
+    pub fn aggregates(&self) -> bool {
+        self.functions
+            .iter()
+            .any(|f| AGGREGATIONS.contains(&f.as_str()))
+    }
+}
+
 const KEYWORDS: &[&str] = &[
     "and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
     "group_right", "inf", "nan", "Inf", "NaN",
