@@ -99,6 +99,8 @@ fn format(v: f64, unit: &str) -> String {
         let a = x.abs();
         if a == 0.0 {
             "0".to_owned()
+        } else if x.fract() == 0.0 && a < 1e3 {
+            format!("{x:.0}")
         } else if a >= 1e6 {
             format!("{:.2} M", x / 1e6)
         } else if a >= 1e3 {
@@ -195,7 +197,13 @@ pub fn dashboard(dashboard: &Value, data: &Value, png: &Path) -> Result<()> {
         match p["type"].as_str().unwrap_or_default() {
             "stat" => stat(&body, p, &targets, unit).map_err(e)?,
             "table" => table(&body, p, &targets, unit).map_err(e)?,
-            _ => timeseries(&body, &targets, unit).map_err(e)?,
+            _ => {
+                let span = (
+                    data["start"].as_f64().unwrap_or_default(),
+                    data["end"].as_f64().unwrap_or_default(),
+                );
+                timeseries(&body, &targets, unit, span).map_err(e)?;
+            }
         }
     }
     root.present().map_err(e)?;
@@ -232,13 +240,16 @@ fn stat(
     let items: Vec<(String, Option<f64>)> = targets
         .iter()
         .flat_map(|(_, s)| s.iter())
-        .map(|s| (s.name.clone(), s.points.iter().rev().find_map(|p| p.1)))
+        .map(|s| {
+            let v = s.points.iter().rev().find_map(|p| p.1);
+            // `decimals: 0` (counts over the range, which increase() extrapolates)
+            let v = if p["fieldConfig"]["defaults"]["decimals"] == 0 { v.map(f64::round) } else { v };
+            (s.name.clone(), v)
+        })
         .collect();
     let (w, h) = area.dim_in_pixel();
     let n = items.len().max(1) as i32;
-    let size = (h as i32 / (n + 1)).clamp(18, 44);
     for (i, (name, v)) in items.iter().enumerate() {
-        let y = (h as i32 - n * size) / 2 + i as i32 * size;
         let text = match (name_mode, v) {
             (true, _) => name.clone(),
             (false, Some(v)) if items.len() > 1 => format!("{name}: {}", format(*v, unit)),
@@ -246,6 +257,12 @@ fn stat(
             (false, None) => "No data".into(),
         };
         let c = if name_mode { PALETTE[2] } else { v.map_or(DIM, color) };
+        // As large as fits: the height shared by the items, the width by the characters.
+        let chars = text.chars().count().max(1) as i32;
+        let size = (h as i32 / (n + 1))
+            .min(w as i32 * 16 / (chars * 10))
+            .clamp(12, 44);
+        let y = (h as i32 - n * size) / 2 + i as i32 * size;
         let x = (w as i32 - (text.len() as i32 * size * 5 / 9)) / 2;
         area.draw(&Text::new(
             text,
@@ -260,13 +277,12 @@ fn timeseries(
     area: &Area<'_>,
     targets: &[(String, Vec<Series>)],
     unit: &str,
+    (t0, t1): (f64, f64),
 ) -> Result<(), DrawErr> {
     let all: Vec<&Series> = targets.iter().flat_map(|(_, s)| s.iter()).collect();
-    let (mut t0, mut t1, mut top) = (f64::MAX, f64::MIN, 0.0f64);
+    let mut top = 0.0f64;
     for s in &all {
-        for (t, v) in &s.points {
-            t0 = t0.min(*t);
-            t1 = t1.max(*t);
+        for (_, v) in &s.points {
             if let Some(v) = v {
                 top = top.max(*v);
             }
