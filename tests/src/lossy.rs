@@ -50,7 +50,9 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.veth]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
     }
 }
 
@@ -68,13 +70,21 @@ pub fn upstream(l: &Layout, loss: Option<&str>) -> Upstream {
     ip(&[
         "link", "add", &host_dev, "type", "veth", "peer", "name", &ns_dev, "netns", l.ns,
     ]);
-    ip(&["addr", "add", &format!("{}/24", l.host_ip), "dev", &host_dev]);
+    ip(&[
+        "addr",
+        "add",
+        &format!("{}/24", l.host_ip),
+        "dev",
+        &host_dev,
+    ]);
     ip(&["link", "set", &host_dev, "up"]);
     up.ns
         .ip(&["addr", "add", &format!("{}/24", l.uas_ip), "dev", &ns_dev]);
     up.ns.ip(&["link", "set", &ns_dev, "up"]);
     if let Some(loss) = loss {
-        tc(&["qdisc", "add", "dev", &host_dev, "root", "netem", "loss", loss]);
+        tc(&[
+            "qdisc", "add", "dev", &host_dev, "root", "netem", "loss", loss,
+        ]);
     }
     up
 }
@@ -121,8 +131,14 @@ pub fn rotel(l: &Layout, dir: &Path) -> Peer {
     let mut c = Command::new(bin);
     c.current_dir(dir)
         .arg("start")
-        .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{}", l.otlp_port + 1)])
-        .args(["--otlp-http-endpoint", &format!("127.0.0.1:{}", l.otlp_port)])
+        .args([
+            "--otlp-grpc-endpoint",
+            &format!("127.0.0.1:{}", l.otlp_port + 1),
+        ])
+        .args([
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{}", l.otlp_port),
+        ])
         .args(["--exporter", "blackhole"]);
     let mut p = Peer::spawn("rotel-agent", c, dir.join("rotel.log"));
     let addr = SocketAddr::from(([127, 0, 0, 1], l.otlp_port));
@@ -130,7 +146,11 @@ pub fn rotel(l: &Layout, dir: &Path) -> Peer {
         p.assert_running();
         std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
     });
-    assert!(up, "rotel does not listen on {addr}:\n{}", tail(&p.output(), 20));
+    assert!(
+        up,
+        "rotel does not listen on {addr}:\n{}",
+        tail(&p.output(), 20)
+    );
     p
 }
 
@@ -154,15 +174,25 @@ pub fn prometheus(l: &Layout, dir: &Path, job: &str, rules: Option<&Path>) -> Pe
     let mut c = Command::new("prometheus");
     c.current_dir(dir)
         .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{}", l.prometheus_port));
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!(
+            "--web.listen-address=127.0.0.1:{}",
+            l.prometheus_port
+        ));
     let mut p = Peer::spawn("prometheus", c, dir.join("prometheus.log"));
     let addr = SocketAddr::from(([127, 0, 0, 1], l.prometheus_port));
     let up = wait_until(Duration::from_secs(30), || {
         p.assert_running();
         try_http(addr, "GET", "/-/ready", "").is_ok_and(|(s, _)| s == 200)
     });
-    assert!(up, "prometheus is not ready on {addr}:\n{}", tail(&p.output(), 20));
+    assert!(
+        up,
+        "prometheus is not ready on {addr}:\n{}",
+        tail(&p.output(), 20)
+    );
     p
 }
 

@@ -81,12 +81,10 @@ const ACTIVE: &[&str] = &[
     "SipsctpKernelTouchedTransactionsHigh",
 ];
 /// Alerts whose signal is legitimately empty here, and why.
-const SIGNAL_EMPTY: &[(&str, &str)] = &[
-    (
-        "SipsctpAssociationFlapping",
-        "comm_up/restart series are created at 1 when the association comes up: no increase",
-    ),
-];
+const SIGNAL_EMPTY: &[(&str, &str)] = &[(
+    "SipsctpAssociationFlapping",
+    "comm_up/restart series are created at 1 when the association comes up: no increase",
+)];
 
 fn now_s() -> f64 {
     SystemTime::now()
@@ -113,15 +111,23 @@ fn dashboards() -> Vec<(String, Value)> {
     for e in std::fs::read_dir(dashboards_dir()).expect("read dashboards/") {
         let p = e.expect("dir entry").path();
         if p.extension().is_some_and(|x| x == "json") {
-            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let text = std::fs::read_to_string(&p).expect("read a dashboard");
-            let v: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+            let v: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
             out.push((name, v));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(out.len() >= 4, "the four dashboards: {:?}", out.iter().map(|d| &d.0).collect::<Vec<_>>());
+    assert!(
+        out.len() >= 4,
+        "the four dashboards: {:?}",
+        out.iter().map(|d| &d.0).collect::<Vec<_>>()
+    );
     out
 }
 
@@ -248,7 +254,11 @@ fn every_dashboard_query_and_alert_returns_the_scenarios_numbers() {
     }
     .run(&dir, || {});
     let dropped = netem_dropped(None, up.host_dev());
-    r.assert_all_ok(CALLS, "sipp UDP -> sipsctpd -> SCTP UAS, 10 % loss upstream", &d);
+    r.assert_all_ok(
+        CALLS,
+        "sipp UDP -> sipsctpd -> SCTP UAS, 10 % loss upstream",
+        &d,
+    );
     let m = d.settle();
     let spans_done = wait_until(Duration::from_secs(15), || {
         d.metrics()
@@ -318,7 +328,10 @@ fn every_dashboard_query_and_alert_returns_the_scenarios_numbers() {
             };
             let res = match res {
                 Err(e) => {
-                    failures.push(format!("{}: Prometheus refused it: {e}\n    {expr}", q.name()));
+                    failures.push(format!(
+                        "{}: Prometheus refused it: {e}\n    {expr}",
+                        q.name()
+                    ));
                     continue;
                 }
                 Ok(r) => r,
@@ -388,7 +401,10 @@ fn every_dashboard_query_and_alert_returns_the_scenarios_numbers() {
         match (has, SIGNAL_EMPTY.iter().find(|(n, _)| *n == a.title)) {
             (true, _) => {}
             (false, Some((_, why))) => empty_ok.push(format!("{}: signal empty: {why}", a.name())),
-            (false, None) => failures.push(format!("{}: its signal has no data\n    {signal}", a.name())),
+            (false, None) => failures.push(format!(
+                "{}: its signal has no data\n    {signal}",
+                a.name()
+            )),
         }
         let want = ACTIVE.contains(&a.title.as_str());
         if fired != want {
@@ -438,57 +454,134 @@ fn every_dashboard_query_and_alert_returns_the_scenarios_numbers() {
         let q = format!(
             "sum(sipsctp_sip_transaction_duration_seconds_count{{{sel}, method=\"{method}\", status_class=\"2xx\"}})"
         );
-        agree(&format!("{method} transactions vs sipp's successful calls"), scalar(&q, t1), calls, &mut failures);
+        agree(
+            &format!("{method} transactions vs sipp's successful calls"),
+            scalar(&q, t1),
+            calls,
+            &mut failures,
+        );
     }
-    let yes = m_end.sum("sipsctp_sip_transaction_duration_seconds_count", &[("kernel_retransmitted", "yes")]) as f64;
-    let no = m_end.sum("sipsctp_sip_transaction_duration_seconds_count", &[("kernel_retransmitted", "no")]) as f64;
+    let yes = m_end.sum(
+        "sipsctp_sip_transaction_duration_seconds_count",
+        &[("kernel_retransmitted", "yes")],
+    ) as f64;
+    let no = m_end.sum(
+        "sipsctp_sip_transaction_duration_seconds_count",
+        &[("kernel_retransmitted", "no")],
+    ) as f64;
     if !(yes > 0.0 && no > 0.0) {
-        failures.push(format!("no kernel-touched or no clean transaction: yes {yes}, no {no}\n{show}"));
+        failures.push(format!(
+            "no kernel-touched or no clean transaction: yes {yes}, no {no}\n{show}"
+        ));
     }
     // The overview's share panel, over the whole run: rate/rate = increase/increase.
     let share = find_target("sipsctp-overview", "Kernel-touched transactions");
     let share_expr = queries::substitute(&share, &range_s, &range_s);
-    agree("overview kernel-touched share (whole run) vs the daemon's yes/(yes+no)", scalar(&share_expr, t1), yes / (yes + no), &mut failures);
+    agree(
+        "overview kernel-touched share (whole run) vs the daemon's yes/(yes+no)",
+        scalar(&share_expr, t1),
+        yes / (yes + no),
+        &mut failures,
+    );
     let failure_expr = queries::substitute(
         &find_target("sipsctp-overview", "Failure ratio"),
         &range_s,
         &range_s,
     );
-    agree("overview failure ratio (every call succeeded)", scalar(&failure_expr, t1), 0.0, &mut failures);
+    agree(
+        "overview failure ratio (every call succeeded)",
+        scalar(&failure_expr, t1),
+        0.0,
+        &mut failures,
+    );
     for (q, name, labels) in [
-        ("sum(sipsctp_peer_retransmissions_total{peer=\"carrier-a\"})", "sipsctp_peer_retransmissions_total", vec![("peer", "carrier-a")]),
-        ("sum(sipsctp_sip_requests_total{direction=\"in\", transport=\"udp\"})", "sipsctp_sip_requests_total", vec![("direction", "in"), ("transport", "udp")]),
-        ("sum(sipsctp_sip_transactions_kernel_affected_total{peer=\"carrier-a\"})", "sipsctp_sip_transactions_kernel_affected_total", vec![("peer", "carrier-a")]),
-        ("sum(sipsctp_otlp_spans_total{outcome=\"exported\"})", "sipsctp_otlp_spans_total", vec![("outcome", "exported")]),
-        ("sum(sipsctp_sctp_current_opened_connections)", "sipsctp_sctp_current_opened_connections", vec![]),
+        (
+            "sum(sipsctp_peer_retransmissions_total{peer=\"carrier-a\"})",
+            "sipsctp_peer_retransmissions_total",
+            vec![("peer", "carrier-a")],
+        ),
+        (
+            "sum(sipsctp_sip_requests_total{direction=\"in\", transport=\"udp\"})",
+            "sipsctp_sip_requests_total",
+            vec![("direction", "in"), ("transport", "udp")],
+        ),
+        (
+            "sum(sipsctp_sip_transactions_kernel_affected_total{peer=\"carrier-a\"})",
+            "sipsctp_sip_transactions_kernel_affected_total",
+            vec![("peer", "carrier-a")],
+        ),
+        (
+            "sum(sipsctp_otlp_spans_total{outcome=\"exported\"})",
+            "sipsctp_otlp_spans_total",
+            vec![("outcome", "exported")],
+        ),
+        (
+            "sum(sipsctp_sctp_current_opened_connections)",
+            "sipsctp_sctp_current_opened_connections",
+            vec![],
+        ),
     ] {
-        let q = q.replacen('{', &format!("{{{sel}, "), 1).replace("connections)", &format!("connections{{{sel}}})"));
-        agree(&format!("{q} vs the daemon's /metrics"), scalar(&q, t1), m_end.sum(name, &labels) as f64, &mut failures);
+        let q = q
+            .replacen('{', &format!("{{{sel}, "), 1)
+            .replace("connections)", &format!("connections{{{sel}}})"));
+        agree(
+            &format!("{q} vs the daemon's /metrics"),
+            scalar(&q, t1),
+            m_end.sum(name, &labels) as f64,
+            &mut failures,
+        );
     }
     // The kernel's own counters moved by what the probes counted (the daemon is the only SCTP
     // user of this namespace). Linux 6.7+ counts the probe runs it skipped; 6.1 does not, so
     // there a shortfall of at most 2 (or 2 %) is allowed, as in ebpf_kernel_counters.rs.
-    let delta = |k: &str| snmp_after.get(k).copied().unwrap_or(0).saturating_sub(snmp_before.get(k).copied().unwrap_or(0)) as f64;
-    let kernel = delta("SctpT3Retransmits") + delta("SctpFastRetransmits") + delta("SctpPmtudRetransmits");
-    let probes = scalar(&format!("sum(sipsctp_kernel_retransmissions_total{{{sel}, reason=~\"t3_rtx|fast_rtx|pmtud\"}})"), t1);
-    let skipped = scalar(&format!("sum(sipsctp_ebpf_probe_runs_skipped_total{{{sel}}}) or vector(0)"), t1);
-    let slack = if vm_kernel() == "6.1" { (kernel * 0.02).max(2.0) } else { 0.0 };
+    let delta = |k: &str| {
+        snmp_after
+            .get(k)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(snmp_before.get(k).copied().unwrap_or(0)) as f64
+    };
+    let kernel =
+        delta("SctpT3Retransmits") + delta("SctpFastRetransmits") + delta("SctpPmtudRetransmits");
+    let probes = scalar(
+        &format!(
+            "sum(sipsctp_kernel_retransmissions_total{{{sel}, reason=~\"t3_rtx|fast_rtx|pmtud\"}})"
+        ),
+        t1,
+    );
+    let skipped = scalar(
+        &format!("sum(sipsctp_ebpf_probe_runs_skipped_total{{{sel}}}) or vector(0)"),
+        t1,
+    );
+    let slack = if vm_kernel() == "6.1" {
+        (kernel * 0.02).max(2.0)
+    } else {
+        0.0
+    };
     if !(kernel > 0.0 && probes <= kernel && probes + skipped + slack >= kernel) {
         failures.push(format!(
             "kernel retransmissions: /proc/net/sctp/snmp +{kernel}, Prometheus (probes) {probes}, \
              skipped probe runs {skipped}\n{show}"
         ));
     }
-    let peer = scalar(&format!("sum(sipsctp_peer_retransmissions_total{{{sel}}})"), t1);
+    let peer = scalar(
+        &format!("sum(sipsctp_peer_retransmissions_total{{{sel}}})"),
+        t1,
+    );
     if !(peer > 0.0 && peer <= probes) {
-        failures.push(format!("per-peer retransmissions {peer} vs all the probes counted {probes}"));
+        failures.push(format!(
+            "per-peer retransmissions {peer} vs all the probes counted {probes}"
+        ));
     }
     let _ = m;
 
     // The panels' data for the previews.
     for (uid, v) in &results {
-        std::fs::write(out.join("results").join(format!("{uid}.json")), serde_json::to_string_pretty(v).unwrap_or_default())
-            .expect("write results");
+        std::fs::write(
+            out.join("results").join(format!("{uid}.json")),
+            serde_json::to_string_pretty(v).unwrap_or_default(),
+        )
+        .expect("write results");
     }
     for e in &empty_ok {
         eprintln!("{e}");
@@ -496,7 +589,11 @@ fn every_dashboard_query_and_alert_returns_the_scenarios_numbers() {
     eprintln!(
         "kernel {}: alerts active at the end: {:?}; results in {}",
         vm_kernel(),
-        states.iter().filter(|(_, a)| **a).map(|(n, _)| n).collect::<Vec<_>>(),
+        states
+            .iter()
+            .filter(|(_, a)| **a)
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>(),
         out.display()
     );
     assert!(
@@ -528,11 +625,18 @@ fn check_committed_scrape(live: &Metrics) -> Result<(), String> {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     let shape = |text: &str| -> BTreeSet<(String, String)> {
         let mut s = BTreeSet::new();
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let series = line.rsplit_once(' ').map_or(line, |(a, _)| a);
             let (name, labels) = series.split_once('{').unwrap_or((series, ""));
             s.insert((name.to_owned(), String::new()));
-            for kv in labels.trim_end_matches('}').split("\",").filter(|k| !k.is_empty()) {
+            for kv in labels
+                .trim_end_matches('}')
+                .split("\",")
+                .filter(|k| !k.is_empty())
+            {
                 if let Some((k, _)) = kv.split_once('=') {
                     s.insert((name.to_owned(), k.to_owned()));
                 }

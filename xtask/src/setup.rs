@@ -279,7 +279,14 @@ fn grafana_schema(root_user: bool) -> Result<()> {
         step("apt: installing nodejs npm");
         exec(
             Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends", "nodejs", "npm"])
+                .args([
+                    "install",
+                    "-y",
+                    "-q",
+                    "--no-install-recommends",
+                    "nodejs",
+                    "npm",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
         .context("apt-get install nodejs npm failed")?;
@@ -295,13 +302,20 @@ fn grafana_schema(root_user: bool) -> Result<()> {
     fs::write(tmp.join("package.json"), "{\"private\": true}\n")?;
     exec(
         Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--ignore-scripts", "--save-exact"])
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--ignore-scripts",
+                "--save-exact",
+            ])
             .arg(format!("@grafana/schema@{}", cache::GRAFANA_SCHEMA_VERSION))
             .arg(format!("typescript@{}", cache::TYPESCRIPT_VERSION))
             .current_dir(&tmp),
     )
     .context("npm install failed: is the npm registry reachable, are nodejs and npm installed?")?;
     let _ = fs::remove_dir_all(&root);
-    fs::rename(&tmp, &root).with_context(|| format!("moving the packages into {}", root.display()))?;
+    fs::rename(&tmp, &root)
+        .with_context(|| format!("moving the packages into {}", root.display()))?;
     Ok(())
 }

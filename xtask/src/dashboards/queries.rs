@@ -53,7 +53,10 @@ impl Query {
     /// `file: panel N "title" ref` for messages.
     pub fn name(&self) -> String {
         match self.panel_id {
-            Some(id) => format!("{}: panel {id} \"{}\" {}", self.file, self.title, self.ref_id),
+            Some(id) => format!(
+                "{}: panel {id} \"{}\" {}",
+                self.file, self.title, self.ref_id
+            ),
             None => format!("{}: {:?} \"{}\"", self.file, self.kind, self.title),
         }
     }
@@ -77,7 +80,8 @@ pub fn dashboard_queries(file: &str, dashboard: &Value) -> Vec<Query> {
     let mut out = Vec::new();
     for p in panels(dashboard) {
         for t in p["targets"].as_array().into_iter().flatten() {
-            let instant = t["instant"].as_bool() == Some(true) && t["range"].as_bool() != Some(true);
+            let instant =
+                t["instant"].as_bool() == Some(true) && t["range"].as_bool() != Some(true);
             out.push(Query {
                 file: file.to_owned(),
                 panel_id: p["id"].as_u64(),
@@ -89,7 +93,11 @@ pub fn dashboard_queries(file: &str, dashboard: &Value) -> Vec<Query> {
             });
         }
     }
-    for a in dashboard["annotations"]["list"].as_array().into_iter().flatten() {
+    for a in dashboard["annotations"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if a["builtIn"].as_u64() == Some(1) {
             continue;
         }
@@ -103,7 +111,11 @@ pub fn dashboard_queries(file: &str, dashboard: &Value) -> Vec<Query> {
             kind: Kind::Annotation,
         });
     }
-    for v in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for v in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if v["type"] != "query" {
             continue;
         }
@@ -337,10 +349,7 @@ fn tokenize(expr: &str) -> Result<Vec<Token>, String> {
                 i += 1;
                 Tok::Punct(char::from(c).to_string())
             } else {
-                return Err(format!(
-                    "unexpected character {:?} at {at}",
-                    char::from(c)
-                ));
+                return Err(format!("unexpected character {:?} at {at}", char::from(c)));
             }
         };
         out.push(Token { tok, at });
@@ -392,8 +401,21 @@ impl Parsed {
 }
 
 const KEYWORDS: &[&str] = &[
-    "and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
-    "group_right", "inf", "nan", "Inf", "NaN",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+    "Inf",
+    "NaN",
 ];
 const GROUPING: &[&str] = &[
     "by",
@@ -429,21 +451,20 @@ pub fn read(expr: &str) -> Result<Parsed, String> {
     let mut stack: Vec<String> = Vec::new();
     let mut pending: Option<String> = None;
     let mut i = 0;
-    let punct = |i: usize, s: &str| matches!(toks.get(i), Some(Token { tok: Tok::Punct(p), .. }) if p == s);
+    let punct =
+        |i: usize, s: &str| matches!(toks.get(i), Some(Token { tok: Tok::Punct(p), .. }) if p == s);
     while let Some(t) = toks.get(i) {
         match &t.tok {
-            Tok::Ident(id) if GROUPING.contains(&id.as_str()) => {
-                if punct(i + 1, "(") {
-                    i += 2;
-                    while let Some(t) = toks.get(i) {
-                        match &t.tok {
-                            Tok::Ident(l) => p.grouping.push(l.clone()),
-                            Tok::Punct(s) if s == "," => {}
-                            Tok::Punct(s) if s == ")" => break,
-                            other => return Err(format!("{other:?} in the label list of {id}")),
-                        }
-                        i += 1;
+            Tok::Ident(id) if GROUPING.contains(&id.as_str()) && punct(i + 1, "(") => {
+                i += 2;
+                while let Some(t) = toks.get(i) {
+                    match &t.tok {
+                        Tok::Ident(l) => p.grouping.push(l.clone()),
+                        Tok::Punct(s) if s == "," => {}
+                        Tok::Punct(s) if s == ")" => break,
+                        other => return Err(format!("{other:?} in the label list of {id}")),
                     }
+                    i += 1;
                 }
             }
             Tok::Ident(id) if KEYWORDS.contains(&id.as_str()) => {}
@@ -468,7 +489,11 @@ pub fn read(expr: &str) -> Result<Parsed, String> {
                     matchers: Vec::new(),
                 };
                 i = matchers(&toks, i + 1, &mut sel.matchers)?;
-                if let Some(m) = sel.matchers.iter().find(|m| m.label == "__name__" && m.op == "=") {
+                if let Some(m) = sel
+                    .matchers
+                    .iter()
+                    .find(|m| m.label == "__name__" && m.op == "=")
+                {
                     sel.metric = Some(m.value.clone());
                 }
                 p.selectors.push(sel);
@@ -485,7 +510,8 @@ pub fn read(expr: &str) -> Result<Parsed, String> {
                     .cloned()
                     .unwrap_or_default();
                 let inner = stack.last().cloned().unwrap_or_default();
-                p.ranges.push((r.clone(), if inner.is_empty() { f } else { inner }));
+                p.ranges
+                    .push((r.clone(), if inner.is_empty() { f } else { inner }));
             }
             _ => {}
         }
@@ -553,7 +579,11 @@ mod tests {
     #[test]
     fn aggregation_without_grouping_and_vector() {
         let p = read("(sum(rate(a_total{x=\"1\"}[5m])) or vector(0)) + increase(b[1h])").unwrap();
-        let names: Vec<_> = p.selectors.iter().filter_map(|s| s.metric.clone()).collect();
+        let names: Vec<_> = p
+            .selectors
+            .iter()
+            .filter_map(|s| s.metric.clone())
+            .collect();
         assert_eq!(names, ["a_total", "b"]);
         assert_eq!(
             p.ranges,
@@ -568,7 +598,10 @@ mod tests {
     fn threshold_split() {
         let (signal, op, t) =
             split_threshold("sum by (a) (rate(x{b=\">\"}[5m]))\n/ sum(y)\n> 0.05").unwrap();
-        assert_eq!((signal.as_str(), op.as_str(), t), ("sum by (a) (rate(x{b=\">\"}[5m]))\n/ sum(y)", ">", 0.05));
+        assert_eq!(
+            (signal.as_str(), op.as_str(), t),
+            ("sum by (a) (rate(x{b=\">\"}[5m]))\n/ sum(y)", ">", 0.05)
+        );
         assert!(split_threshold("a > 1 and b > 2").is_none());
     }
 

@@ -43,8 +43,9 @@ const FONT_BOLD: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
 
 fn fonts() -> Result<()> {
     for (path, style) in [(FONT, FontStyle::Normal), (FONT_BOLD, FontStyle::Bold)] {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading {path} (Debian fonts-dejavu-core; setup installs it)"))?;
+        let bytes = std::fs::read(path).with_context(|| {
+            format!("reading {path} (Debian fonts-dejavu-core; setup installs it)")
+        })?;
         register_font("sans-serif", style, Box::leak(bytes.into_boxed_slice()))
             .map_err(|_| anyhow!("{path} is not a font plotters can use"))?;
     }
@@ -76,7 +77,9 @@ fn panel_data(data: &Value, id: u64) -> Vec<(String, Vec<Series>)> {
                         .as_object()
                         .map(|m| {
                             m.iter()
-                                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                                .map(|(k, v)| {
+                                    (k.clone(), v.as_str().unwrap_or_default().to_owned())
+                                })
                                 .collect()
                         })
                         .unwrap_or_default(),
@@ -150,35 +153,59 @@ pub fn dashboard(dashboard: &Value, data: &Value, png: &Path) -> Result<()> {
         data["kernel"].as_str().unwrap_or("?"),
         data["netem_dropped"]
     );
-    root.draw(&Text::new(title, (12, 16), ("sans-serif", 20).into_font().color(&TEXT)))
-        .map_err(e)?;
+    root.draw(&Text::new(
+        title,
+        (12, 16),
+        ("sans-serif", 20).into_font().color(&TEXT),
+    ))
+    .map_err(e)?;
     for p in panels {
         let g = &p["gridPos"];
         let at = |k: &str| g[k].as_u64().unwrap_or(0) as u32;
-        let (x, y, pw, ph) = (at("x") * COL, HEADER + at("y") * ROW, at("w") * COL, at("h") * ROW);
-        let area = root.clone().shrink((x + PAD, y + PAD), (pw - 2 * PAD, ph - 2 * PAD));
+        let (x, y, pw, ph) = (
+            at("x") * COL,
+            HEADER + at("y") * ROW,
+            at("w") * COL,
+            at("h") * ROW,
+        );
+        let area = root
+            .clone()
+            .shrink((x + PAD, y + PAD), (pw - 2 * PAD, ph - 2 * PAD));
         let title = p["title"].as_str().unwrap_or_default();
         if p["type"] == "row" {
             area.draw(&Text::new(
                 title.to_owned(),
                 (4, 4),
-                ("sans-serif", 18).into_font().style(FontStyle::Bold).color(&TEXT),
+                ("sans-serif", 18)
+                    .into_font()
+                    .style(FontStyle::Bold)
+                    .color(&TEXT),
             ))
             .map_err(e)?;
             continue;
         }
         area.fill(&PANEL).map_err(e)?;
         let (aw, ah) = area.dim_in_pixel();
-        area.draw(&Rectangle::new([(0, 0), (aw as i32 - 1, ah as i32 - 1)], BORDER))
-            .map_err(e)?;
+        area.draw(&Rectangle::new(
+            [(0, 0), (aw as i32 - 1, ah as i32 - 1)],
+            BORDER,
+        ))
+        .map_err(e)?;
         area.draw(&Text::new(
             title.to_owned(),
             (8, 6),
-            ("sans-serif", 15).into_font().style(FontStyle::Bold).color(&TEXT),
+            ("sans-serif", 15)
+                .into_font()
+                .style(FontStyle::Bold)
+                .color(&TEXT),
         ))
         .map_err(e)?;
-        let body = area.clone().shrink((6, 26), (aw - 12, ah.saturating_sub(32)));
-        let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("short");
+        let body = area
+            .clone()
+            .shrink((6, 26), (aw - 12, ah.saturating_sub(32)));
+        let unit = p["fieldConfig"]["defaults"]["unit"]
+            .as_str()
+            .unwrap_or("short");
         let id = p["id"].as_u64().unwrap_or(0);
         let targets = panel_data(data, id);
         let empty = targets
@@ -232,8 +259,8 @@ fn stat(
     let color = |v: f64| {
         steps
             .iter()
-            .filter(|(t, _)| t.is_none_or(|t| v >= t))
-            .last()
+            .rev()
+            .find(|(t, _)| t.is_none_or(|t| v >= t))
             .map_or(PALETTE[0], |(_, c)| *c)
     };
     let name_mode = p["options"]["textMode"] == "name";
@@ -243,7 +270,11 @@ fn stat(
         .map(|s| {
             let v = s.points.iter().rev().find_map(|p| p.1);
             // `decimals: 0` (counts over the range, which increase() extrapolates)
-            let v = if p["fieldConfig"]["defaults"]["decimals"] == 0 { v.map(f64::round) } else { v };
+            let v = if p["fieldConfig"]["defaults"]["decimals"] == 0 {
+                v.map(f64::round)
+            } else {
+                v
+            };
             (s.name.clone(), v)
         })
         .collect();
@@ -256,7 +287,11 @@ fn stat(
             (false, Some(v)) => format(*v, unit),
             (false, None) => "No data".into(),
         };
-        let c = if name_mode { PALETTE[2] } else { v.map_or(DIM, color) };
+        let c = if name_mode {
+            PALETTE[2]
+        } else {
+            v.map_or(DIM, color)
+        };
         // As large as fits: the height shared by the items, the width by the characters.
         let chars = text.chars().count().max(1) as i32;
         let size = (h as i32 / (n + 1))
@@ -267,7 +302,10 @@ fn stat(
         area.draw(&Text::new(
             text,
             (x.max(4), y),
-            ("sans-serif", size).into_font().style(FontStyle::Bold).color(&c),
+            ("sans-serif", size)
+                .into_font()
+                .style(FontStyle::Bold)
+                .color(&c),
         ))?;
     }
     Ok(())
@@ -321,7 +359,10 @@ fn timeseries(
             match v {
                 Some(v) => seg.push((t - t0, *v)),
                 None if !seg.is_empty() => {
-                    chart.draw_series(LineSeries::new(std::mem::take(&mut seg), c.stroke_width(2)))?;
+                    chart.draw_series(LineSeries::new(
+                        std::mem::take(&mut seg),
+                        c.stroke_width(2),
+                    ))?;
                 }
                 None => {}
             }
@@ -335,13 +376,24 @@ fn timeseries(
     for (i, s) in all.iter().enumerate().take(12) {
         let (cx, cy) = ((i as i32 % 3) * col_w + 8, (i as i32 / 3) * 15 + 2);
         let c = PALETTE[i % PALETTE.len()];
-        legend.draw(&Rectangle::new([(cx, cy + 4), (cx + 12, cy + 8)], c.filled()))?;
-        let mut name = if s.name.is_empty() { "value".to_owned() } else { s.name.clone() };
+        legend.draw(&Rectangle::new(
+            [(cx, cy + 4), (cx + 12, cy + 8)],
+            c.filled(),
+        ))?;
+        let mut name = if s.name.is_empty() {
+            "value".to_owned()
+        } else {
+            s.name.clone()
+        };
         if name.len() > 44 {
             name.truncate(43);
             name.push('…');
         }
-        legend.draw(&Text::new(name, (cx + 16, cy), ("sans-serif", 11).into_font().color(&TEXT)))?;
+        legend.draw(&Text::new(
+            name,
+            (cx + 16, cy),
+            ("sans-serif", 11).into_font().color(&TEXT),
+        ))?;
     }
     Ok(())
 }
@@ -371,7 +423,11 @@ fn table(
     let value_cols: Vec<String> = targets
         .iter()
         .map(|(r, _)| {
-            let key = if targets.len() == 1 { "Value".to_owned() } else { format!("Value #{r}") };
+            let key = if targets.len() == 1 {
+                "Value".to_owned()
+            } else {
+                format!("Value #{r}")
+            };
             renames[&key].as_str().map_or(key, str::to_owned)
         })
         .collect();
@@ -392,7 +448,10 @@ fn table(
         .flatten()
         .filter_map(|o| {
             let name = o["matcher"]["options"].as_str()?;
-            let unit = o["properties"].as_array()?.iter().find(|p| p["id"] == "unit")?["value"]
+            let unit = o["properties"]
+                .as_array()?
+                .iter()
+                .find(|p| p["id"] == "unit")?["value"]
                 .as_str()?;
             Some((name.to_owned(), unit.to_owned()))
         })
@@ -400,11 +459,16 @@ fn table(
     let (w, _) = area.dim_in_pixel();
     let cols = label_cols.len() + value_cols.len();
     let cw = w as i32 / cols.max(1) as i32;
-    let head = ("sans-serif", 13).into_font().style(FontStyle::Bold).color(&DIM);
+    let head = ("sans-serif", 13)
+        .into_font()
+        .style(FontStyle::Bold)
+        .color(&DIM);
     for (i, c) in label_cols.iter().chain(value_cols.iter()).enumerate() {
         area.draw(&Text::new(c.clone(), (i as i32 * cw + 6, 2), head.clone()))?;
     }
-    for (r, (labels, values)) in rows.iter().enumerate().take(12) {
+    let (_, th) = area.dim_in_pixel();
+    let fit = (th.saturating_sub(24) / 19) as usize;
+    for (r, (labels, values)) in rows.iter().enumerate().take(fit) {
         let y = 22 + r as i32 * 19;
         let cell = ("sans-serif", 13).into_font().color(&TEXT);
         for (i, l) in labels.iter().enumerate() {

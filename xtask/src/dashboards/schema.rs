@@ -84,7 +84,10 @@ pub fn check(boards: &[(String, Value)]) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    step(format!("dashboards: {} dashboards satisfy @grafana/schema's Dashboard", boards.len()));
+    step(format!(
+        "dashboards: {} dashboards satisfy @grafana/schema's Dashboard",
+        boards.len()
+    ));
     Ok(())
 }
 
