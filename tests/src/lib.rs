@@ -8,6 +8,7 @@
 pub mod calls;
 pub mod daemon;
 pub mod kernel_sctp;
+pub mod lossy;
 pub mod netns;
 
 use std::{

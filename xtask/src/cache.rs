@@ -17,6 +17,12 @@ pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// `rotel-agent` binary (part of its cache key).
 pub const ROTEL_VERSION: &str = "0.0.1a15";
 
+/// Grafana's published dashboard schema (npm `@grafana/schema`) the dashboards are
+/// type-checked against, and the TypeScript that checks them (both part of their cache key).
+pub const GRAFANA_SCHEMA_VERSION: &str = "13.2.3";
+/// See [`GRAFANA_SCHEMA_VERSION`].
+pub const TYPESCRIPT_VERSION: &str = "5.9.3";
+
 /// `$XDG_CACHE_HOME/sipsctp`, else `~/.cache/sipsctp`.
 pub fn root() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
@@ -42,6 +48,13 @@ pub fn cargo_fuzz_root() -> PathBuf {
 /// The unpacked rotel wheel for the pinned version (`rotel/rotel-agent` inside).
 pub fn rotel_root() -> PathBuf {
     root().join("rotel").join(ROTEL_VERSION)
+}
+
+/// The npm packages of the dashboards' schema check (`node_modules/` inside).
+pub fn npm_root() -> PathBuf {
+    root().join("npm").join(format!(
+        "grafana-schema-{GRAFANA_SCHEMA_VERSION}-typescript-{TYPESCRIPT_VERSION}"
+    ))
 }
 
 /// Unpacked kernels, one folder per Debian package name and version.

@@ -10,10 +10,13 @@
 //!   every supported kernel;
 //! - [`demo`]: the README's main job (SIP through sipsctpd in the VM);
 //! - [`bench`]: the host benchmarks;
-//! - [`fuzz`]: every cargo-fuzz target for a fixed time (not part of `test`: it takes minutes).
+//! - [`fuzz`]: every cargo-fuzz target for a fixed time (not part of `test`: it takes minutes);
+//! - [`dashboards`]: the Grafana dashboards' and alert rules' checks (part of `test`) and their
+//!   previews rendered from a live run.
 
 mod bench;
 mod cache;
+mod dashboards;
 mod demo;
 mod fuzz;
 mod initramfs;
@@ -50,6 +53,9 @@ enum Task {
     /// Every fuzz target (SIP, SCTP notifications, kernel event records, BTF) for S seconds
     /// each; exit 1 and the crashing input's path when one crashes.
     Fuzz(fuzz::Options),
+    /// Run the dashboards' live test in the VM, then render each dashboard's preview PNG into
+    /// dashboards/previews/.
+    Dashboards(dashboards::Options),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
         Task::Demo(o) => demo::run(&o),
         Task::Bench(o) => bench::run(&o).map(|()| 0),
         Task::Fuzz(o) => fuzz::run(&o),
+        Task::Dashboards(o) => dashboards::run(&o),
     };
     match result {
         Ok(code) => ExitCode::from(code),

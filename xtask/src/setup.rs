@@ -6,6 +6,8 @@
 //! - rotel-agent (the OTLP receiver of the exporter's host tests), from the pinned PyPI wheel
 //!   fetched with `pip download`, unpacked once into the per-user cache, linked into
 //!   `tools/bin`.
+//! - `@grafana/schema` and `typescript` (the dashboards' schema check), pinned, from the npm
+//!   registry with `npm install` into the per-user cache.
 //! - The guest kernels (6.1 and 6.12) and their initramfs images, cached by package version.
 //!
 //! Only installing needs root: on a machine that has everything, setup runs as any user.
@@ -55,6 +57,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "curl",
     // on the host: `pip download` of the rotel wheel (the OTLP receiver of the host tests)
     "python3-pip",
+    // on the host: the previews' font (the schema check's nodejs and npm are installed by
+    // `grafana_schema` when no `npm` is on PATH, so a NodeSource nodejs that bundles npm stays)
+    "fonts-dejavu-core",
 ];
 
 /// `cargo xtask setup` options.
@@ -71,6 +76,7 @@ pub fn run(o: &Options) -> Result<()> {
     apt_packages(root)?;
     bpf_linker()?;
     rotel()?;
+    grafana_schema(root)?;
     let series: Vec<Series> = match o.kernel {
         Some(s) => vec![s],
         None => Series::ALL.to_vec(),
@@ -245,5 +251,71 @@ fn rotel() -> Result<()> {
         std::os::unix::fs::symlink(&cached, &link)
             .with_context(|| format!("linking {}", link.display()))?;
     }
+    Ok(())
+}
+
+/// Installs the pinned `@grafana/schema` and `typescript` from the npm registry into the
+/// per-user cache unless they are there (`cargo xtask test` type-checks the dashboards with
+/// them).
+fn grafana_schema(root_user: bool) -> Result<()> {
+    let root = cache::npm_root();
+    let tsc = root.join("node_modules/typescript/bin/tsc");
+    let schema = root.join("node_modules/@grafana/schema/package.json");
+    if tsc.is_file() && schema.is_file() {
+        step(format!(
+            "@grafana/schema {} + typescript {} (cached)",
+            cache::GRAFANA_SCHEMA_VERSION,
+            cache::TYPESCRIPT_VERSION
+        ));
+        return Ok(());
+    }
+    if !have_program("npm") || !have_program("node") {
+        if !root_user {
+            bail!(
+                "nodejs and npm are missing (the dashboards' schema check needs them) and \
+                 installing them needs root: run `sudo cargo xtask setup`"
+            );
+        }
+        step("apt: installing nodejs npm");
+        exec(
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "-q",
+                    "--no-install-recommends",
+                    "nodejs",
+                    "npm",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+        .context("apt-get install nodejs npm failed")?;
+    }
+    step(format!(
+        "installing @grafana/schema {} and typescript {} from the npm registry",
+        cache::GRAFANA_SCHEMA_VERSION,
+        cache::TYPESCRIPT_VERSION
+    ));
+    let tmp = root.with_extension("tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)?;
+    fs::write(tmp.join("package.json"), "{\"private\": true}\n")?;
+    exec(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--ignore-scripts",
+                "--save-exact",
+            ])
+            .arg(format!("@grafana/schema@{}", cache::GRAFANA_SCHEMA_VERSION))
+            .arg(format!("typescript@{}", cache::TYPESCRIPT_VERSION))
+            .current_dir(&tmp),
+    )
+    .context("npm install failed: is the npm registry reachable, are nodejs and npm installed?")?;
+    let _ = fs::remove_dir_all(&root);
+    fs::rename(&tmp, &root)
+        .with_context(|| format!("moving the packages into {}", root.display()))?;
     Ok(())
 }

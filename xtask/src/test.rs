@@ -82,6 +82,7 @@ fn checks_and_tests(o: &Options) -> Result<u8> {
                 ])
                 .args(["--", "-D", "warnings"]),
         )?;
+        crate::dashboards::check()?;
         step("host unit tests");
         exec(cargo().args([
             "test",
@@ -160,6 +161,21 @@ fn checks_and_tests(o: &Options) -> Result<u8> {
     } else {
         codes.filter(|c| *c != 0).max().unwrap_or(EXIT_FAILED)
     })
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR`, else `target/` of the workspace).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                workspace_root().join(p)
+            }
+        })
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// `cargo` with the same toolchain that runs us.
