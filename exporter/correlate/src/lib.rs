@@ -766,6 +766,11 @@ impl Correlator {
         {
             return j;
         }
+        // A request sent while its association was being set up went out by address: name
+        // the association the kernel gave it.
+        if j.tx.outbound.transport == Transport::Sctp && j.tx.outbound.assoc.is_none() {
+            j.tx.outbound.assoc = self.outbound_key(&j.tx);
+        }
         let tx = &j.tx;
         match tx.outbound.transport {
             Transport::Tcp => {}

@@ -155,6 +155,11 @@ fn t1_before_the_association_id() {
         "bound to the id"
     );
     assert_eq!(j.max_rto, Some(ms(1000)));
+    assert_eq!(
+        j.tx.outbound.assoc,
+        Some(key(7)),
+        "the request sent by address names its association once joined"
+    );
 }
 
 /// A trunk association carries two transactions; a T3 retransmission RTO after the first
