@@ -206,7 +206,7 @@ fn h3_an_unfinished_message_does_not_starve_the_listener() {
         ADMIN.parse().unwrap(),
         &config(
             &[("sctp", &[DAEMON_IP], PORT)],
-            &[(None, "udp:127.0.0.1:5931")],
+            &[(None, "sctp:127.0.0.1:5931")],
             ADMIN,
             "[ebpf]\nmode = \"off\"\n\n[sctp]\nsctp_srto_initial = 300\nsctp_srto_min = 100\n\
              sctp_srto_max = 1000\n",
