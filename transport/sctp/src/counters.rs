@@ -15,15 +15,22 @@ pub enum DropCause {
     BadNotification,
     /// A message from an association rejected by `sctp_max_assocs`.
     Rejected,
+    /// Still unfinished at the partial-message age limit (its association is aborted).
+    PartialTimeout,
+    /// Given up because unfinished messages would have held more than their total cap (its
+    /// association is aborted).
+    PartialBytes,
 }
 
 impl DropCause {
     /// Every reason, for exporting zeros too.
-    pub const ALL: [DropCause; 4] = [
+    pub const ALL: [DropCause; 6] = [
         DropCause::TooLarge,
         DropCause::Incomplete,
         DropCause::BadNotification,
         DropCause::Rejected,
+        DropCause::PartialTimeout,
+        DropCause::PartialBytes,
     ];
 
     /// Label value.
@@ -33,6 +40,8 @@ impl DropCause {
             DropCause::Incomplete => "incomplete",
             DropCause::BadNotification => "bad_notification",
             DropCause::Rejected => "rejected_association",
+            DropCause::PartialTimeout => "partial_timeout",
+            DropCause::PartialBytes => "partial_bytes",
         }
     }
 }
@@ -132,6 +141,8 @@ pub struct Counters {
     dropped_incomplete: AtomicU64,
     dropped_bad_notification: AtomicU64,
     dropped_rejected: AtomicU64,
+    dropped_partial_timeout: AtomicU64,
+    dropped_partial_bytes: AtomicU64,
     send_dropped: [AtomicU64; 6],
 }
 
@@ -156,6 +167,10 @@ pub struct CounterSnapshot {
     pub dropped_bad_notification: u64,
     /// Dropped messages of rejected associations.
     pub dropped_rejected: u64,
+    /// Messages given up unfinished at the age limit.
+    pub dropped_partial_timeout: u64,
+    /// Messages given up unfinished at the total cap on partial messages.
+    pub dropped_partial_bytes: u64,
     /// Messages to send dropped by the endpoint, indexed like [`SendDropCause::ALL`]; read
     /// with [`CounterSnapshot::send_dropped`].
     pub send_dropped: [u64; 6],
@@ -192,6 +207,8 @@ impl Counters {
             DropCause::Incomplete => &self.dropped_incomplete,
             DropCause::BadNotification => &self.dropped_bad_notification,
             DropCause::Rejected => &self.dropped_rejected,
+            DropCause::PartialTimeout => &self.dropped_partial_timeout,
+            DropCause::PartialBytes => &self.dropped_partial_bytes,
         });
     }
 
@@ -212,6 +229,8 @@ impl Counters {
             dropped_incomplete: r(&self.dropped_incomplete),
             dropped_bad_notification: r(&self.dropped_bad_notification),
             dropped_rejected: r(&self.dropped_rejected),
+            dropped_partial_timeout: r(&self.dropped_partial_timeout),
+            dropped_partial_bytes: r(&self.dropped_partial_bytes),
             send_dropped: std::array::from_fn(|i| self.send_dropped.get(i).map_or(0, r)),
         }
     }
@@ -245,6 +264,8 @@ impl CounterSnapshot {
             DropCause::Incomplete => self.dropped_incomplete,
             DropCause::BadNotification => self.dropped_bad_notification,
             DropCause::Rejected => self.dropped_rejected,
+            DropCause::PartialTimeout => self.dropped_partial_timeout,
+            DropCause::PartialBytes => self.dropped_partial_bytes,
         }
     }
 }
@@ -277,6 +298,24 @@ mod tests {
         assert_eq!(s.named()[8], ("send_force_retry", 1));
         assert_eq!(s.dropped(DropCause::TooLarge), 1);
         assert_eq!(s.dropped(DropCause::Rejected), 0);
+    }
+
+    #[test]
+    fn every_drop_cause_has_its_own_counter_and_label() {
+        let c = Counters::default();
+        for (i, reason) in DropCause::ALL.into_iter().enumerate() {
+            for _ in 0..=i {
+                c.count(Counter::Dropped(reason));
+            }
+        }
+        let s = c.snapshot();
+        for (i, reason) in DropCause::ALL.into_iter().enumerate() {
+            assert_eq!(s.dropped(reason), i as u64 + 1, "{}", reason.as_str());
+        }
+        let names: std::collections::HashSet<&str> =
+            DropCause::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), DropCause::ALL.len());
+        assert!(names.contains("partial_timeout") && names.contains("partial_bytes"));
     }
 
     #[test]

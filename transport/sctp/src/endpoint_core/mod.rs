@@ -11,7 +11,8 @@
 //! # Organization
 //!
 //! - Getters: [`EndpointCore::params`], [`EndpointCore::opened`], [`EndpointCore::tracked`],
-//!   [`EndpointCore::queued`], [`EndpointCore::closing`], [`EndpointCore::send_budget`].
+//!   [`EndpointCore::queued`], [`EndpointCore::closing`], [`EndpointCore::send_budget`],
+//!   [`EndpointCore::partial_timeout`].
 //! - Inputs from the kernel: [`EndpointCore::handle_notification`],
 //!   [`EndpointCore::handle_message`], [`EndpointCore::handle_dropped`].
 //! - Sending: [`EndpointCore::plan_send`] says whether to transmit now or queue; the driver
@@ -75,6 +76,17 @@ use crate::{
     params::{Param, SctpParams},
     sendq::{QueueFull, QueueLimits, SendQueues},
 };
+
+/// The user abort reason (RFC 6458 `SCTP_ABORT`) the peer sees when its association is
+/// aborted because one of its messages stayed unfinished too long or too large for the
+/// total cap.
+pub const PARTIAL_ABORT_REASON: &str = "Incoming message left unfinished";
+
+/// Lower bound of [`EndpointCore::partial_timeout`].
+pub const PARTIAL_TIMEOUT_MIN: Duration = Duration::from_secs(5);
+
+/// Upper bound of [`EndpointCore::partial_timeout`]: 64 x T1 (RFC 3261 timers B, F, H).
+pub const PARTIAL_TIMEOUT_MAX: Duration = Duration::from_secs(32);
 
 /// Why a send did not go out.
 #[derive(Debug, thiserror::Error)]
@@ -890,7 +902,14 @@ impl EndpointCore {
         }
     }
 
-    /// The socket read a message it did not deliver (too large, or cut short).
+    /// The socket read a message it did not deliver (too large, cut short, or given up
+    /// unfinished). A message given up unfinished ([`DropReason::Expired`],
+    /// [`DropReason::OverBudget`]) also aborts its association, with
+    /// [`PARTIAL_ABORT_REASON`]: the kernel keeps an association in partial delivery until
+    /// the message ends (its later messages and notifications wait behind it, its fragments
+    /// stay in the kernel), the rest of the message could only be thrown away, and a peer
+    /// that does not finish a message within seconds is broken or hostile; a SIP peer opens a
+    /// new association.
     pub fn handle_dropped(
         &mut self,
         socket: SocketId,
@@ -898,21 +917,44 @@ impl EndpointCore {
         peer: SocketAddr,
         reason: DropReason,
     ) -> Vec<Action> {
-        let (cause, size) = match reason {
-            DropReason::TooLarge { size_so_far } => (DropCause::TooLarge, size_so_far),
-            DropReason::Incomplete { size_so_far } => (DropCause::Incomplete, size_so_far),
+        let (cause, abort) = match reason {
+            DropReason::TooLarge { .. } => (DropCause::TooLarge, false),
+            DropReason::Incomplete { .. } => (DropCause::Incomplete, false),
+            DropReason::Expired { .. } => (DropCause::PartialTimeout, true),
+            DropReason::OverBudget { .. } => (DropCause::PartialBytes, true),
         };
         let mut actions = Vec::new();
         self.interrupt_returned(&mut actions, socket);
         actions.push(Action::Count(Counter::Dropped(cause)));
+        if abort {
+            actions.push(Action::Abort {
+                socket,
+                assoc,
+                reason: PARTIAL_ABORT_REASON,
+            });
+        }
         actions.push(Action::Emit(AssocEvent::Dropped {
             socket,
             assoc,
             peer: Some(peer),
             cause,
-            size,
+            size: reason.size_so_far(),
         }));
         actions
+    }
+
+    /// How long an incoming message may stay unfinished before it is given up (and its
+    /// association aborted, see [`EndpointCore::handle_dropped`]): twice `sctp_srto_max`
+    /// (room for a lost fragment to be retransmitted at the longest RTO, twice), at least
+    /// [`PARTIAL_TIMEOUT_MIN`] and at most [`PARTIAL_TIMEOUT_MAX`] (64 x T1, RFC 3261: no
+    /// SIP transaction waits longer for a request or response).
+    pub fn partial_timeout(&self) -> Duration {
+        let rto_max = match self.params.get(Param::SrtoMax) {
+            ms if ms <= 0 => 60_000, // the kernel's default (net.sctp.rto_max)
+            ms => ms,
+        };
+        let twice = Duration::from_millis(u64::try_from(rto_max.saturating_mul(2)).unwrap_or(0));
+        twice.clamp(PARTIAL_TIMEOUT_MIN, PARTIAL_TIMEOUT_MAX)
     }
 
     /// Something other than a SEND_FAILED event arrived on `socket`: a returned message whose

@@ -610,6 +610,69 @@ fn received_drops_are_counted_by_reason() {
     assert_eq!(counts(&a), vec![Counter::Dropped(DropCause::Incomplete)]);
 }
 
+#[test]
+fn a_message_given_up_unfinished_is_counted_and_aborts_its_association() {
+    let mut c = core(&[]);
+    up(&mut c, A1, p1());
+    let a = c.handle_dropped(S, A1, p1(), DropReason::Expired { size_so_far: 9000 });
+    assert_eq!(
+        a,
+        vec![
+            Action::Count(Counter::Dropped(DropCause::PartialTimeout)),
+            Action::Abort {
+                socket: S,
+                assoc: A1,
+                reason: PARTIAL_ABORT_REASON,
+            },
+            Action::Emit(AssocEvent::Dropped {
+                socket: S,
+                assoc: A1,
+                peer: Some(p1()),
+                cause: DropCause::PartialTimeout,
+                size: 9000,
+            }),
+        ]
+    );
+    let a = c.handle_dropped(S, A2, p2(), DropReason::OverBudget { size_so_far: 12 });
+    assert_eq!(counts(&a), vec![Counter::Dropped(DropCause::PartialBytes)]);
+    assert!(a.contains(&Action::Abort {
+        socket: S,
+        assoc: A2,
+        reason: PARTIAL_ABORT_REASON,
+    }));
+    // Too large or cut short by its association's end: no abort.
+    for r in [
+        DropReason::TooLarge { size_so_far: 1 },
+        DropReason::Incomplete { size_so_far: 1 },
+    ] {
+        let a = c.handle_dropped(S, A1, p1(), r);
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Abort { .. })),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn the_partial_message_age_limit_follows_srto_max_within_bounds() {
+    // The default srto_max (60 s) gives the upper bound, 64 x T1.
+    assert_eq!(core(&[]).partial_timeout(), Duration::from_secs(32));
+    let short = [
+        (Param::SrtoInitial, 300),
+        (Param::SrtoMin, 100),
+        (Param::SrtoMax, 1000),
+    ];
+    assert_eq!(core(&short).partial_timeout(), PARTIAL_TIMEOUT_MIN);
+    let mid = [(Param::SrtoMax, 7000)];
+    assert_eq!(core(&mid).partial_timeout(), Duration::from_secs(14));
+    // A runtime change applies at the next check.
+    let mut c = core(&[]);
+    let mut next = c.params();
+    next.change(Param::SrtoMax, 4000).unwrap();
+    c.handle_param_change(next, Param::SrtoMax, 4000);
+    assert_eq!(c.partial_timeout(), Duration::from_secs(8));
+}
+
 // --- SEND_FAILED and the retry budget -------------------------------------------------------
 
 #[test]
