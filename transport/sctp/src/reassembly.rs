@@ -233,7 +233,7 @@ impl Reassembler {
                 self.partial_bytes = self.partial_bytes.saturating_add(len);
             }
         }
-        let report = over_budget.then(|| Incoming::Dropped {
+        let report = over_budget.then_some(Incoming::Dropped {
             assoc_id,
             peer: entry.peer,
             reason: DropReason::OverBudget {
