@@ -81,6 +81,11 @@ fn link() -> Link {
     ip(&["link", "set", HOST_IF, "up"]);
     link.ns
         .ip(&["addr", "add", &format!("{ATTACKER_IP}/24"), "dev", NS_IF]);
+    // One SCTP packet per skb: with GSO the kernel hands the output hook a batch of packets
+    // in one skb, whose first DATA chunk is all the nft rule below sees, and the last fragment
+    // of the message sometimes rode in such a batch past it.
+    link.ns
+        .ip(&["link", "set", "dev", NS_IF, "gso_max_size", "1500"]);
     link.ns.ip(&["link", "set", NS_IF, "up"]);
     // The last fragment of every fragmented message leaving the namespace is lost, each
     // retransmission too. DATA chunk flags: E = 0x01, B = 0x02.
