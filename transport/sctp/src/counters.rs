@@ -62,17 +62,20 @@ pub enum SendDropCause {
     Setups,
     /// It was held while its association was being set up, and the setup failed.
     SetupFailed,
+    /// It was still waiting in a send queue when the endpoint shut down.
+    Shutdown,
 }
 
 impl SendDropCause {
     /// Every reason, for exporting zeros too.
-    pub const ALL: [SendDropCause; 6] = [
+    pub const ALL: [SendDropCause; 7] = [
         SendDropCause::QueueMessages,
         SendDropCause::QueueBytes,
         SendDropCause::TotalBytes,
         SendDropCause::Destinations,
         SendDropCause::Setups,
         SendDropCause::SetupFailed,
+        SendDropCause::Shutdown,
     ];
 
     /// Label value.
@@ -84,6 +87,7 @@ impl SendDropCause {
             SendDropCause::Destinations => "destinations",
             SendDropCause::Setups => "setups",
             SendDropCause::SetupFailed => "setup_failed",
+            SendDropCause::Shutdown => "shutdown",
         }
     }
 }
@@ -143,7 +147,7 @@ pub struct Counters {
     dropped_rejected: AtomicU64,
     dropped_partial_timeout: AtomicU64,
     dropped_partial_bytes: AtomicU64,
-    send_dropped: [AtomicU64; 6],
+    send_dropped: [AtomicU64; 7],
 }
 
 /// A point-in-time copy of [`Counters`].
@@ -173,7 +177,7 @@ pub struct CounterSnapshot {
     pub dropped_partial_bytes: u64,
     /// Messages to send dropped by the endpoint, indexed like [`SendDropCause::ALL`]; read
     /// with [`CounterSnapshot::send_dropped`].
-    pub send_dropped: [u64; 6],
+    pub send_dropped: [u64; 7],
 }
 
 impl Counters {
@@ -279,6 +283,7 @@ const fn send_drop_index(reason: SendDropCause) -> usize {
         SendDropCause::Destinations => 3,
         SendDropCause::Setups => 4,
         SendDropCause::SetupFailed => 5,
+        SendDropCause::Shutdown => 6,
     }
 }
 

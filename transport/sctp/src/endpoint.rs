@@ -491,7 +491,19 @@ impl SctpEndpoint {
     /// `limit` for them to finish; associations that appear meanwhile (e.g. opened by a send)
     /// are shut down too. Keep receiving while this runs: a peer whose data is not read cannot
     /// complete its SHUTDOWN. Returns how many were still open.
+    ///
+    /// Then the messages still waiting in the endpoint's send queues (for room in the kernel's
+    /// send buffer, or for an association being set up) will never go out: they are dropped
+    /// and counted as `send_failed` and under
+    /// [`SendDropCause::Shutdown`](crate::counters::SendDropCause::Shutdown).
     pub async fn shutdown(&self, limit: Duration) -> usize {
+        let open = self.shutdown_assocs(limit).await;
+        let actions = self.inner.lock().discard_queued();
+        self.inner.run(actions);
+        open
+    }
+
+    async fn shutdown_assocs(&self, limit: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + limit;
         let mut asked = std::collections::HashSet::new();
         loop {

@@ -428,6 +428,31 @@ impl EndpointCore {
         self.closing = true;
     }
 
+    /// The endpoint is going away: every message still waiting in a send queue (after EAGAIN,
+    /// or held for an association being set up) is dropped, each counted as `send_failed` and
+    /// under [`SendDropCause::Shutdown`] and reported as an [`AssocEvent::SendFailure`], so that
+    /// none is lost uncounted. Messages queued after this are the caller's to drop (call it
+    /// once the relay has stopped sending).
+    pub fn discard_queued(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        for ((socket, route), p) in self.queues.take_all() {
+            out.push(Action::Count(Counter::SendDropped(SendDropCause::Shutdown)));
+            let assoc = route_assoc(route).unwrap_or(AssocId(0));
+            Self::send_failure(
+                &mut out,
+                socket,
+                assoc,
+                Some(p.dest),
+                0,
+                false,
+                p.data.len(),
+            );
+        }
+        self.setups.clear();
+        self.setup_bytes = 0;
+        out
+    }
+
     /// A runtime parameter change the kernel accepted: `next` is in force, `param` now has
     /// `value`.
     pub fn handle_param_change(&mut self, next: SctpParams, param: Param, value: i64) {

@@ -1162,6 +1162,63 @@ fn sends_go_on_the_association_with_the_lifetime_or_by_address_without() {
 }
 
 #[test]
+fn a_full_queue_on_the_already_queued_path_is_counted() {
+    let mut c = core_with(&[], 2, MAX);
+    send_with(&mut c, p1(), b"1", Transmit::WouldBlock);
+    assert!(matches!(c.plan_send(S, p1(), b"2", 0), SendPlan::Done(_)));
+    // Something waits for p1 already: the third is refused without reaching the kernel.
+    match c.plan_send(S, p1(), b"3", 0) {
+        SendPlan::Done(step) => {
+            assert!(matches!(step.result, Err(SendError::QueueFull { .. })));
+            assert_eq!(
+                counts(&step.actions),
+                vec![
+                    Counter::SendFailed,
+                    Counter::SendDropped(SendDropCause::QueueMessages)
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn messages_still_queued_at_shutdown_are_counted_as_dropped() {
+    let mut c = core_with(&[], 4, MAX);
+    up(&mut c, A1, p1());
+    // Two wait for room after EAGAIN, one is held for an association being set up.
+    send_with(&mut c, p1(), b"one", Transmit::WouldBlock);
+    assert!(matches!(c.plan_send(S, p1(), b"two", 0), SendPlan::Done(_)));
+    send_with(&mut c, p2(), b"setup", Transmit::Sent { assoc: None });
+    assert!(matches!(
+        c.plan_send(S, p2(), b"held", 0),
+        SendPlan::Done(_)
+    ));
+    assert_eq!(c.queued(), 3);
+    let a = c.discard_queued();
+    let shutdown = Counter::SendDropped(SendDropCause::Shutdown);
+    assert_eq!(counts(&a).iter().filter(|c| **c == shutdown).count(), 3);
+    assert_eq!(
+        counts(&a)
+            .iter()
+            .filter(|c| **c == Counter::SendFailed)
+            .count(),
+        3
+    );
+    let mut lens: Vec<usize> = events(&a)
+        .iter()
+        .filter_map(|e| match e {
+            AssocEvent::SendFailure { len, .. } => Some(*len),
+            _ => None,
+        })
+        .collect();
+    lens.sort_unstable();
+    assert_eq!(lens, vec![3, 3, 4], "one, two, held");
+    assert_eq!((c.queued(), c.queued_bytes(), c.setups()), (0, 0, 0));
+    assert_eq!(c.discard_queued(), vec![]);
+}
+
+#[test]
 fn a_full_buffer_queues_and_later_sends_keep_their_place_until_the_queue_is_full() {
     let mut c = core_with(&[], 2, MAX);
     let step = send_with(&mut c, p1(), b"1", Transmit::WouldBlock);
