@@ -130,10 +130,7 @@ async fn serve(name: &'static str, server: Arc<SctpSocket>) -> Result<Vec<String
                 reason,
             } => {
                 println!("{name}: dropped a message from {peer} assoc={assoc_id}: {reason:?}");
-                let size = match reason {
-                    sipsctp_sctp::DropReason::TooLarge { size_so_far }
-                    | sipsctp_sctp::DropReason::Incomplete { size_so_far } => size_so_far,
-                };
+                let size = reason.size_so_far();
                 let reply = format!("dropped:{size}");
                 server
                     .send(
