@@ -25,7 +25,7 @@ fn j(ms: u64) -> Jiffies {
 fn key(id: i32) -> AssocKey {
     AssocKey {
         netns: NETNS,
-        assoc_id: id,
+        assoc_id: AssocId(id.unsigned_abs()),
     }
 }
 
@@ -33,7 +33,7 @@ fn ev(at: u64, assoc_id: i32, kind: EventKind) -> SctpEvent {
     SctpEvent {
         time: ms(at),
         netns: NETNS,
-        assoc_id,
+        assoc_id: AssocId(assoc_id.unsigned_abs()),
         assoc: PTR + assoc_id as u64,
         transport: Some(1),
         local_port: 5060,
