@@ -162,8 +162,8 @@ ports! {
         AUTO_SIP = 15200, count 11;
         CAPABILITIES_ADMIN = 19464;
         CAPABILITIES_SIP = 15220, count 11;
-        TIMEOUT_ADMIN = 19465;
-        TIMEOUT_SIP = 15240;
+        PERFMON_ADMIN = 19465;
+        PERFMON_SIP = 15240;
     }
 
     /// `daemon_lifecycle.rs`: SIGTERM under load; daemon, UAC and UAS at base, base + 10 and

@@ -27,9 +27,9 @@ use std::{
 };
 
 use sipsctp_sctp::{
-    AssocChangeState, AssocId, AssocParams, AssocState, DelayedSack, DropReason, Incoming,
-    InitMsg, Notification, PathState, PeerAddrFlags, PeerAddrParams, PeerAddrState, RtoInfo,
-    SctpSocket, SendFailedStatus, SendOptions, SendTarget, SocketConfig,
+    AssocChangeState, AssocId, AssocParams, AssocState, DelayedSack, DropReason, Incoming, InitMsg,
+    Notification, PathState, PeerAddrFlags, PeerAddrParams, PeerAddrState, RtoInfo, SctpSocket,
+    SendFailedStatus, SendOptions, SendTarget, SocketConfig,
 };
 use sipsctp_tests::{require_sctp, vm_kernel};
 
@@ -174,7 +174,9 @@ async fn next_message(sock: &SctpSocket, notes: &mut Vec<Notification>) -> Echo 
                     };
                 }
                 Incoming::Notification { notification, .. } => notes.push(notification),
-                Incoming::Dropped { reason, .. } => panic!("the client dropped an echo: {reason:?}"),
+                Incoming::Dropped { reason, .. } => {
+                    panic!("the client dropped an echo: {reason:?}")
+                }
             }
         }
     })
@@ -279,7 +281,11 @@ async fn options_set_before_an_association_are_read_back_and_inherited() {
     c.set_autoclose(120).unwrap();
 
     assert_eq!(c.init_msg().unwrap(), init, "INITMSG read back");
-    assert_eq!(c.rto_info(AssocId::FUTURE).unwrap(), rto, "RTOINFO read back");
+    assert_eq!(
+        c.rto_info(AssocId::FUTURE).unwrap(),
+        rto,
+        "RTOINFO read back"
+    );
     let ap = c.assoc_params(AssocId::FUTURE).unwrap();
     assert_eq!((ap.max_retrans, ap.cookie_life_ms), (6, 30_000), "{ap:?}");
     let pp = c.peer_addr_params(AssocId::FUTURE, None).unwrap();
@@ -290,9 +296,13 @@ async fn options_set_before_an_association_are_read_back_and_inherited() {
     assert_eq!(c.max_burst(AssocId::FUTURE).unwrap(), 8);
     assert_eq!(c.autoclose().unwrap(), 120);
 
-    c.send(b"hello", SendTarget::Addr(server_addr), &SendOptions::default())
-        .await
-        .unwrap();
+    c.send(
+        b"hello",
+        SendTarget::Addr(server_addr),
+        &SendOptions::default(),
+    )
+    .await
+    .unwrap();
     let mut notes = Vec::new();
     let e = next_message(&c, &mut notes).await;
     assert_eq!(e.data, b"hello");
@@ -499,15 +509,23 @@ async fn a_message_over_max_message_size_is_dropped_and_reported_with_its_size()
         cfg.send_buffer_size = Some(512 * 1024);
     });
     let mut notes = Vec::new();
-    c.send(b"first", SendTarget::Addr(server_addr), &SendOptions::default())
-        .await
-        .unwrap();
+    c.send(
+        b"first",
+        SendTarget::Addr(server_addr),
+        &SendOptions::default(),
+    )
+    .await
+    .unwrap();
     let first = next_message(&c, &mut notes).await;
     assert_eq!(first.data, b"first");
     let big = pattern(TOO_LARGE, 99);
     tokio::time::timeout(
         STEP,
-        c.send(&big, SendTarget::Assoc(first.assoc), &SendOptions::default()),
+        c.send(
+            &big,
+            SendTarget::Assoc(first.assoc),
+            &SendOptions::default(),
+        ),
     )
     .await
     .unwrap()
@@ -519,9 +537,13 @@ async fn a_message_over_max_message_size_is_dropped_and_reported_with_its_size()
     );
     // Just under the limit still passes, on the same association.
     let fits = pattern(SERVER_MAX, 7);
-    c.send(&fits, SendTarget::Assoc(first.assoc), &SendOptions::default())
-        .await
-        .unwrap();
+    c.send(
+        &fits,
+        SendTarget::Assoc(first.assoc),
+        &SendOptions::default(),
+    )
+    .await
+    .unwrap();
     let e = next_message(&c, &mut notes).await;
     assert!(e.data == fits, "a {SERVER_MAX} B message after the drop");
     assert_eq!(e.assoc, first.assoc);
@@ -538,9 +560,13 @@ async fn closing_a_socket_shuts_its_association_down_gracefully() {
     let server_addr = server.local_addr().unwrap();
     let echo = spawn_echo(Arc::clone(&server));
     let c = client("127.0.0.1:0", |_| {});
-    c.send(b"bye", SendTarget::Addr(server_addr), &SendOptions::default())
-        .await
-        .unwrap();
+    c.send(
+        b"bye",
+        SendTarget::Addr(server_addr),
+        &SendOptions::default(),
+    )
+    .await
+    .unwrap();
     let mut notes = Vec::new();
     let e = next_message(&c, &mut notes).await;
     drop(c);

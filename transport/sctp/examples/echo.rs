@@ -39,7 +39,10 @@ async fn serve(socket: SctpSocket) {
                 ppid,
                 unordered,
             } => {
-                println!("{} B from {peer} (association {assoc_id}, stream {stream})", data.len());
+                println!(
+                    "{} B from {peer} (association {assoc_id}, stream {stream})",
+                    data.len()
+                );
                 let opts = SendOptions {
                     stream,
                     ppid,
