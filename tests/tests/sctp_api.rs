@@ -733,7 +733,11 @@ async fn a_send_to_a_closed_port_comes_back_in_send_failed_with_its_context() {
         }
         other => panic!("expected one SEND_FAILED, got {other:?}; all: {notes:?}"),
     }
-    eprintln!("kernel {}: {notes:?}", vm_kernel());
+    eprintln!(
+        "kernel {}: CANT_STR_ASSOC, then SEND_FAILED (unsent) with the 500 B, context, PPID \
+         and stream",
+        vm_kernel()
+    );
 }
 
 /// Back-pressure: 100 messages of 60 KiB pushed with `try_send` as fast as the kernel takes
