@@ -197,6 +197,14 @@ ports! {
         SIZE_UPSTREAM = 16159;
     }
 
+    /// `daemon_partial_delivery.rs`: a peer that withholds the end of a message (H3); the
+    /// route's upstream is never reached.
+    daemon_partial_delivery {
+        ADMIN = 9495;
+        DAEMON = 5930;
+        UPSTREAM = 5931;
+    }
+
     /// `daemon_transport_limits.rs`: TCP limits; each daemon's upstream at port + 1.
     daemon_transport_limits {
         MANY_ADMIN = 9481;

@@ -96,7 +96,11 @@ async fn last_rto_update_of_each_path_equals_the_rto_the_socket_api_reports() {
         let last = updates
             .last()
             .unwrap_or_else(|| panic!("kernel {}: no RTO update for the {side} path", vm_kernel()));
-        assert_eq!(last.assoc_id, info.assoc_id, "{side}: {last:?}");
+        assert_eq!(
+            i64::from(last.assoc_id.get()),
+            i64::from(info.assoc_id),
+            "{side}: {last:?}"
+        );
         let EventKind::RtoUpdate {
             rto, srtt, rttvar, ..
         } = last.kind
@@ -176,11 +180,12 @@ async fn comm_up_and_shutdown_comp_events_carry_the_assoc_ids_user_space_sees() 
         ("client", client_port, client_id),
         ("server", server_port, server_id),
     ] {
+        let id = i64::from(id);
         let mine: Vec<&SctpEvent> = events.iter().filter(|e| e.local_port == port).collect();
-        let of = |want: fn(&EventKind) -> bool| -> Vec<i32> {
+        let of = |want: fn(&EventKind) -> bool| -> Vec<i64> {
             mine.iter()
                 .filter(|e| want(&e.kind))
-                .map(|e| e.assoc_id)
+                .map(|e| i64::from(e.assoc_id.get()))
                 .collect()
         };
         let comm_up = of(|k| {

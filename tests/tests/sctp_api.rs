@@ -79,7 +79,7 @@ fn server_config() -> SocketConfig {
 }
 
 /// Echoes every message on its association with its stream, PPID and ordering, answers a
-/// dropped one with `dropped:<size>` (too large) or `incomplete:<size>`, and returns the
+/// dropped one with `dropped:<size>` (too large) or the reason (any other), and returns the
 /// notifications it saw once an association has ended.
 fn spawn_echo(server: Arc<SctpSocket>) -> tokio::task::JoinHandle<Vec<Notification>> {
     tokio::spawn(async move {
@@ -110,9 +110,7 @@ fn spawn_echo(server: Arc<SctpSocket>) -> tokio::task::JoinHandle<Vec<Notificati
                 } => {
                     let reply = match reason {
                         DropReason::TooLarge { size_so_far } => format!("dropped:{size_so_far}"),
-                        DropReason::Incomplete { size_so_far } => {
-                            format!("incomplete:{size_so_far}")
-                        }
+                        other => format!("{other:?}"),
                     };
                     server
                         .send(

@@ -47,6 +47,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     // in the guest: network tools, SCTP peers, probes, Prometheus
     "iproute2",
+    "nftables",
     "bpftool",
     "lksctp-tools",
     "libsctp-dev",

@@ -11,6 +11,47 @@
 #![no_std]
 #![warn(missing_docs)]
 
+/// Association ids: the one type of them in the workspace (the transport's sockets, the relay's
+/// transaction legs, the kernel events and the exporter's join key all use it).
+pub mod assoc {
+    use core::fmt;
+
+    /// An SCTP association id (`sctp_assoc_t`, an `s32` the kernel hands out from 1 up, never
+    /// negative) on a one-to-many socket.
+    ///
+    /// Real associations have ids of 3 and above; 0, 1 and 2 are the option targets
+    /// [`AssocId::FUTURE`], [`AssocId::CURRENT`] and [`AssocId::ALL`]. A kernel event about an
+    /// association that has no id yet (a lost INIT) carries 0.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+    pub struct AssocId(pub u32);
+
+    impl AssocId {
+        /// `SCTP_FUTURE_ASSOC` (0): the socket's defaults, applied to associations set up
+        /// later; in a kernel event, "no id yet".
+        pub const FUTURE: AssocId = AssocId(0);
+        /// `SCTP_CURRENT_ASSOC` (1): every association that exists now (setters only).
+        pub const CURRENT: AssocId = AssocId(1);
+        /// `SCTP_ALL_ASSOC` (2): current and future associations (setters only).
+        pub const ALL: AssocId = AssocId(2);
+
+        /// The raw id.
+        pub const fn get(self) -> u32 {
+            self.0
+        }
+
+        /// Whether this is an association's id (not 0: none yet / an option target).
+        pub const fn is_assigned(self) -> bool {
+            self.0 != 0
+        }
+    }
+
+    impl fmt::Display for AssocId {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+}
+
 /// Kinds of kernel events, the first byte of every [`KernelEvent`]. Plain constants rather than
 /// a Rust enum: a byte from the ring buffer is only turned into an enum after it was checked.
 ///

@@ -10,8 +10,8 @@ use std::{
 };
 
 use sipsctp_ebpf_common::{
-    KERNEL_EVENT_SIZE, KernelEvent, family, kind, path_command, path_state, rtx_reason, sac_state,
-    t1_timer,
+    KERNEL_EVENT_SIZE, KernelEvent, assoc::AssocId, family, kind, path_command, path_state,
+    rtx_reason, sac_state, t1_timer,
 };
 
 use crate::hz::Hz;
@@ -240,8 +240,8 @@ pub struct SctpEvent {
     pub time: Duration,
     /// Inode number of the association's network namespace.
     pub netns: u32,
-    /// The association id user space sees (`sctp_assoc_t`; 0 before one is assigned).
-    pub assoc_id: i32,
+    /// The association id user space sees (0 before one is assigned).
+    pub assoc_id: AssocId,
     /// Kernel address of the association (identity only).
     pub assoc: u64,
     /// Kernel address of the path (identity only), if any.
@@ -306,7 +306,7 @@ impl SctpEvent {
         Ok(SctpEvent {
             time: Duration::from_nanos(raw.ts_ns),
             netns: raw.netns,
-            assoc_id: raw.assoc_id as i32,
+            assoc_id: AssocId(raw.assoc_id),
             assoc: raw.assoc,
             transport: (raw.transport != 0).then_some(raw.transport),
             local_port: raw.local_port,
@@ -527,7 +527,7 @@ mod tests {
         let e =
             SctpEvent::decode(&bytes(&raw(kind::RTO_UPDATE, [2, 50, 12, 9, 0, 0])), hz()).unwrap();
         assert_eq!(e.time, Duration::from_secs(5));
-        assert_eq!(e.assoc_id, 7);
+        assert_eq!(e.assoc_id, AssocId(7));
         assert_eq!(e.local_port, 5060);
         assert_eq!(e.peer, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!(e.owner, Some(1234));

@@ -33,4 +33,4 @@ pub use event::{
     RetransmitReason, SctpEvent, T1Timer,
 };
 pub use hz::Hz;
-pub use sipsctp_ebpf_common::{KERNEL_EVENT_SIZE, KernelEvent, Offsets};
+pub use sipsctp_ebpf_common::{KERNEL_EVENT_SIZE, KernelEvent, Offsets, assoc::AssocId};

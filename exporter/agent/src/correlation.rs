@@ -210,7 +210,15 @@ impl Task {
                         self.correlator.set_kernel_events(clock::monotonic(), on);
                     }
                     Some(Control::Flush) => {
-                        // Everything lingering is released as if its time were up.
+                        // What is already in the channels first, then everything lingering,
+                        // released as if its time were up.
+                        while let Ok(e) = kernel.try_recv() {
+                            self.correlator.handle_kernel(&e);
+                            self.tracker.observe(&self.metrics, &self.peers, &e);
+                        }
+                        while let Ok(tx) = sip.try_recv() {
+                            self.correlator.handle_transaction(clock::monotonic(), tx);
+                        }
                         self.drain(Duration::MAX);
                         return self.otlp.take();
                     }
@@ -269,5 +277,70 @@ impl Task {
             );
         }
         self.recent.push(j, &inbound, &outbound);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sipsctp_correlate::{Leg, Outcome, Transport};
+
+    fn tx(id: u64) -> Transaction {
+        let udp = Leg {
+            transport: Transport::Udp,
+            peer: "192.0.2.1:5060".parse().unwrap(),
+            local: None,
+            assoc: None,
+        };
+        let now = clock::monotonic();
+        Transaction {
+            id,
+            method: "OPTIONS".into(),
+            call_id: format!("c{id}").into(),
+            cseq: 1,
+            branch: "z9hG4bKt".into(),
+            inbound: udp,
+            outbound: udp,
+            received_at: now,
+            forwarded_at: now,
+            first_response_at: Some(now),
+            ended_at: now,
+            outcome: Outcome::Final(200),
+            sip_retransmissions: 0,
+        }
+    }
+
+    /// Transactions handed over just before shutdown are joined, not lost: shutdown takes
+    /// what is in the channel, then everything lingering.
+    #[tokio::test]
+    async fn shutdown_joins_what_was_handed_over() {
+        let registry = Registry::new();
+        let e = Exporter::start(
+            Settings {
+                correlate: CorrelateConfig::default(),
+                peers: PeerNames::default(),
+                otlp: None,
+            },
+            &registry,
+        )
+        .unwrap();
+        let h = e.handle();
+        for id in 0..100 {
+            h.transaction(tx(id));
+        }
+        e.shutdown(Duration::from_secs(2)).await;
+        let recent = h.recent().to_json(1000, false);
+        assert_eq!(recent["transactions"].as_array().unwrap().len(), 100);
+        let count = registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "sipsctp_sip_transaction_duration_seconds")
+            .map(|f| {
+                f.get_metric()
+                    .iter()
+                    .map(|m| m.get_histogram().get_sample_count())
+                    .sum::<u64>()
+            });
+        assert_eq!(count, Some(100), "every duration observed");
     }
 }

@@ -356,7 +356,7 @@ impl Recent {
             .map(|e| {
                 json!({
                     "time_ns": u64::try_from(e.time.as_nanos()).unwrap_or(u64::MAX),
-                    "assoc_id": e.assoc_id,
+                    "assoc_id": e.assoc_id.get(),
                     "netns": e.netns,
                     "local_port": e.local_port,
                     "peer_port": e.peer_port,

@@ -356,7 +356,7 @@ impl PeerTracker {
             netns: ev.netns,
             assoc_id: ev.assoc_id,
         };
-        if let (Some(ip), true) = (ev.peer, ev.assoc_id != 0)
+        if let (Some(ip), true) = (ev.peer, ev.assoc_id.is_assigned())
             && let Some(name) = peers.lookup(ip)
             && !self.assoc_names.contains_key(&key)
             && self.assoc_names.len() < ASSOC_NAMES

@@ -45,7 +45,7 @@ fn leg(l: &Leg, name: &str) -> Value {
         "peer": l.peer.to_string(),
         "peer_name": name,
         "local": l.local.map(|a| a.to_string()),
-        "assoc_id": l.assoc.map(|k| k.assoc_id),
+        "assoc_id": l.assoc.map(|k| k.assoc_id.get()),
     })
 }
 
@@ -69,7 +69,7 @@ pub fn note_json(n: &KernelNote) -> Value {
         "event": event,
         "reason": n.kind.reason().map(|r| r.as_str()),
         "detail": detail,
-        "assoc_id": n.assoc.assoc_id,
+        "assoc_id": n.assoc.assoc_id.get(),
         "path": n.peer.map(|a| a.to_string()),
         "rto_ms": ms(n.rto),
         "cwnd": n.cwnd,
@@ -159,7 +159,7 @@ mod tests {
             local: None,
             assoc: Some(AssocKey {
                 netns: 1,
-                assoc_id: 7,
+                assoc_id: sipsctp_correlate::AssocId(7),
             }),
         };
         let note = KernelNote {
@@ -167,7 +167,7 @@ mod tests {
             kind: NoteKind::Retransmission(RetransmitReason::T3Rtx),
             assoc: AssocKey {
                 netns: 1,
-                assoc_id: 7,
+                assoc_id: sipsctp_correlate::AssocId(7),
             },
             peer: Some("10.0.0.20".parse().unwrap()),
             rto: Duration::from_millis(400),

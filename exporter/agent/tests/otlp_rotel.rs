@@ -233,7 +233,7 @@ fn peers() -> Peers<'static> {
 
 const ASSOC: AssocKey = AssocKey {
     netns: 4_026_531_840,
-    assoc_id: 42,
+    assoc_id: sipsctp_correlate::AssocId(42),
 };
 
 /// An INVITE whose forward over SCTP was retransmitted by T3 once.

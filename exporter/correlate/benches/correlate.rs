@@ -42,7 +42,7 @@ use std::{
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group};
 use sipsctp_correlate::{
-    AssocKey, Config, Correlator, Joined, Leg, Outcome, Transaction, Transport, Verdict,
+    AssocId, AssocKey, Config, Correlator, Joined, Leg, Outcome, Transaction, Transport, Verdict,
 };
 use sipsctp_ebpf_events::{
     Hz, SctpEvent,
@@ -213,7 +213,7 @@ fn event(at: Duration, id: u32, kind: EventKind) -> SctpEvent {
     SctpEvent {
         time: at,
         netns: NETNS,
-        assoc_id: id as i32,
+        assoc_id: AssocId(id),
         assoc: ASSOC_PTR + u64::from(id) * 0x1000,
         transport: Some(PATH_PTR + u64::from(id) * 0x1000),
         local_port: 5060,
@@ -246,7 +246,7 @@ fn leg(id: u32) -> Leg {
         local: Some("10.0.0.10:5060".parse().expect("an address")),
         assoc: Some(AssocKey {
             netns: NETNS,
-            assoc_id: id as i32,
+            assoc_id: AssocId(id),
         }),
     }
 }

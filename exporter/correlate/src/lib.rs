@@ -53,6 +53,7 @@ use std::{
     time::Duration,
 };
 
+pub use sipsctp_ebpf_events::AssocId;
 use sipsctp_ebpf_events::event::{
     AssocChangeState, EventKind, PathCommand, RetransmitReason, SctpEvent, T1Timer,
 };
@@ -62,8 +63,8 @@ use sipsctp_ebpf_events::event::{
 pub struct AssocKey {
     /// Inode number of the network namespace.
     pub netns: u32,
-    /// `sctp_assoc_t`.
-    pub assoc_id: i32,
+    /// The association id (the workspace's one type of them).
+    pub assoc_id: AssocId,
 }
 
 /// A SIP transport.
@@ -568,7 +569,7 @@ impl Correlator {
             flight_size,
         };
         match ev.kind {
-            EventKind::RtoUpdate { rto, srtt, .. } if ev.assoc_id != 0 => {
+            EventKind::RtoUpdate { rto, srtt, .. } if ev.assoc_id.is_assigned() => {
                 let w = self.window(key);
                 w.last_rto = rto.to_duration();
                 w.last_srtt = srtt.to_duration();
@@ -608,8 +609,8 @@ impl Correlator {
                 let n = note(NoteKind::PathDown, Duration::ZERO, 0, 0);
                 self.note(key, ev, n);
             }
-            EventKind::AssocNew { .. } if ev.assoc_id != 0 => self.bind(key, ev),
-            EventKind::AssocChange { state, .. } if ev.assoc_id != 0 => match state {
+            EventKind::AssocNew { .. } if ev.assoc_id.is_assigned() => self.bind(key, ev),
+            EventKind::AssocChange { state, .. } if ev.assoc_id.is_assigned() => match state {
                 AssocChangeState::CommUp | AssocChangeState::Restart => self.bind(key, ev),
                 AssocChangeState::CommLost => {
                     let n = note(NoteKind::CommLost, Duration::ZERO, 0, 0);
@@ -618,7 +619,7 @@ impl Correlator {
                 AssocChangeState::ShutdownComp | AssocChangeState::CantStrAssoc => {}
             },
             EventKind::AssocFree { .. } => {
-                if ev.assoc_id == 0 {
+                if !ev.assoc_id.is_assigned() {
                     self.pre_id.remove(&(ev.netns, ev.assoc));
                 } else if let Some(w) = self.windows.get_mut(&key) {
                     w.freed_at = Some(ev.time);
@@ -638,7 +639,7 @@ impl Correlator {
 
     /// An event about association `key`, or about one without an id yet (kept by pointer).
     fn note(&mut self, key: AssocKey, ev: &SctpEvent, n: KernelNote) {
-        if ev.assoc_id != 0 {
+        if ev.assoc_id.is_assigned() {
             self.push(key, n);
             return;
         }
@@ -765,6 +766,11 @@ impl Correlator {
             .is_none_or(|since| j.tx.forwarded_at < since)
         {
             return j;
+        }
+        // A request sent while its association was being set up went out by address: name
+        // the association the kernel gave it.
+        if j.tx.outbound.transport == Transport::Sctp && j.tx.outbound.assoc.is_none() {
+            j.tx.outbound.assoc = self.outbound_key(&j.tx);
         }
         let tx = &j.tx;
         match tx.outbound.transport {

@@ -25,7 +25,7 @@ fn j(ms: u64) -> Jiffies {
 fn key(id: i32) -> AssocKey {
     AssocKey {
         netns: NETNS,
-        assoc_id: id,
+        assoc_id: AssocId(id.unsigned_abs()),
     }
 }
 
@@ -33,7 +33,7 @@ fn ev(at: u64, assoc_id: i32, kind: EventKind) -> SctpEvent {
     SctpEvent {
         time: ms(at),
         netns: NETNS,
-        assoc_id,
+        assoc_id: AssocId(assoc_id.unsigned_abs()),
         assoc: PTR + assoc_id as u64,
         transport: Some(1),
         local_port: 5060,
@@ -155,6 +155,11 @@ fn t1_before_the_association_id() {
         "bound to the id"
     );
     assert_eq!(j.max_rto, Some(ms(1000)));
+    assert_eq!(
+        j.tx.outbound.assoc,
+        Some(key(7)),
+        "the request sent by address names its association once joined"
+    );
 }
 
 /// A trunk association carries two transactions; a T3 retransmission RTO after the first

@@ -210,9 +210,7 @@ impl Senders {
                         .and_then(|a| Self::sctp_socket_at(ep, a))
                         .unwrap_or(self.sctp_from[usize::from(to.addr.is_ipv6())]);
                     return match ep.send(socket, to.addr, &bytes) {
-                        Ok(o) => SendResult::Sent {
-                            assoc: o.assoc().map(|a| a.get()),
-                        },
+                        Ok(o) => SendResult::Sent { assoc: o.assoc() },
                         Err(e) => SendResult::Dropped(sctp_drop(&e)),
                     };
                 }
@@ -342,7 +340,7 @@ fn handle(driver: &mut RelayDriver, now: sipsctp_sip::MonoTime, msg: &Inbound) {
             transport: transport(msg.proto),
             peer: msg.peer,
             local: msg.local,
-            assoc: msg.sctp.map(|(_, a)| a.get()),
+            assoc: msg.sctp.map(|(_, a)| a),
             bytes: &msg.data,
         },
     );
@@ -384,12 +382,7 @@ fn leg(l: &sipsctp_sip::transaction::Leg, netns: u32) -> sipsctp_correlate::Leg 
         },
         peer: l.addr,
         local: l.local,
-        assoc: l.assoc.and_then(|id| {
-            Some(c::AssocKey {
-                netns,
-                assoc_id: i32::try_from(id).ok()?,
-            })
-        }),
+        assoc: l.assoc.map(|assoc_id| c::AssocKey { netns, assoc_id }),
     }
 }
 

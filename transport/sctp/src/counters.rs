@@ -15,15 +15,22 @@ pub enum DropCause {
     BadNotification,
     /// A message from an association rejected by `sctp_max_assocs`.
     Rejected,
+    /// Still unfinished at the partial-message age limit (its association is aborted).
+    PartialTimeout,
+    /// Given up because unfinished messages would have held more than their total cap (its
+    /// association is aborted).
+    PartialBytes,
 }
 
 impl DropCause {
     /// Every reason, for exporting zeros too.
-    pub const ALL: [DropCause; 4] = [
+    pub const ALL: [DropCause; 6] = [
         DropCause::TooLarge,
         DropCause::Incomplete,
         DropCause::BadNotification,
         DropCause::Rejected,
+        DropCause::PartialTimeout,
+        DropCause::PartialBytes,
     ];
 
     /// Label value.
@@ -33,6 +40,8 @@ impl DropCause {
             DropCause::Incomplete => "incomplete",
             DropCause::BadNotification => "bad_notification",
             DropCause::Rejected => "rejected_association",
+            DropCause::PartialTimeout => "partial_timeout",
+            DropCause::PartialBytes => "partial_bytes",
         }
     }
 }
@@ -53,17 +62,20 @@ pub enum SendDropCause {
     Setups,
     /// It was held while its association was being set up, and the setup failed.
     SetupFailed,
+    /// It was still waiting in a send queue when the endpoint shut down.
+    Shutdown,
 }
 
 impl SendDropCause {
     /// Every reason, for exporting zeros too.
-    pub const ALL: [SendDropCause; 6] = [
+    pub const ALL: [SendDropCause; 7] = [
         SendDropCause::QueueMessages,
         SendDropCause::QueueBytes,
         SendDropCause::TotalBytes,
         SendDropCause::Destinations,
         SendDropCause::Setups,
         SendDropCause::SetupFailed,
+        SendDropCause::Shutdown,
     ];
 
     /// Label value.
@@ -75,6 +87,7 @@ impl SendDropCause {
             SendDropCause::Destinations => "destinations",
             SendDropCause::Setups => "setups",
             SendDropCause::SetupFailed => "setup_failed",
+            SendDropCause::Shutdown => "shutdown",
         }
     }
 }
@@ -132,7 +145,9 @@ pub struct Counters {
     dropped_incomplete: AtomicU64,
     dropped_bad_notification: AtomicU64,
     dropped_rejected: AtomicU64,
-    send_dropped: [AtomicU64; 6],
+    dropped_partial_timeout: AtomicU64,
+    dropped_partial_bytes: AtomicU64,
+    send_dropped: [AtomicU64; 7],
 }
 
 /// A point-in-time copy of [`Counters`].
@@ -156,9 +171,13 @@ pub struct CounterSnapshot {
     pub dropped_bad_notification: u64,
     /// Dropped messages of rejected associations.
     pub dropped_rejected: u64,
+    /// Messages given up unfinished at the age limit.
+    pub dropped_partial_timeout: u64,
+    /// Messages given up unfinished at the total cap on partial messages.
+    pub dropped_partial_bytes: u64,
     /// Messages to send dropped by the endpoint, indexed like [`SendDropCause::ALL`]; read
     /// with [`CounterSnapshot::send_dropped`].
-    pub send_dropped: [u64; 6],
+    pub send_dropped: [u64; 7],
 }
 
 impl Counters {
@@ -192,6 +211,8 @@ impl Counters {
             DropCause::Incomplete => &self.dropped_incomplete,
             DropCause::BadNotification => &self.dropped_bad_notification,
             DropCause::Rejected => &self.dropped_rejected,
+            DropCause::PartialTimeout => &self.dropped_partial_timeout,
+            DropCause::PartialBytes => &self.dropped_partial_bytes,
         });
     }
 
@@ -212,6 +233,8 @@ impl Counters {
             dropped_incomplete: r(&self.dropped_incomplete),
             dropped_bad_notification: r(&self.dropped_bad_notification),
             dropped_rejected: r(&self.dropped_rejected),
+            dropped_partial_timeout: r(&self.dropped_partial_timeout),
+            dropped_partial_bytes: r(&self.dropped_partial_bytes),
             send_dropped: std::array::from_fn(|i| self.send_dropped.get(i).map_or(0, r)),
         }
     }
@@ -245,6 +268,8 @@ impl CounterSnapshot {
             DropCause::Incomplete => self.dropped_incomplete,
             DropCause::BadNotification => self.dropped_bad_notification,
             DropCause::Rejected => self.dropped_rejected,
+            DropCause::PartialTimeout => self.dropped_partial_timeout,
+            DropCause::PartialBytes => self.dropped_partial_bytes,
         }
     }
 }
@@ -258,6 +283,7 @@ const fn send_drop_index(reason: SendDropCause) -> usize {
         SendDropCause::Destinations => 3,
         SendDropCause::Setups => 4,
         SendDropCause::SetupFailed => 5,
+        SendDropCause::Shutdown => 6,
     }
 }
 
@@ -277,6 +303,24 @@ mod tests {
         assert_eq!(s.named()[8], ("send_force_retry", 1));
         assert_eq!(s.dropped(DropCause::TooLarge), 1);
         assert_eq!(s.dropped(DropCause::Rejected), 0);
+    }
+
+    #[test]
+    fn every_drop_cause_has_its_own_counter_and_label() {
+        let c = Counters::default();
+        for (i, reason) in DropCause::ALL.into_iter().enumerate() {
+            for _ in 0..=i {
+                c.count(Counter::Dropped(reason));
+            }
+        }
+        let s = c.snapshot();
+        for (i, reason) in DropCause::ALL.into_iter().enumerate() {
+            assert_eq!(s.dropped(reason), i as u64 + 1, "{}", reason.as_str());
+        }
+        let names: std::collections::HashSet<&str> =
+            DropCause::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), DropCause::ALL.len());
+        assert!(names.contains("partial_timeout") && names.contains("partial_bytes"));
     }
 
     #[test]

@@ -10,6 +10,16 @@
 //! tasks). It holds the core behind one mutex and never does IO while holding it, except when
 //! applying a parameter change to every listener (which must succeed everywhere or nowhere).
 //!
+//! # Unfinished incoming messages
+//!
+//! Each listener's receive task also asks its socket, about once a second, to give up the
+//! messages unfinished for longer than [`EndpointCore::partial_timeout`]
+//! ([`SctpSocket::expire_partial`]); those, and the ones given up at the socket's total cap on
+//! unfinished messages ([`EndpointConfig::partial_bytes_limit`]), are counted under
+//! `partial_timeout` / `partial_bytes` and their associations aborted (see
+//! [`EndpointCore::handle_dropped`]). With `SCTP_FRAGMENT_INTERLEAVE` 1 (see
+//! [`SctpSocket::bind`]) such a message never holds up the other associations meanwhile.
+//!
 //! # Sending
 //!
 //! [`SctpEndpoint::send`] addresses a message by the tracked association when
@@ -78,6 +88,9 @@ pub struct EndpointConfig {
     pub params: Vec<(Param, i64)>,
     /// Largest message received; larger ones are counted and dropped.
     pub max_message_size: usize,
+    /// Bytes that unfinished incoming messages may hold in all, per listener (see
+    /// [`SocketConfig::partial_bytes_limit`]). Default 8 MiB.
+    pub partial_bytes_limit: usize,
     /// `SCTP_PARTIAL_DELIVERY_POINT`: messages at least this large are read in pieces and
     /// reassembled; `None` keeps the kernel's default.
     pub partial_delivery_point: Option<u32>,
@@ -103,6 +116,7 @@ impl Default for EndpointConfig {
             listeners: Vec::new(),
             params: Vec::new(),
             max_message_size: 65_536,
+            partial_bytes_limit: 8 << 20,
             partial_delivery_point: None,
             sendq_limit: 1024,
             sendq_bytes: 1 << 20,
@@ -270,6 +284,7 @@ impl SctpEndpoint {
 
         let sock_cfg = SocketConfig {
             max_message_size: config.max_message_size,
+            partial_bytes_limit: config.partial_bytes_limit,
             partial_delivery_point: config.partial_delivery_point,
             ..SocketConfig::default()
         };
@@ -476,7 +491,19 @@ impl SctpEndpoint {
     /// `limit` for them to finish; associations that appear meanwhile (e.g. opened by a send)
     /// are shut down too. Keep receiving while this runs: a peer whose data is not read cannot
     /// complete its SHUTDOWN. Returns how many were still open.
+    ///
+    /// Then the messages still waiting in the endpoint's send queues (for room in the kernel's
+    /// send buffer, or for an association being set up) will never go out: they are dropped
+    /// and counted as `send_failed` and under
+    /// [`SendDropCause::Shutdown`](crate::counters::SendDropCause::Shutdown).
     pub async fn shutdown(&self, limit: Duration) -> usize {
+        let open = self.shutdown_assocs(limit).await;
+        let actions = self.inner.lock().discard_queued();
+        self.inner.run(actions);
+        open
+    }
+
+    async fn shutdown_assocs(&self, limit: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + limit;
         let mut asked = std::collections::HashSet::new();
         loop {
@@ -635,13 +662,30 @@ impl Inner {
 }
 
 /// Receives on listener `i` until the endpoint or the channel goes away. Bad input never ends
-/// it: malformed notifications are counted, socket errors back off briefly.
+/// it: malformed notifications are counted, socket errors back off briefly. About once a
+/// second it also gives up the messages left unfinished too long (see the module doc).
 async fn receive_loop(inner: Arc<Inner>, i: usize, tx: mpsc::Sender<Received>) {
     let Some(l) = inner.listeners.get(i) else {
         return;
     };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match l.sock.recv().await {
+        // `recv` is cancel safe: a tick loses nothing.
+        let got = tokio::select! {
+            got = l.sock.recv() => got,
+            _ = tick.tick() => {
+                let max_age = inner.lock().partial_timeout();
+                for item in l.sock.expire_partial(max_age) {
+                    if let Incoming::Dropped { assoc_id, peer, reason } = item {
+                        let actions = inner.lock().handle_dropped(l.id, assoc_id, peer, reason);
+                        inner.run(actions);
+                    }
+                }
+                continue;
+            }
+        };
+        match got {
             Ok(Incoming::Message {
                 data,
                 assoc_id,

@@ -25,6 +25,32 @@ pub enum DropReason {
         /// Bytes read.
         size_so_far: usize,
     },
+    /// Still unfinished when it reached the age limit for partial messages (a peer that
+    /// withholds the end of a message). The rest of it, if it ever comes, is discarded; the
+    /// endpoint aborts the association.
+    Expired {
+        /// Bytes read.
+        size_so_far: usize,
+    },
+    /// Extending it would have taken the bytes held for all unfinished messages of the
+    /// socket over [`SocketConfig::partial_bytes_limit`](crate::SocketConfig::partial_bytes_limit).
+    /// The rest of it is discarded; the endpoint aborts the association.
+    OverBudget {
+        /// Bytes read.
+        size_so_far: usize,
+    },
+}
+
+impl DropReason {
+    /// Bytes of the message read before it was dropped.
+    pub const fn size_so_far(&self) -> usize {
+        match *self {
+            DropReason::TooLarge { size_so_far }
+            | DropReason::Incomplete { size_so_far }
+            | DropReason::Expired { size_so_far }
+            | DropReason::OverBudget { size_so_far } => size_so_far,
+        }
+    }
 }
 
 /// What [`SctpSocket::recv`](crate::SctpSocket::recv) returns.

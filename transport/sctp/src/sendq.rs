@@ -236,6 +236,16 @@ impl<K: Eq + Hash + Clone, T> SendQueues<K, T> {
         self.bytes = self.bytes.saturating_add(bytes);
     }
 
+    /// Removes and returns everything waiting, with its key (the endpoint is going away).
+    pub fn take_all(&mut self) -> Vec<(K, T)> {
+        self.len = 0;
+        self.bytes = 0;
+        self.queues
+            .drain()
+            .flat_map(|(k, q)| q.items.into_iter().map(move |(t, _)| (k.clone(), t)))
+            .collect()
+    }
+
     /// Removes and returns everything waiting for `key` (its association is gone).
     pub fn take(&mut self, key: &K) -> Vec<T> {
         let Some(q) = self.queues.remove(key) else {

@@ -13,6 +13,7 @@ use std::{
     net::SocketAddr,
     os::fd::AsFd,
     sync::{Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
 };
 
 use tokio::io::{Interest, unix::AsyncFd};
@@ -42,6 +43,11 @@ pub struct SocketConfig {
     /// Bytes asked for per `recvmsg`; larger messages arrive in several reads and are joined.
     /// Default 65 536.
     pub read_chunk_size: usize,
+    /// Bytes that unfinished incoming messages (read in pieces, waiting for their end) may
+    /// hold in all; the message whose piece would cross it is given up and reported as
+    /// [`DropReason::OverBudget`](crate::DropReason::OverBudget). Raised to
+    /// `max_message_size` if below. Default 8 MiB.
+    pub partial_bytes_limit: usize,
     /// `SCTP_PARTIAL_DELIVERY_POINT`, bytes: a message at least this large is handed up in
     /// pieces before it is complete (the kernel refuses more than half of `SO_RCVBUF`).
     /// `None` keeps the kernel's default. Default `None`.
@@ -70,6 +76,7 @@ impl Default for SocketConfig {
         Self {
             max_message_size: 65_536,
             read_chunk_size: 65_536,
+            partial_bytes_limit: 8 << 20,
             partial_delivery_point: None,
             send_buffer_size: None,
             recv_buffer_size: None,
@@ -166,8 +173,23 @@ impl SctpSocket {
     /// added with `SCTP_SOCKOPT_BINDX_ADD` (multi-homing; an extra address with port 0 gets the
     /// port of the first). The socket is IPv6 (`AF_INET6`) when any address is IPv6, else
     /// IPv4. Then it subscribes to `config.events`, enables `SCTP_RCVINFO`, sets
-    /// `SCTP_FRAGMENT_INTERLEAVE` 0, `SCTP_NODELAY`, the buffer sizes and partial delivery
+    /// `SCTP_FRAGMENT_INTERLEAVE` 1, `SCTP_NODELAY`, the buffer sizes and partial delivery
     /// point, and listens.
+    ///
+    /// # Fragment interleave
+    ///
+    /// Level 1, not 0: with 0, while one association is in partial delivery (the kernel
+    /// hands up the start of a message that filled the receive window) the kernel parks every
+    /// other association's data and notifications in the socket's `pd_lobby` until that
+    /// message ends (`sctp_ulpq_tail_event`, net/sctp/ulpqueue.c), so one peer withholding
+    /// the last fragment of a large message would starve every other peer of the socket.
+    /// With 1 the other associations' events go to the receive queue as usual and several
+    /// associations may be in partial delivery at once; the kernel still never interleaves
+    /// two messages of one association (its own later messages and notifications wait in the
+    /// lobby), and each piece carries its association id in `SCTP_RCVINFO`, by which the
+    /// reassembler keeps them apart. Linux treats every level above 0 alike unless I-DATA
+    /// (RFC 8260) is enabled. What a stuck message still holds is bounded by the reassembler
+    /// (size, total bytes, age; see [`expire_partial`](Self::expire_partial)).
     ///
     /// # Errors
     ///
@@ -222,7 +244,7 @@ impl SctpSocket {
         sockopt::subscribe(fd, AssocId::FUTURE, &config.events)
             .map_err(io_err("setsockopt(SCTP_EVENT)"))?;
         sockopt::set_recvrcvinfo(fd, true).map_err(io_err("setsockopt(SCTP_RECVRCVINFO)"))?;
-        sockopt::set_fragment_interleave(fd, 0)
+        sockopt::set_fragment_interleave(fd, 1)
             .map_err(io_err("setsockopt(SCTP_FRAGMENT_INTERLEAVE)"))?;
         sockopt::set_nodelay(fd, config.nodelay).map_err(io_err("setsockopt(SCTP_NODELAY)"))?;
         if let Some(pd) = config.partial_delivery_point {
@@ -240,7 +262,10 @@ impl SctpSocket {
             recv: Mutex::new(RecvState {
                 chunk: vec![0; config.read_chunk_size],
                 cmsg: CmsgBuf::new(),
-                reassembler: Reassembler::new(config.max_message_size),
+                reassembler: Reassembler::new(
+                    config.max_message_size,
+                    config.partial_bytes_limit.max(config.max_message_size),
+                ),
             }),
             config: config.clone(),
         })
@@ -314,12 +339,32 @@ impl SctpSocket {
                 peer: got.peer,
                 info,
             };
-            match state.reassembler.push(piece) {
+            match state.reassembler.push(piece, Instant::now()) {
                 Ok(Some(item)) => return Ok(Ok(item)),
                 Ok(None) => continue,
                 Err(e) => return Ok(Err(e)),
             }
         }
+    }
+
+    /// Gives up every incoming message still unfinished `max_age` after its first piece was
+    /// read: its bytes are freed, the rest of it (if it ever comes) will be read and thrown
+    /// away, and an [`Incoming::Dropped`] with
+    /// [`DropReason::Expired`](crate::DropReason::Expired) is returned for each, once. The
+    /// kernel keeps such an association in partial delivery (its later messages wait behind
+    /// the unfinished one): aborting it is the caller's decision. Call it now and then (about
+    /// once a second) beside [`recv`](Self::recv).
+    pub fn expire_partial(&self, max_age: Duration) -> Vec<Incoming> {
+        self.lock_recv().reassembler.expire(Instant::now(), max_age)
+    }
+
+    /// Bytes held now for unfinished incoming messages, and how many such messages there are.
+    pub fn partial_held(&self) -> (usize, usize) {
+        let guard = self.lock_recv();
+        (
+            guard.reassembler.partial_bytes(),
+            guard.reassembler.partial_messages(),
+        )
     }
 
     fn send_parts(

@@ -5,34 +5,9 @@
 //! Pure data: nothing here makes a syscall or knows the kernel's struct layouts; `sys`
 //! converts between these and the kernel's structures.
 
-use std::{fmt, net::SocketAddr};
+use std::net::SocketAddr;
 
-/// An SCTP association id (`sctp_assoc_t`) on a one-to-many socket.
-///
-/// Real associations have ids of 3 and above; 0, 1 and 2 are the option targets
-/// [`AssocId::FUTURE`], [`AssocId::CURRENT`] and [`AssocId::ALL`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AssocId(pub u32);
-
-impl AssocId {
-    /// `SCTP_FUTURE_ASSOC` (0): the socket's defaults, applied to associations set up later.
-    pub const FUTURE: AssocId = AssocId(0);
-    /// `SCTP_CURRENT_ASSOC` (1): every association that exists now (setters only).
-    pub const CURRENT: AssocId = AssocId(1);
-    /// `SCTP_ALL_ASSOC` (2): current and future associations (setters only).
-    pub const ALL: AssocId = AssocId(2);
-
-    /// The raw id.
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl fmt::Display for AssocId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use sipsctp_ebpf_common::assoc::AssocId;
 
 /// An association's state (`enum sctp_sstat_state`), as `SCTP_STATUS` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

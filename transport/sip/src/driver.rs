@@ -20,6 +20,7 @@
 //! After each input (`handle_inbound`, `handle_timeout`), drain `poll_transmit` (reporting
 //! each with `handle_sent`) and then `poll_event`; re-arm the timer from `poll_timeout`.
 
+use crate::AssocId;
 use std::{collections::VecDeque, net::SocketAddr, sync::Arc, time::Duration};
 
 use crate::{
@@ -44,7 +45,7 @@ pub struct Inbound<'a> {
     /// The listener address it arrived at.
     pub local: SocketAddr,
     /// The SCTP association it came on.
-    pub assoc: Option<u32>,
+    pub assoc: Option<AssocId>,
     /// The whole message (a datagram, an SCTP message, or a TCP frame).
     pub bytes: &'a [u8],
 }
@@ -202,7 +203,7 @@ pub enum SendResult {
     /// Handed to the transport (sent or queued behind the destination's earlier messages).
     Sent {
         /// The SCTP association that carries it, when the transport knew it.
-        assoc: Option<u32>,
+        assoc: Option<AssocId>,
     },
     /// Not sent.
     Dropped(SendDrop),
@@ -256,7 +257,7 @@ pub enum SipEvent {
         /// When.
         at: MonoTime,
         /// The SCTP association that carries it, when known.
-        assoc: Option<u32>,
+        assoc: Option<AssocId>,
     },
     /// A provisional response of a tracked transaction.
     TxProvisional {

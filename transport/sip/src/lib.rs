@@ -144,6 +144,8 @@ pub use method::{Method, MethodBuf};
 pub use params::{Param, Params};
 pub use relay::{Decision, DropReason, Relay, RelayConfig};
 pub use response::{ResponseSpec, build_response};
+/// The association id type of the whole workspace (the SCTP transport's and the kernel events').
+pub use sipsctp_ebpf_common::assoc::AssocId;
 pub use start_line::{RequestLine, StartLine, StatusLine};
 pub use time::MonoTime;
 pub use transaction::TransactionTable;

@@ -87,6 +87,7 @@
 //! 16.4), `maddr` in `Via` or URIs, `Proxy-Require` (no extensions are supported, so nothing
 //! is checked), `sips:` and TLS, 100 Trying (upstream's is forwarded like any response).
 
+use crate::AssocId;
 use core::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -219,7 +220,7 @@ pub struct Peer {
     /// The source address.
     pub addr: SocketAddr,
     /// The SCTP association it came on (opaque to this crate).
-    pub assoc: Option<u32>,
+    pub assoc: Option<AssocId>,
 }
 
 /// The local address a message arrived at.
@@ -240,7 +241,7 @@ pub struct Destination {
     pub addr: SocketAddr,
     /// On which SCTP association, when known (else the transport finds or opens one for
     /// `addr`).
-    pub assoc: Option<u32>,
+    pub assoc: Option<AssocId>,
 }
 
 /// Why a message was dropped; [`DropReason::as_str`] is the counter label.

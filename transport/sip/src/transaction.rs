@@ -11,6 +11,7 @@
 //! [`TransactionTable::poll_expired`] and the next deadline is
 //! [`TransactionTable::poll_timeout`]. `ACK` is never tracked (it has no response).
 
+use crate::AssocId;
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
@@ -72,7 +73,7 @@ pub struct Leg {
     /// The relay's own address on this leg (the listener), when known.
     pub local: Option<SocketAddr>,
     /// The SCTP association, when known.
-    pub assoc: Option<u32>,
+    pub assoc: Option<AssocId>,
 }
 
 /// A transaction's number, unique for the table's life: joins the events of one
@@ -354,7 +355,7 @@ impl TransactionTable {
     /// Records that the request of `key` went out, on SCTP association `assoc` when the
     /// transport said; the first association reported is kept. Returns the transaction's
     /// number and whether this was its first successful send.
-    pub fn on_sent(&mut self, key: &TxKey, assoc: Option<u32>) -> Option<(TxId, bool)> {
+    pub fn on_sent(&mut self, key: &TxKey, assoc: Option<AssocId>) -> Option<(TxId, bool)> {
         let e = self.entries.get_mut(key)?;
         if e.info.outbound.assoc.is_none() {
             e.info.outbound.assoc = assoc;
@@ -469,7 +470,7 @@ impl Iterator for Expiring<'_> {
 mod tests {
     use super::*;
 
-    fn leg(addr: &str, assoc: Option<u32>) -> Leg {
+    fn leg(addr: &str, assoc: Option<AssocId>) -> Leg {
         Leg {
             transport: Transport::Sctp,
             addr: addr.parse().unwrap(),
@@ -482,7 +483,7 @@ mod tests {
         TxStart {
             call_id,
             cseq: 1,
-            inbound: leg("198.51.100.7:5060", Some(7)),
+            inbound: leg("198.51.100.7:5060", Some(AssocId(7))),
             outbound: leg("10.0.0.20:5060", None),
             received_at: t(0),
         }
@@ -507,11 +508,11 @@ mod tests {
             table.on_request_forwarded(t(2), k.clone(), start("c1")),
             Ok(Tracked::Retransmission(id))
         );
-        assert_eq!(table.on_sent(&k, Some(42)), Some((id, true)));
-        assert_eq!(table.on_sent(&k, Some(43)), Some((id, false)));
+        assert_eq!(table.on_sent(&k, Some(AssocId(42))), Some((id, true)));
+        assert_eq!(table.on_sent(&k, Some(AssocId(43))), Some((id, false)));
         assert_eq!(
             table.get(&k).unwrap().outbound.assoc,
-            Some(42),
+            Some(AssocId(42)),
             "first kept"
         );
         assert!(matches!(
@@ -520,7 +521,7 @@ mod tests {
         ));
         assert!(matches!(
             table.on_response(t(20), &k, 180),
-            ResponseMatch::Provisional { first: false, inbound, .. } if inbound.assoc == Some(7)
+            ResponseMatch::Provisional { first: false, inbound, .. } if inbound.assoc == Some(AssocId(7))
         ));
         let ResponseMatch::Final(end) = table.on_response(t(31), &k, 200) else {
             panic!("final")

@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
             let raw = KernelEvent::from_bytes(data).expect("a decoded record is long enough");
             assert_eq!(e.time.as_nanos(), u128::from(raw.ts_ns));
             assert_eq!(
-                (e.netns, e.assoc, e.assoc_id as u32),
+                (e.netns, e.assoc, e.assoc_id.get()),
                 (raw.netns, raw.assoc, raw.assoc_id)
             );
             assert_eq!((e.local_port, e.peer_port), (raw.local_port, raw.peer_port));

@@ -57,7 +57,7 @@ fn note(kind: NoteKind) -> KernelNote {
         kind,
         assoc: AssocKey {
             netns: 1,
-            assoc_id: 3,
+            assoc_id: sipsctp_correlate::AssocId(3),
         },
         peer: None,
         rto: Duration::from_millis(400),
@@ -166,11 +166,11 @@ fn joined_transactions_are_labelled_by_verdict_peer_leg_and_reason() {
     );
 }
 
-fn event(assoc_id: i32, peer: &str, kind: EventKind) -> SctpEvent {
+fn event(assoc_id: u32, peer: &str, kind: EventKind) -> SctpEvent {
     SctpEvent {
         time: Duration::from_secs(1),
         netns: 1,
-        assoc_id,
+        assoc_id: sipsctp_correlate::AssocId(assoc_id),
         assoc: 0xffff_0001,
         transport: Some(0xffff_0002),
         local_port: 5060,

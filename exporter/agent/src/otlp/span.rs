@@ -113,7 +113,10 @@ fn leg_attrs(out: &mut Vec<KeyValue>, leg: &Leg, peer_name: &str, role: &'static
     if leg.transport == Transport::Sctp
         && let Some(a) = leg.assoc
     {
-        out.push(KeyValue::new("sctp.association.id", i64::from(a.assoc_id)));
+        out.push(KeyValue::new(
+            "sctp.association.id",
+            i64::from(a.assoc_id.get()),
+        ));
     }
     out.push(KeyValue::new("sctp.peer", peer_name.to_owned()));
 }
@@ -186,7 +189,7 @@ fn event(clock: &Clock, n: &KernelNote) -> Event {
     };
     a.push(KeyValue::new(
         "sctp.association.id",
-        i64::from(n.assoc.assoc_id),
+        i64::from(n.assoc.assoc_id.get()),
     ));
     if let Some(p) = n.peer {
         a.push(KeyValue::new("sctp.path.address", p.to_string()));
@@ -337,7 +340,7 @@ pub(crate) mod tests {
                     local: None,
                     assoc: Some(AssocKey {
                         netns: 4_026_531_840,
-                        assoc_id: 42,
+                        assoc_id: sipsctp_correlate::AssocId(42),
                     }),
                 },
                 received_at: S(100),
@@ -361,7 +364,7 @@ pub(crate) mod tests {
             kind: NoteKind::Retransmission(RetransmitReason::T3Rtx),
             assoc: AssocKey {
                 netns: 4_026_531_840,
-                assoc_id: 42,
+                assoc_id: sipsctp_correlate::AssocId(42),
             },
             peer: Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))),
             rto: MS(1000),
@@ -575,7 +578,7 @@ pub(crate) mod tests {
         j.request.push(note_t3(S(100) + MS(1020)));
         let mut resp = note_t3(S(100) + MS(1100));
         resp.kind = NoteKind::Retransmission(RetransmitReason::FastRtx);
-        resp.assoc.assoc_id = 9;
+        resp.assoc.assoc_id = sipsctp_correlate::AssocId(9);
         resp.peer = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
         j.response.push(resp);
         let spans = builder(true).build(&j, peers(), ids());

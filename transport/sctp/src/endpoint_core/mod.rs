@@ -11,7 +11,8 @@
 //! # Organization
 //!
 //! - Getters: [`EndpointCore::params`], [`EndpointCore::opened`], [`EndpointCore::tracked`],
-//!   [`EndpointCore::queued`], [`EndpointCore::closing`], [`EndpointCore::send_budget`].
+//!   [`EndpointCore::queued`], [`EndpointCore::closing`], [`EndpointCore::send_budget`],
+//!   [`EndpointCore::partial_timeout`].
 //! - Inputs from the kernel: [`EndpointCore::handle_notification`],
 //!   [`EndpointCore::handle_message`], [`EndpointCore::handle_dropped`].
 //! - Sending: [`EndpointCore::plan_send`] says whether to transmit now or queue; the driver
@@ -75,6 +76,17 @@ use crate::{
     params::{Param, SctpParams},
     sendq::{QueueFull, QueueLimits, SendQueues},
 };
+
+/// The user abort reason (RFC 6458 `SCTP_ABORT`) the peer sees when its association is
+/// aborted because one of its messages stayed unfinished too long or too large for the
+/// total cap.
+pub const PARTIAL_ABORT_REASON: &str = "Incoming message left unfinished";
+
+/// Lower bound of [`EndpointCore::partial_timeout`].
+pub const PARTIAL_TIMEOUT_MIN: Duration = Duration::from_secs(5);
+
+/// Upper bound of [`EndpointCore::partial_timeout`]: 64 x T1 (RFC 3261 timers B, F, H).
+pub const PARTIAL_TIMEOUT_MAX: Duration = Duration::from_secs(32);
 
 /// Why a send did not go out.
 #[derive(Debug, thiserror::Error)]
@@ -414,6 +426,31 @@ impl EndpointCore {
     /// [`SendError::ShuttingDown`] and nothing is resent by address.
     pub fn stop_accepting(&mut self) {
         self.closing = true;
+    }
+
+    /// The endpoint is going away: every message still waiting in a send queue (after EAGAIN,
+    /// or held for an association being set up) is dropped, each counted as `send_failed` and
+    /// under [`SendDropCause::Shutdown`] and reported as an [`AssocEvent::SendFailure`], so that
+    /// none is lost uncounted. Messages queued after this are the caller's to drop (call it
+    /// once the relay has stopped sending).
+    pub fn discard_queued(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        for ((socket, route), p) in self.queues.take_all() {
+            out.push(Action::Count(Counter::SendDropped(SendDropCause::Shutdown)));
+            let assoc = route_assoc(route).unwrap_or(AssocId(0));
+            Self::send_failure(
+                &mut out,
+                socket,
+                assoc,
+                Some(p.dest),
+                0,
+                false,
+                p.data.len(),
+            );
+        }
+        self.setups.clear();
+        self.setup_bytes = 0;
+        out
     }
 
     /// A runtime parameter change the kernel accepted: `next` is in force, `param` now has
@@ -890,7 +927,14 @@ impl EndpointCore {
         }
     }
 
-    /// The socket read a message it did not deliver (too large, or cut short).
+    /// The socket read a message it did not deliver (too large, cut short, or given up
+    /// unfinished). A message given up unfinished ([`DropReason::Expired`],
+    /// [`DropReason::OverBudget`]) also aborts its association, with
+    /// [`PARTIAL_ABORT_REASON`]: the kernel keeps an association in partial delivery until
+    /// the message ends (its later messages and notifications wait behind it, its fragments
+    /// stay in the kernel), the rest of the message could only be thrown away, and a peer
+    /// that does not finish a message within seconds is broken or hostile; a SIP peer opens a
+    /// new association.
     pub fn handle_dropped(
         &mut self,
         socket: SocketId,
@@ -898,21 +942,44 @@ impl EndpointCore {
         peer: SocketAddr,
         reason: DropReason,
     ) -> Vec<Action> {
-        let (cause, size) = match reason {
-            DropReason::TooLarge { size_so_far } => (DropCause::TooLarge, size_so_far),
-            DropReason::Incomplete { size_so_far } => (DropCause::Incomplete, size_so_far),
+        let (cause, abort) = match reason {
+            DropReason::TooLarge { .. } => (DropCause::TooLarge, false),
+            DropReason::Incomplete { .. } => (DropCause::Incomplete, false),
+            DropReason::Expired { .. } => (DropCause::PartialTimeout, true),
+            DropReason::OverBudget { .. } => (DropCause::PartialBytes, true),
         };
         let mut actions = Vec::new();
         self.interrupt_returned(&mut actions, socket);
         actions.push(Action::Count(Counter::Dropped(cause)));
+        if abort {
+            actions.push(Action::Abort {
+                socket,
+                assoc,
+                reason: PARTIAL_ABORT_REASON,
+            });
+        }
         actions.push(Action::Emit(AssocEvent::Dropped {
             socket,
             assoc,
             peer: Some(peer),
             cause,
-            size,
+            size: reason.size_so_far(),
         }));
         actions
+    }
+
+    /// How long an incoming message may stay unfinished before it is given up (and its
+    /// association aborted, see [`EndpointCore::handle_dropped`]): twice `sctp_srto_max`
+    /// (room for a lost fragment to be retransmitted at the longest RTO, twice), at least
+    /// [`PARTIAL_TIMEOUT_MIN`] and at most [`PARTIAL_TIMEOUT_MAX`] (64 x T1, RFC 3261: no
+    /// SIP transaction waits longer for a request or response).
+    pub fn partial_timeout(&self) -> Duration {
+        let rto_max = match self.params.get(Param::SrtoMax) {
+            ms if ms <= 0 => 60_000, // the kernel's default (net.sctp.rto_max)
+            ms => ms,
+        };
+        let twice = Duration::from_millis(u64::try_from(rto_max.saturating_mul(2)).unwrap_or(0));
+        twice.clamp(PARTIAL_TIMEOUT_MIN, PARTIAL_TIMEOUT_MAX)
     }
 
     /// Something other than a SEND_FAILED event arrived on `socket`: a returned message whose

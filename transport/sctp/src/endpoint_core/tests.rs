@@ -610,6 +610,69 @@ fn received_drops_are_counted_by_reason() {
     assert_eq!(counts(&a), vec![Counter::Dropped(DropCause::Incomplete)]);
 }
 
+#[test]
+fn a_message_given_up_unfinished_is_counted_and_aborts_its_association() {
+    let mut c = core(&[]);
+    up(&mut c, A1, p1());
+    let a = c.handle_dropped(S, A1, p1(), DropReason::Expired { size_so_far: 9000 });
+    assert_eq!(
+        a,
+        vec![
+            Action::Count(Counter::Dropped(DropCause::PartialTimeout)),
+            Action::Abort {
+                socket: S,
+                assoc: A1,
+                reason: PARTIAL_ABORT_REASON,
+            },
+            Action::Emit(AssocEvent::Dropped {
+                socket: S,
+                assoc: A1,
+                peer: Some(p1()),
+                cause: DropCause::PartialTimeout,
+                size: 9000,
+            }),
+        ]
+    );
+    let a = c.handle_dropped(S, A2, p2(), DropReason::OverBudget { size_so_far: 12 });
+    assert_eq!(counts(&a), vec![Counter::Dropped(DropCause::PartialBytes)]);
+    assert!(a.contains(&Action::Abort {
+        socket: S,
+        assoc: A2,
+        reason: PARTIAL_ABORT_REASON,
+    }));
+    // Too large or cut short by its association's end: no abort.
+    for r in [
+        DropReason::TooLarge { size_so_far: 1 },
+        DropReason::Incomplete { size_so_far: 1 },
+    ] {
+        let a = c.handle_dropped(S, A1, p1(), r);
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Abort { .. })),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn the_partial_message_age_limit_follows_srto_max_within_bounds() {
+    // The default srto_max (60 s) gives the upper bound, 64 x T1.
+    assert_eq!(core(&[]).partial_timeout(), Duration::from_secs(32));
+    let short = [
+        (Param::SrtoInitial, 300),
+        (Param::SrtoMin, 100),
+        (Param::SrtoMax, 1000),
+    ];
+    assert_eq!(core(&short).partial_timeout(), PARTIAL_TIMEOUT_MIN);
+    let mid = [(Param::SrtoMax, 7000)];
+    assert_eq!(core(&mid).partial_timeout(), Duration::from_secs(14));
+    // A runtime change applies at the next check.
+    let mut c = core(&[]);
+    let mut next = c.params();
+    next.change(Param::SrtoMax, 4000).unwrap();
+    c.handle_param_change(next, Param::SrtoMax, 4000);
+    assert_eq!(c.partial_timeout(), Duration::from_secs(8));
+}
+
 // --- SEND_FAILED and the retry budget -------------------------------------------------------
 
 #[test]
@@ -1096,6 +1159,63 @@ fn sends_go_on_the_association_with_the_lifetime_or_by_address_without() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_full_queue_on_the_already_queued_path_is_counted() {
+    let mut c = core_with(&[], 2, MAX);
+    send_with(&mut c, p1(), b"1", Transmit::WouldBlock);
+    assert!(matches!(c.plan_send(S, p1(), b"2", 0), SendPlan::Done(_)));
+    // Something waits for p1 already: the third is refused without reaching the kernel.
+    match c.plan_send(S, p1(), b"3", 0) {
+        SendPlan::Done(step) => {
+            assert!(matches!(step.result, Err(SendError::QueueFull { .. })));
+            assert_eq!(
+                counts(&step.actions),
+                vec![
+                    Counter::SendFailed,
+                    Counter::SendDropped(SendDropCause::QueueMessages)
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn messages_still_queued_at_shutdown_are_counted_as_dropped() {
+    let mut c = core_with(&[], 4, MAX);
+    up(&mut c, A1, p1());
+    // Two wait for room after EAGAIN, one is held for an association being set up.
+    send_with(&mut c, p1(), b"one", Transmit::WouldBlock);
+    assert!(matches!(c.plan_send(S, p1(), b"two", 0), SendPlan::Done(_)));
+    send_with(&mut c, p2(), b"setup", Transmit::Sent { assoc: None });
+    assert!(matches!(
+        c.plan_send(S, p2(), b"held", 0),
+        SendPlan::Done(_)
+    ));
+    assert_eq!(c.queued(), 3);
+    let a = c.discard_queued();
+    let shutdown = Counter::SendDropped(SendDropCause::Shutdown);
+    assert_eq!(counts(&a).iter().filter(|c| **c == shutdown).count(), 3);
+    assert_eq!(
+        counts(&a)
+            .iter()
+            .filter(|c| **c == Counter::SendFailed)
+            .count(),
+        3
+    );
+    let mut lens: Vec<usize> = events(&a)
+        .iter()
+        .filter_map(|e| match e {
+            AssocEvent::SendFailure { len, .. } => Some(*len),
+            _ => None,
+        })
+        .collect();
+    lens.sort_unstable();
+    assert_eq!(lens, vec![3, 3, 4], "one, two, held");
+    assert_eq!((c.queued(), c.queued_bytes(), c.setups()), (0, 0, 0));
+    assert_eq!(c.discard_queued(), vec![]);
 }
 
 #[test]

@@ -295,7 +295,9 @@ pub(crate) fn set_recvrcvinfo(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     set_sctp_int(fd, libc::SCTP_RECVRCVINFO, libc::c_int::from(on))
 }
 
-/// `SCTP_FRAGMENT_INTERLEAVE`: 0 = one message at a time for the whole socket.
+/// `SCTP_FRAGMENT_INTERLEAVE`: 0 = one message at a time for the whole socket (other
+/// associations wait while one is in partial delivery); 1 = partial deliveries of different
+/// associations interleave (never two messages of one association).
 pub(crate) fn set_fragment_interleave(fd: BorrowedFd<'_>, level: u32) -> io::Result<()> {
     let v = libc::c_int::try_from(level).map_err(|_| io::ErrorKind::InvalidInput)?;
     set_sctp_int(fd, libc::SCTP_FRAGMENT_INTERLEAVE, v)

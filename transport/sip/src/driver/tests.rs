@@ -60,7 +60,7 @@ struct Packet {
     transport: Transport,
     from: SocketAddr,
     to: SocketAddr,
-    assoc: Option<u32>,
+    assoc: Option<AssocId>,
     bytes: Vec<u8>,
 }
 
@@ -77,7 +77,7 @@ struct Net {
     relays: Vec<Node>,
     wire: VecDeque<Packet>,
     inbox: HashMap<SocketAddr, Vec<Packet>>,
-    assocs: HashMap<(SocketAddr, SocketAddr), u32>,
+    assocs: HashMap<(SocketAddr, SocketAddr), AssocId>,
     /// Sends the transport refuses (destination address).
     refuse: Vec<SocketAddr>,
     /// Packets the network loses: to this address, starting with this text, this many times.
@@ -130,9 +130,9 @@ impl Net {
         });
     }
 
-    fn assoc(&mut self, a: SocketAddr, b: SocketAddr) -> u32 {
+    fn assoc(&mut self, a: SocketAddr, b: SocketAddr) -> AssocId {
         let key = if a < b { (a, b) } else { (b, a) };
-        let next = 100 + self.assocs.len() as u32;
+        let next = AssocId(100 + self.assocs.len() as u32);
         *self.assocs.entry(key).or_insert(next)
     }
 
@@ -737,7 +737,7 @@ fn responses_leave_from_the_listener_of_their_association() {
             transport: Transport::Sctp,
             peer: sa(UAC),
             local: sa(second),
-            assoc: Some(9),
+            assoc: Some(AssocId(9)),
             bytes: inv.as_bytes(),
         },
     );
@@ -765,7 +765,7 @@ fn responses_leave_from_the_listener_of_their_association() {
         assert_eq!(back.to.addr, sa(UAC));
         assert_eq!(
             back.to.assoc,
-            Some(9),
+            Some(AssocId(9)),
             "{status}: on the request's association"
         );
         assert_eq!(
@@ -782,12 +782,15 @@ fn responses_leave_from_the_listener_of_their_association() {
             transport: Transport::Sctp,
             peer: sa(UAC),
             local: sa(second),
-            assoc: Some(9),
+            assoc: Some(AssocId(9)),
             bytes: hop0.as_bytes(),
         },
     );
     let back = driver.poll_transmit().unwrap();
-    assert_eq!((back.to.assoc, back.from), (Some(9), Some(sa(second))));
+    assert_eq!(
+        (back.to.assoc, back.from),
+        (Some(AssocId(9)), Some(sa(second)))
+    );
 }
 
 #[test]

@@ -81,7 +81,7 @@ fn upstream_peer() -> Peer {
     Peer {
         transport: Transport::Sctp,
         addr: sa(UPSTREAM),
-        assoc: Some(42),
+        assoc: Some(AssocId(42)),
     }
 }
 
@@ -415,7 +415,7 @@ fn local_responses_over_sctp_reuse_the_association() {
         Destination {
             transport: Transport::Sctp,
             addr: sa(UPSTREAM),
-            assoc: Some(42)
+            assoc: Some(AssocId(42))
         }
     );
     let m = Message::parse(out.as_bytes()).unwrap();
