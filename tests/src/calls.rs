@@ -17,11 +17,13 @@ use crate::{
 };
 
 /// A daemon configuration: listeners `(proto, addresses, port)`, routes `(domain, upstream)`,
-/// the admin address, and extra TOML (e.g. an `[sctp]` table).
+/// the admin address, and extra TOML (e.g. an `[sctp]` table). `extra` starts inside the
+/// `[admin]` table, so it may begin with more admin keys (`token = "..."`) before its own
+/// tables.
 pub fn config(
     listen: &[(&str, &[&str], u16)],
     routes: &[(Option<&str>, &str)],
-    admin: &str,
+    admin: impl std::fmt::Display,
     extra: &str,
 ) -> String {
     let mut s = String::new();

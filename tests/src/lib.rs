@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod kernel_sctp;
 pub mod lossy;
 pub mod netns;
+pub mod ports;
 
 use std::{
     sync::{Mutex, OnceLock},

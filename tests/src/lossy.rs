@@ -3,7 +3,7 @@
 //! what leaves the daemon's end (the upstream leg: the probes see the retransmissions of the
 //! chunks this host sends), Debian's Prometheus scraping the daemon, PyPI rotel receiving its
 //! spans. Each test picks its own names, addresses and ports ([`Layout`]) so that tests in
-//! other binaries never collide with it.
+//! other binaries never collide with it (ports from [`crate::ports`]).
 
 use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
@@ -26,7 +26,7 @@ pub struct Layout {
     /// The UAS's SCTP port.
     pub uas_port: u16,
     /// The daemon's admin API.
-    pub admin: &'static str,
+    pub admin: SocketAddr,
     /// Prometheus's HTTP port on 127.0.0.1.
     pub prometheus_port: u16,
     /// rotel's OTLP/HTTP port on 127.0.0.1 (its gRPC port is the next one).

@@ -7,37 +7,26 @@
 use std::{net::SocketAddr, time::Duration};
 
 use sipsctp_tests::{
+    calls,
     daemon::{Daemon, Peer, run_tool, scratch, sipp, sipp_totals, tail, udp_ports, wait_until},
+    ports::{daemon_admin as ports, lo},
     vm_kernel,
 };
 
 const TOKEN: &str = "s3cret-admin-token";
 
 fn config(sip_port: u16, admin: SocketAddr, srto_initial: i64, upstream_port: u16) -> String {
-    format!(
-        r#"
-[[listen]]
-proto = "sctp"
-addresses = ["127.0.0.1"]
-port = {sip_port}
-[[listen]]
-proto = "udp"
-addresses = ["127.0.0.1"]
-port = {sip_port}
-[[listen]]
-proto = "tcp"
-addresses = ["127.0.0.1"]
-port = {sip_port}
-[[route]]
-upstream = "udp:127.0.0.1:{upstream_port}"
-[sctp]
-sctp_srto_initial = {srto_initial}
-[admin]
-listen = "{admin}"
-token = "{TOKEN}"
-[ebpf]
-mode = "off"
-"#
+    calls::config(
+        &[
+            ("sctp", &["127.0.0.1"], sip_port),
+            ("udp", &["127.0.0.1"], sip_port),
+            ("tcp", &["127.0.0.1"], sip_port),
+        ],
+        &[(None, &format!("udp:127.0.0.1:{upstream_port}"))],
+        admin,
+        &format!(
+            "token = \"{TOKEN}\"\n[sctp]\nsctp_srto_initial = {srto_initial}\n[ebpf]\nmode = \"off\"\n"
+        ),
     )
 }
 
@@ -75,8 +64,8 @@ fn option_value(json: &str, section: &str, name: &str) -> Option<i64> {
 
 #[test]
 fn runtime_changes_need_the_token_and_reach_the_kernel() {
-    let admin: SocketAddr = "127.0.0.1:19471".parse().unwrap();
-    let daemon = Daemon::start("admin_put", admin, &config(15260, admin, 2000, 9));
+    let admin = lo(ports::PUT_ADMIN);
+    let daemon = Daemon::start("admin_put", admin, &config(ports::PUT_SIP, admin, 2000, 9));
     let path = "/cfg/sctp/sctp_srto_initial?scope=all";
     assert_eq!(put(admin, path, "1500", None).0, 401, "no token");
     assert_eq!(
@@ -96,7 +85,7 @@ fn runtime_changes_need_the_token_and_reach_the_kernel() {
     );
     let kernel = body.split("\"kernel\":").nth(1).unwrap_or_default();
     assert_eq!(
-        option_value(kernel, "127.0.0.1:15260", "sctp_srto_initial"),
+        option_value(kernel, &lo(ports::PUT_SIP).to_string(), "sctp_srto_initial"),
         Some(1500),
         "{body}"
     );
@@ -136,10 +125,10 @@ fn runtime_changes_need_the_token_and_reach_the_kernel() {
 
 #[test]
 fn sighup_reloads_good_files_and_keeps_the_old_config_on_bad_ones() {
-    let admin: SocketAddr = "127.0.0.1:19472".parse().unwrap();
-    let d = Daemon::start("admin_hup", admin, &config(15270, admin, 2000, 9));
+    let admin = lo(ports::HUP_ADMIN);
+    let d = Daemon::start("admin_hup", admin, &config(ports::HUP_SIP, admin, 2000, 9));
     let cfg = d.dir.join("config.toml");
-    std::fs::write(&cfg, config(15270, admin, 2400, 9)).unwrap();
+    std::fs::write(&cfg, config(ports::HUP_SIP, admin, 2400, 9)).unwrap();
     d.signal(libc::SIGHUP);
     let reloaded = wait_until(Duration::from_secs(10), || {
         let (_, body) = d.get("/sctp/options?kernel=1");
@@ -167,8 +156,8 @@ fn sighup_reloads_good_files_and_keeps_the_old_config_on_bad_ones() {
 
 #[test]
 fn sip_over_tcp_is_relayed_to_a_udp_upstream() {
-    let admin: SocketAddr = "127.0.0.1:19473".parse().unwrap();
-    let (sip_port, uas_port) = (15280u16, 15289u16);
+    let admin = lo(ports::TCP_ADMIN);
+    let (sip_port, uas_port) = (ports::TCP_SIP, ports::TCP_UAS);
     let d = Daemon::start("admin_tcp", admin, &config(sip_port, admin, 2000, uas_port));
     let dir = scratch("admin_tcp/sipp");
     let mut uas_cmd = sipp(&dir, None);
@@ -192,9 +181,18 @@ fn sip_over_tcp_is_relayed_to_a_udp_upstream() {
     );
     let stat = dir.join("uac.csv");
     let mut uac = sipp(&dir, Some(&stat));
-    uac.args(["-sn", "uac", "-t", "t1", "-i", "127.0.0.1", "-p", "15288"])
-        .arg(format!("127.0.0.1:{sip_port}"))
-        .args(["-m", "30", "-r", "10", "-timeout", "60", "-timeout_error"]);
+    uac.args([
+        "-sn",
+        "uac",
+        "-t",
+        "t1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &ports::TCP_UAC.to_string(),
+    ])
+    .arg(format!("127.0.0.1:{sip_port}"))
+    .args(["-m", "30", "-r", "10", "-timeout", "60", "-timeout_error"]);
     let run = run_tool("uac", uac, &dir, Duration::from_secs(90));
     let (ok, failed) = sipp_totals(&stat);
     assert!(

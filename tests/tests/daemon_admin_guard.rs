@@ -19,7 +19,9 @@ use std::{
 };
 
 use sipsctp_tests::{
+    calls,
     daemon::{Daemon, Metrics, try_http, try_http_with, wait_until},
+    ports::{daemon_admin_guard as ports, lo},
     vm_kernel,
 };
 
@@ -35,24 +37,14 @@ fn config(sip_port: u16, admin: SocketAddr, token: Option<&str>) -> String {
     let token = token
         .map(|t| format!("token = \"{t}\"\n"))
         .unwrap_or_default();
-    format!(
-        r#"
-[[listen]]
-proto = "sctp"
-addresses = ["127.0.0.1"]
-port = {sip_port}
-[[listen]]
-proto = "udp"
-addresses = ["127.0.0.1"]
-port = {sip_port}
-[[route]]
-upstream = "udp:127.0.0.1:9"
-[admin]
-listen = "{admin}"
-{token}
-[ebpf]
-mode = "off"
-"#
+    calls::config(
+        &[
+            ("sctp", &["127.0.0.1"], sip_port),
+            ("udp", &["127.0.0.1"], sip_port),
+        ],
+        &[(None, "udp:127.0.0.1:9")],
+        admin,
+        &format!("{token}[ebpf]\nmode = \"off\"\n"),
     )
 }
 
@@ -102,8 +94,12 @@ fn closed(s: &mut TcpStream, silent: bool) -> bool {
 
 #[test]
 fn slowloris_connections_are_capped_and_timed_out() {
-    let admin: SocketAddr = "127.0.0.1:19481".parse().unwrap();
-    let d = Daemon::start("admin_slowloris", admin, &config(16110, admin, None));
+    let admin = lo(ports::SLOWLORIS_ADMIN);
+    let d = Daemon::start(
+        "admin_slowloris",
+        admin,
+        &config(ports::SLOWLORIS_SIP, admin, None),
+    );
     raise_nofile(8192);
     const N: usize = 2000;
     let mut conns: Vec<(TcpStream, Instant, Option<Instant>)> = Vec::with_capacity(N);
@@ -314,8 +310,12 @@ const ENDPOINTS: [(&str, &str, &str, u16); 8] = [
 
 #[test]
 fn with_a_token_every_endpoint_but_health_needs_it() {
-    let admin: SocketAddr = "127.0.0.1:19482".parse().unwrap();
-    let _d = Daemon::start("admin_token_all", admin, &config(16120, admin, Some(TOKEN)));
+    let admin = lo(ports::TOKEN_ADMIN);
+    let _d = Daemon::start(
+        "admin_token_all",
+        admin,
+        &config(ports::TOKEN_SIP, admin, Some(TOKEN)),
+    );
     let bearer = format!("Bearer {TOKEN}");
     for (method, path, body, ok) in ENDPOINTS {
         let no = try_http_with(admin, method, path, &[], body).expect("request");
@@ -358,8 +358,12 @@ fn with_a_token_every_endpoint_but_health_needs_it() {
 
 #[test]
 fn without_a_token_the_host_must_be_local() {
-    let admin: SocketAddr = "127.0.0.1:19483".parse().unwrap();
-    let _d = Daemon::start("admin_host_check", admin, &config(16130, admin, None));
+    let admin = lo(ports::HOST_ADMIN);
+    let _d = Daemon::start(
+        "admin_host_check",
+        admin,
+        &config(ports::HOST_SIP, admin, None),
+    );
     let port = admin.port();
     let all = ENDPOINTS
         .iter()

@@ -39,6 +39,7 @@ use sipsctp_tests::{
     },
     kernel_sctp,
     netns::{Netns, ip},
+    ports::{daemon_calls as ports, lo},
     require_sctp, vm_kernel,
 };
 
@@ -279,8 +280,8 @@ fn daemon_sctp_s1_to_udp_1000_calls_match_the_counters() {
         "s1",
         CALLS,
         40,
-        5100,
-        "127.0.0.1:9460",
+        ports::S1_TO_UDP_BASE,
+        &lo(ports::S1_TO_UDP_ADMIN).to_string(),
         "",
     );
 }
@@ -292,8 +293,8 @@ fn daemon_sctp_sn_to_udp_100_calls_one_association_each() {
         "sn",
         100,
         10,
-        5160,
-        "127.0.0.1:9461",
+        ports::SN_TO_UDP_BASE,
+        &lo(ports::SN_TO_UDP_ADMIN).to_string(),
         EBPF_OFF,
     );
 }
@@ -306,14 +307,17 @@ fn daemon_sctp_s1_to_sctp_1000_calls_on_one_association_each_way() {
         .unwrap();
     rt.block_on(async { require_sctp() });
     let dir = scratch("sctp-to-sctp");
-    let _uas = uas(&dir, "s1", "127.0.0.1", 5280);
-    let admin = "127.0.0.1:9462";
+    let _uas = uas(&dir, "s1", "127.0.0.1", ports::SCTP_TO_SCTP_UAS);
+    let admin = &lo(ports::SCTP_TO_SCTP_ADMIN).to_string();
     let d = Daemon::start(
         "sctp-to-sctp",
         addr(admin),
         &config(
-            &[("sctp", &["127.0.0.1"], 5260)],
-            &[(None, "sctp:127.0.0.1:5280")],
+            &[("sctp", &["127.0.0.1"], ports::SCTP_TO_SCTP_DAEMON)],
+            &[(
+                None,
+                format!("sctp:127.0.0.1:{}", ports::SCTP_TO_SCTP_UAS).as_str(),
+            )],
             admin,
             EBPF_OFF,
         ),
@@ -323,8 +327,8 @@ fn daemon_sctp_s1_to_sctp_1000_calls_on_one_association_each_way() {
         scenario: None,
         transport: "s1",
         local_ip: "127.0.0.1",
-        local_port: 5270,
-        remote: addr("127.0.0.1:5260"),
+        local_port: ports::SCTP_TO_SCTP_UAC,
+        remote: lo(ports::SCTP_TO_SCTP_DAEMON),
         calls: CALLS,
         rate: 200,
         netns: None,
@@ -380,7 +384,11 @@ fn daemon_sctp_s1_to_sctp_1000_calls_on_one_association_each_way() {
     let one_left = wait_until(Duration::from_secs(10), || assocs_listed(&d) == 1);
     let (_, list) = d.get("/sctp/assocs");
     assert!(
-        one_left && list.contains("\"primary\":\"127.0.0.1:5280\""),
+        one_left
+            && list.contains(&format!(
+                "\"primary\":\"127.0.0.1:{}\"",
+                ports::SCTP_TO_SCTP_UAS
+            )),
         "after sipp's exit only the association to the UAS is left: {list}"
     );
     eprintln!(
@@ -402,15 +410,21 @@ fn daemon_udp_to_sctp_1000_calls() {
         .unwrap();
     rt.block_on(async { require_sctp() });
     let dir = scratch("udp-to-sctp");
-    let _uas = uas(&dir, "s1", "127.0.0.1", 5380);
-    let admin = "127.0.0.1:9463";
-    let d = relay_daemon("udp-to-sctp", 5360, "sctp:127.0.0.1:5380", admin, EBPF_OFF);
+    let _uas = uas(&dir, "s1", "127.0.0.1", ports::UDP_TO_SCTP_UAS);
+    let admin = &lo(ports::UDP_TO_SCTP_ADMIN).to_string();
+    let d = relay_daemon(
+        "udp-to-sctp",
+        ports::UDP_TO_SCTP_DAEMON,
+        &format!("sctp:127.0.0.1:{}", ports::UDP_TO_SCTP_UAS),
+        admin,
+        EBPF_OFF,
+    );
     let r = Uac {
         scenario: None,
         transport: "u1",
         local_ip: "127.0.0.1",
-        local_port: 5370,
-        remote: addr("127.0.0.1:5360"),
+        local_port: ports::UDP_TO_SCTP_UAC,
+        remote: lo(ports::UDP_TO_SCTP_DAEMON),
         calls: CALLS,
         rate: 20,
         netns: None,
@@ -488,7 +502,7 @@ fn kamailio(dir: &Path) -> Peer {
         .args(["-DD", "-E", "-m", "32", "-M", "8"])
         .current_dir(dir);
     let mut kam = Peer::spawn("kamailio", cmd, dir.join("kamailio.log"));
-    wait_port(5390, false, &mut kam);
+    wait_port(ports::KAMAILIO, false, &mut kam);
     kam
 }
 
@@ -500,13 +514,13 @@ fn daemon_kamailio_sctp_upstream_relays_calls_to_its_uas() {
         .unwrap();
     rt.block_on(async { require_sctp() });
     let dir = scratch("kamailio-calls");
-    let _uas = uas(&dir, "u1", "127.0.0.1", 5391);
+    let _uas = uas(&dir, "u1", "127.0.0.1", ports::KAMAILIO_UAS);
     let mut kam = kamailio(&dir);
-    let admin = "127.0.0.1:9470";
+    let admin = &lo(ports::KAMAILIO_CALLS_ADMIN).to_string();
     let d = relay_daemon(
         "kamailio-calls",
-        5580,
-        "sctp:127.0.0.1:5390",
+        ports::KAMAILIO_CALLS_DAEMON,
+        &format!("sctp:127.0.0.1:{}", ports::KAMAILIO),
         admin,
         EBPF_OFF,
     );
@@ -516,8 +530,8 @@ fn daemon_kamailio_sctp_upstream_relays_calls_to_its_uas() {
         scenario: None,
         transport: "s1",
         local_ip: "127.0.0.1",
-        local_port: 5590,
-        remote: addr("127.0.0.1:5580"),
+        local_port: ports::KAMAILIO_CALLS_UAC,
+        remote: lo(ports::KAMAILIO_CALLS_DAEMON),
         calls: n,
         rate: 20,
         netns: None,
@@ -541,7 +555,7 @@ fn daemon_kamailio_sctp_upstream_relays_calls_to_its_uas() {
     // Kamailio sent its responses on the daemon's association to it: two in all.
     let (_, list) = d.get("/sctp/assocs");
     assert!(
-        list.contains("\"primary\":\"127.0.0.1:5390\""),
+        list.contains(&format!("\"primary\":\"127.0.0.1:{}\"", ports::KAMAILIO)),
         "the association to Kamailio: {list}"
     );
     assert_eq!(
@@ -572,29 +586,35 @@ fn daemon_kamailio_sctp_upstream_answers_options_and_keepalive_stays_local() {
     rt.block_on(async { require_sctp() });
     let dir = scratch("kamailio");
     let mut kam = kamailio(&dir);
-    let admin = "127.0.0.1:9465";
+    let admin = &lo(ports::KAMAILIO_OPTIONS_ADMIN).to_string();
     let d = Daemon::start(
         "kamailio",
         addr(admin),
         &config(
             &[
-                ("sctp", &["127.0.0.1"], 5560),
-                ("udp", &["127.0.0.1"], 5560),
+                ("sctp", &["127.0.0.1"], ports::KAMAILIO_OPTIONS_DAEMON),
+                ("udp", &["127.0.0.1"], ports::KAMAILIO_OPTIONS_DAEMON),
             ],
-            &[(Some("kamailio.test"), "sctp:127.0.0.1:5390")],
+            &[(
+                Some("kamailio.test"),
+                format!("sctp:127.0.0.1:{}", ports::KAMAILIO).as_str(),
+            )],
             admin,
             EBPF_OFF,
         ),
     );
     let scenario = data_file("options_kamailio.xml");
     let n = 100u32;
-    for (transport, port) in [("s1", 5570), ("u1", 5571)] {
+    for (transport, port) in [
+        ("s1", ports::KAMAILIO_OPTIONS_UAC),
+        ("u1", ports::KAMAILIO_OPTIONS_UAC + 1),
+    ] {
         let r = Uac {
             scenario: Some(scenario.clone()),
             transport,
             local_ip: "127.0.0.1",
             local_port: port,
-            remote: addr("127.0.0.1:5560"),
+            remote: lo(ports::KAMAILIO_OPTIONS_DAEMON),
             calls: n,
             rate: 20,
             netns: None,
@@ -625,7 +645,7 @@ fn daemon_kamailio_sctp_upstream_answers_options_and_keepalive_stays_local() {
     // Kamailio, no third.
     let (_, list) = d.get("/sctp/assocs");
     assert!(
-        list.contains("\"primary\":\"127.0.0.1:5390\""),
+        list.contains(&format!("\"primary\":\"127.0.0.1:{}\"", ports::KAMAILIO)),
         "the association to Kamailio: {list}"
     );
     assert_eq!(
@@ -641,8 +661,8 @@ fn daemon_kamailio_sctp_upstream_answers_options_and_keepalive_stays_local() {
         scenario: Some(data_file("options_keepalive.xml")),
         transport: "s1",
         local_ip: "127.0.0.1",
-        local_port: 5572,
-        remote: addr("127.0.0.1:5560"),
+        local_port: ports::KAMAILIO_OPTIONS_UAC + 2,
+        remote: lo(ports::KAMAILIO_OPTIONS_DAEMON),
         calls: 50,
         rate: 50,
         netns: None,
@@ -763,18 +783,18 @@ fn daemon_calls_complete_with_10_percent_loss_on_the_sctp_leg() {
         Some(&data_file("uas_no_ringing.xml")),
         "u1",
         "127.0.0.1",
-        5680,
+        ports::LOSS_UAS,
     );
-    let admin = "127.0.0.1:9466";
+    let admin = &lo(ports::LOSS_ADMIN).to_string();
     let d = Daemon::start(
         "loss",
         addr(admin),
         &config(
             &[
-                ("sctp", &["10.77.0.1"], 5660),
-                ("udp", &["127.0.0.1"], 5660),
+                ("sctp", &["10.77.0.1"], ports::LOSS_DAEMON),
+                ("udp", &["127.0.0.1"], ports::LOSS_DAEMON),
             ],
-            &[(None, "udp:127.0.0.1:5680")],
+            &[(None, format!("udp:127.0.0.1:{}", ports::LOSS_UAS).as_str())],
             admin,
             &format!(
                 "{EBPF_OFF}[sctp]\nsctp_srto_initial = 300\nsctp_srto_min = 100\n\
@@ -788,8 +808,8 @@ fn daemon_calls_complete_with_10_percent_loss_on_the_sctp_leg() {
         scenario: None,
         transport: "s1",
         local_ip: "10.77.0.2",
-        local_port: 5670,
-        remote: addr("10.77.0.1:5660"),
+        local_port: ports::LOSS_UAC,
+        remote: SocketAddr::from(([10, 77, 0, 1], ports::LOSS_DAEMON)),
         calls,
         rate: 10,
         netns: Some(&ns),
@@ -897,9 +917,13 @@ fn daemon_sctp_to_udp_300_calls_with_10_percent_loss_on_both_legs() {
     rt.block_on(async { require_sctp() });
     require_tool("tc");
     let dir = scratch("bridge-loss");
-    let (daemon_port, uac_port, uas_port) = (5760, 5770, 5780);
+    let (daemon_port, uac_port, uas_port) = (
+        ports::LOSS_BOTH_DAEMON,
+        ports::LOSS_BOTH_UAC,
+        ports::LOSS_BOTH_UAS,
+    );
     let _uas = uas(&dir, "u1", "127.0.0.1", uas_port);
-    let admin = "127.0.0.1:9472";
+    let admin = &lo(ports::LOSS_BOTH_ADMIN).to_string();
     let d = relay_daemon(
         "bridge-loss",
         daemon_port,
@@ -982,18 +1006,21 @@ fn daemon_responses_leave_from_the_listener_of_their_association() {
         .unwrap();
     rt.block_on(async { require_sctp() });
     let dir = scratch("two-listeners");
-    let _uas = uas(&dir, "u1", "127.0.0.1", 6080);
-    let admin = "127.0.0.1:9473";
+    let _uas = uas(&dir, "u1", "127.0.0.1", ports::TWO_LISTENERS_UAS);
+    let admin = &lo(ports::TWO_LISTENERS_ADMIN).to_string();
     let d = Daemon::start(
         "two-listeners",
         addr(admin),
         &config(
             &[
-                ("sctp", &["127.0.0.1"], 6060),
-                ("sctp", &["127.0.0.1"], 6070),
-                ("udp", &["127.0.0.1"], 6060),
+                ("sctp", &["127.0.0.1"], ports::TWO_LISTENERS_FIRST),
+                ("sctp", &["127.0.0.1"], ports::TWO_LISTENERS_SECOND),
+                ("udp", &["127.0.0.1"], ports::TWO_LISTENERS_FIRST),
             ],
-            &[(None, "udp:127.0.0.1:6080")],
+            &[(
+                None,
+                format!("udp:127.0.0.1:{}", ports::TWO_LISTENERS_UAS).as_str(),
+            )],
             admin,
             EBPF_OFF,
         ),
@@ -1004,8 +1031,8 @@ fn daemon_responses_leave_from_the_listener_of_their_association() {
         scenario: None,
         transport: "s1",
         local_ip: "127.0.0.1",
-        local_port: 6075,
-        remote: addr("127.0.0.1:6070"),
+        local_port: ports::TWO_LISTENERS_UAC,
+        remote: lo(ports::TWO_LISTENERS_SECOND),
         calls,
         rate: 10,
         netns: None,

@@ -12,7 +12,7 @@
 
 use std::{
     io::Write as _,
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -22,41 +22,36 @@ use std::{
 };
 
 use sipsctp_tests::{
+    calls,
     daemon::{Daemon, wait_until},
+    ports::{daemon_hostile as ports, lo},
     vm_kernel,
 };
 
-const DAEMON_PORT: u16 = 5960;
+const DAEMON_PORT: u16 = ports::DAEMON;
 /// Each test its own upstream port: a failed test's upstream thread keeps its socket.
-const H1_UPSTREAM_PORT: u16 = 5980;
-const H2_UPSTREAM_PORT: u16 = 5981;
-const ADMIN: &str = "127.0.0.1:9471";
+const H1_UPSTREAM_PORT: u16 = ports::H1_UPSTREAM;
+const H2_UPSTREAM_PORT: u16 = ports::H2_UPSTREAM;
+const ADMIN: SocketAddr = lo(ports::ADMIN);
+/// The victim's sockets: on 127.0.0.3 (not the daemon's, not the client's).
+const VICTIM_UDP: SocketAddr = SocketAddr::V4(SocketAddrV4::new(
+    Ipv4Addr::new(127, 0, 0, 3),
+    ports::VICTIM_UDP,
+));
+const VICTIM_TCP: SocketAddr = SocketAddr::V4(SocketAddrV4::new(
+    Ipv4Addr::new(127, 0, 0, 3),
+    ports::VICTIM_TCP,
+));
 
 fn config(upstream_port: u16) -> String {
-    format!(
-        r#"
-[[listen]]
-proto = "udp"
-addresses = ["127.0.0.1"]
-port = {DAEMON_PORT}
-
-[[listen]]
-proto = "tcp"
-addresses = ["127.0.0.1"]
-port = {DAEMON_PORT}
-
-[[route]]
-upstream = "udp:127.0.0.1:{upstream_port}"
-
-[admin]
-listen = "{ADMIN}"
-
-[log]
-level = "info"
-
-[ebpf]
-mode = "off"
-"#
+    calls::config(
+        &[
+            ("udp", &["127.0.0.1"], DAEMON_PORT),
+            ("tcp", &["127.0.0.1"], DAEMON_PORT),
+        ],
+        &[(None, format!("udp:127.0.0.1:{upstream_port}").as_str())],
+        ADMIN,
+        "[log]\nlevel = \"info\"\n\n[ebpf]\nmode = \"off\"\n",
     )
 }
 
@@ -162,20 +157,20 @@ fn recv_all(sock: &UdpSocket, within: Duration) -> Vec<String> {
 fn h1_a_client_cannot_steer_responses() {
     let stop = Arc::new(AtomicBool::new(false));
     let up = upstream(H1_UPSTREAM_PORT, 3, stop.clone());
-    let daemon = Daemon::start(
-        "hostile-h1",
-        ADMIN.parse().unwrap(),
-        &config(H1_UPSTREAM_PORT),
-    );
-    let victim = UdpSocket::bind("127.0.0.3:5999").expect("victim UDP socket");
-    let victim_tcp = TcpListener::bind("127.0.0.3:5998").expect("victim TCP listener");
+    let daemon = Daemon::start("hostile-h1", ADMIN, &config(H1_UPSTREAM_PORT));
+    let victim = UdpSocket::bind(VICTIM_UDP).expect("victim UDP socket");
+    let victim_tcp = TcpListener::bind(VICTIM_TCP).expect("victim TCP listener");
     victim_tcp.set_nonblocking(true).unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = client.local_addr().unwrap();
     let daemon_addr: SocketAddr = ([127, 0, 0, 1], DAEMON_PORT).into();
 
     // Its own received/rport point at the victim.
-    let via = format!("SIP/2.0/UDP {me};received=127.0.0.3;rport=5999");
+    let via = format!(
+        "SIP/2.0/UDP {me};received={};rport={}",
+        VICTIM_UDP.ip(),
+        VICTIM_UDP.port()
+    );
     client
         .send_to(
             options(&via, 1, "sip:bob@example.net", 0).as_bytes(),
@@ -196,7 +191,7 @@ fn h1_a_client_cannot_steer_responses() {
 
     // A Via naming TCP (toward the victim) on a UDP request: 400 (back to the source port, as
     // rport asks), nothing relayed, no connection to the victim.
-    let via = "SIP/2.0/TCP 127.0.0.3:5998;rport".to_owned();
+    let via = format!("SIP/2.0/TCP {VICTIM_TCP};rport");
     client
         .send_to(
             options(&via, 2, "sip:bob@example.net", 0).as_bytes(),
@@ -229,11 +224,7 @@ fn h2_a_tcp_client_that_never_reads_does_not_stall_the_relay() {
     const HOG_REQUESTS: u32 = 3000;
     let stop = Arc::new(AtomicBool::new(false));
     let up = upstream(H2_UPSTREAM_PORT, 1, stop.clone());
-    let daemon = Daemon::start(
-        "hostile-h2",
-        ADMIN.parse().unwrap(),
-        &config(H2_UPSTREAM_PORT),
-    );
+    let daemon = Daemon::start("hostile-h2", ADMIN, &config(H2_UPSTREAM_PORT));
     let daemon_addr: SocketAddr = ([127, 0, 0, 1], DAEMON_PORT).into();
 
     // The hog: keep-alives for the relay itself, 6 KB each, never reading the answers.

@@ -23,44 +23,30 @@ use std::{
 
 use sipsctp_sctp::{Incoming, SctpSocket, SendOptions, SendTarget, SocketConfig};
 use sipsctp_tests::{
+    calls,
     daemon::{Daemon, Metrics, promtool_check, wait_until},
+    ports::{daemon_input as ports, lo},
     require_sctp, vm_kernel,
 };
 
-const DAEMON_PORT: u16 = 5460;
-const UPSTREAM_PORT: u16 = 5480;
-const ADMIN: &str = "127.0.0.1:9464";
+const DAEMON_PORT: u16 = ports::DAEMON;
+const UPSTREAM_PORT: u16 = ports::UPSTREAM;
+const ADMIN: SocketAddr = lo(ports::ADMIN);
 const MAX_MESSAGE_SIZE: usize = 32_768;
 
 fn config() -> String {
-    format!(
-        r#"
-[[listen]]
-proto = "sctp"
-addresses = ["127.0.0.1"]
-port = {DAEMON_PORT}
-
-[[listen]]
-proto = "udp"
-addresses = ["127.0.0.1"]
-port = {DAEMON_PORT}
-
-[[route]]
-upstream = "udp:127.0.0.1:{UPSTREAM_PORT}"
-
-[sip]
-max_message_size = {MAX_MESSAGE_SIZE}
-
-[admin]
-listen = "{ADMIN}"
-
-[log]
-level = "debug"
-
-# Not needed here; loading the probes takes the VM's emulated CPUs some 10 s.
-[ebpf]
-mode = "off"
-"#
+    calls::config(
+        &[
+            ("sctp", &["127.0.0.1"], DAEMON_PORT),
+            ("udp", &["127.0.0.1"], DAEMON_PORT),
+        ],
+        &[(None, format!("udp:127.0.0.1:{UPSTREAM_PORT}").as_str())],
+        ADMIN,
+        &format!(
+            "[sip]\nmax_message_size = {MAX_MESSAGE_SIZE}\n\n[log]\nlevel = \"debug\"\n\n\
+             # Not needed here; loading the probes takes the VM's emulated CPUs some 10 s.\n\
+             [ebpf]\nmode = \"off\"\n"
+        ),
     )
 }
 
@@ -483,7 +469,7 @@ async fn relayed_round_trip(client: &Client, upstream: &UdpSocket, n: &mut u32) 
 async fn daemon_malformed_corpus_over_udp_and_sctp_gets_400_or_a_counted_drop() {
     require_sctp();
     let upstream = UdpSocket::bind(("127.0.0.1", UPSTREAM_PORT)).expect("bind the upstream");
-    let daemon = Daemon::start("input", ADMIN.parse().unwrap(), &config());
+    let daemon = Daemon::start("input", ADMIN, &config());
     let udp = Client::Udp(UdpSocket::bind("127.0.0.1:0").expect("UDP client"));
     let sctp = Client::Sctp(Box::new(
         SctpSocket::bind(
@@ -529,7 +515,7 @@ async fn daemon_malformed_corpus_over_udp_and_sctp_gets_400_or_a_counted_drop() 
 async fn daemon_answers_keepalive_itself_and_483_at_max_forwards_0() {
     require_sctp();
     let upstream = UdpSocket::bind(("127.0.0.1", UPSTREAM_PORT)).expect("bind the upstream");
-    let daemon = Daemon::start("keepalive", ADMIN.parse().unwrap(), &config());
+    let daemon = Daemon::start("keepalive", ADMIN, &config());
     let client = Client::Udp(UdpSocket::bind("127.0.0.1:0").expect("UDP client"));
     for i in 0..20u32 {
         client.send(&options("UDP", 1000 + i, true, "", 0)).await;
@@ -570,7 +556,7 @@ async fn daemon_answers_keepalive_itself_and_483_at_max_forwards_0() {
 async fn daemon_counts_the_400_for_a_bad_content_length_under_the_requests_method() {
     require_sctp();
     let _upstream = UdpSocket::bind(("127.0.0.1", UPSTREAM_PORT)).expect("bind the upstream");
-    let daemon = Daemon::start("bad-cl-label", ADMIN.parse().unwrap(), &config());
+    let daemon = Daemon::start("bad-cl-label", ADMIN, &config());
     let client = Client::Udp(UdpSocket::bind("127.0.0.1:0").expect("UDP client"));
     client
         .send(&corpus("wrong_content_length.sip", "UDP", 1))
@@ -599,30 +585,21 @@ async fn daemon_counts_the_400_for_a_bad_content_length_under_the_requests_metho
 #[tokio::test]
 async fn daemon_a_dead_sctp_upstream_is_counted_per_message_and_logged_per_second() {
     require_sctp();
-    let admin = "127.0.0.1:9469";
-    let cfg = format!(
-        r#"
-[[listen]]
-proto = "sctp"
-addresses = ["127.0.0.1"]
-port = 5463
-
-[[listen]]
-proto = "udp"
-addresses = ["127.0.0.1"]
-port = 5463
-
-[[route]]
-upstream = "sctp:127.0.0.1:5464"
-
-[admin]
-listen = "{admin}"
-
-[ebpf]
-mode = "off"
-"#
+    let admin = lo(ports::DEAD_UPSTREAM_ADMIN);
+    let daemon_addr = lo(ports::DEAD_UPSTREAM_DAEMON);
+    let cfg = calls::config(
+        &[
+            ("sctp", &["127.0.0.1"], daemon_addr.port()),
+            ("udp", &["127.0.0.1"], daemon_addr.port()),
+        ],
+        &[(
+            None,
+            format!("sctp:127.0.0.1:{}", ports::DEAD_UPSTREAM).as_str(),
+        )],
+        admin,
+        "[ebpf]\nmode = \"off\"\n",
     );
-    let daemon = Daemon::start("dead-upstream", admin.parse().unwrap(), &cfg);
+    let daemon = Daemon::start("dead-upstream", admin, &cfg);
     let client = UdpSocket::bind("127.0.0.1:0").expect("UDP client");
     let failed = |want: u64| {
         wait_until(Duration::from_secs(10), || {
@@ -634,7 +611,7 @@ mode = "off"
     let n = 50u32;
     for i in 0..n {
         client
-            .send_to(&options("UDP", i, false, "", 0), "127.0.0.1:5463")
+            .send_to(&options("UDP", i, false, "", 0), daemon_addr)
             .expect("send");
     }
     assert!(
@@ -645,7 +622,7 @@ mode = "off"
     );
     std::thread::sleep(Duration::from_millis(1100));
     client
-        .send_to(&options("UDP", n, false, "", 0), "127.0.0.1:5463")
+        .send_to(&options("UDP", n, false, "", 0), daemon_addr)
         .expect("send");
     let total = u64::from(n) + 1;
     assert!(failed(total), "the last send did not fail");

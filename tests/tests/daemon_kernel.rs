@@ -19,37 +19,28 @@ use std::{
 };
 
 use sipsctp_tests::{
+    calls,
     daemon::{
         Daemon, Metrics, daemon_binary, data_file, require_tool, scratch, thread_capabilities,
         try_http,
     },
     kernel_sctp::{NetemOnLo, delta, snmp},
+    ports::{daemon_kernel as ports, lo},
     vm_kernel,
 };
 
 fn config(sip_port: u16, admin: SocketAddr, mode: &str) -> String {
-    format!(
-        r#"
-[[listen]]
-proto = "sctp"
-addresses = ["127.0.0.1"]
-port = {sip_port}
-[[listen]]
-proto = "udp"
-addresses = ["127.0.0.1"]
-port = {sip_port}
-[[route]]
-upstream = "udp:127.0.0.1:9"
-[sctp]
-sctp_srto_min = 100
-sctp_srto_initial = 200
-sctp_srto_max = 400
-[admin]
-listen = "{admin}"
-[ebpf]
-mode = "{mode}"
-poll_interval_ms = 200
-"#
+    calls::config(
+        &[
+            ("sctp", &["127.0.0.1"], sip_port),
+            ("udp", &["127.0.0.1"], sip_port),
+        ],
+        &[(None, "udp:127.0.0.1:9")],
+        admin,
+        &format!(
+            "[sctp]\nsctp_srto_min = 100\nsctp_srto_initial = 200\nsctp_srto_max = 400\n\
+             [ebpf]\nmode = \"{mode}\"\npoll_interval_ms = 200\n"
+        ),
     )
 }
 
@@ -140,8 +131,8 @@ fn wait_kernel_source(admin: SocketAddr, want: &str) -> String {
 
 #[test]
 fn ebpf_on_shows_the_daemons_own_retransmissions_and_association() {
-    let admin: SocketAddr = "127.0.0.1:19461".parse().unwrap();
-    let port = 15160;
+    let admin = lo(ports::ON_ADMIN);
+    let port = ports::ON_SIP;
     let d = Daemon::start("kernel_on", admin, &config(port, admin, "on"));
     wait_kernel_source(admin, "ebpf");
     let m = d.metrics();
@@ -231,8 +222,8 @@ fn ebpf_on_shows_the_daemons_own_retransmissions_and_association() {
 
 #[test]
 fn ebpf_off_polls_the_kernel_counters() {
-    let admin: SocketAddr = "127.0.0.1:19462".parse().unwrap();
-    let port = 15170;
+    let admin = lo(ports::OFF_ADMIN);
+    let port = ports::OFF_SIP;
     let d = Daemon::start("kernel_off", admin, &config(port, admin, "off"));
     let why = wait_kernel_source(admin, "poll");
     assert!(why.contains("off in the configuration"), "{why}");
@@ -297,8 +288,8 @@ fn ebpf_off_polls_the_kernel_counters() {
 #[test]
 fn unprivileged_auto_says_why_and_falls_back() {
     require_tool("setpriv");
-    let admin: SocketAddr = "127.0.0.1:19463".parse().unwrap();
-    let port = 15180;
+    let admin = lo(ports::AUTO_ADMIN);
+    let port = ports::AUTO_SIP;
     let dir = scratch("kernel_unprivileged");
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, config(port, admin, "auto")).unwrap();
@@ -317,8 +308,8 @@ fn unprivileged_auto_says_why_and_falls_back() {
 #[test]
 fn nobody_with_the_units_capabilities_attaches_then_holds_nothing() {
     require_tool("setpriv");
-    let admin: SocketAddr = "127.0.0.1:19464".parse().unwrap();
-    let port = 15190;
+    let admin = lo(ports::CAPABILITIES_ADMIN);
+    let port = ports::CAPABILITIES_SIP;
     let dir = scratch("kernel_capabilities");
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, config(port, admin, "on")).unwrap();
@@ -400,10 +391,10 @@ fn cap_perfmon_alone_under_perf_event_paranoid_3_falls_back_and_names_the_sysctl
         .trim()
         .parse::<i32>()
         .expect("a number");
-    let admin: SocketAddr = "127.0.0.1:19465".parse().unwrap();
+    let admin = lo(ports::PERFMON_ADMIN);
     let dir = scratch("kernel_perfmon_only");
     let cfg = dir.join("config.toml");
-    std::fs::write(&cfg, config(15200, admin, "auto")).unwrap();
+    std::fs::write(&cfg, config(ports::PERFMON_SIP, admin, "auto")).unwrap();
     let log = dir.join("stderr.log");
     let mut child = as_nobody_with(&["bpf", "perfmon"], &cfg, &log);
     let source = std::panic::catch_unwind(|| {

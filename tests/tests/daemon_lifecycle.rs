@@ -27,8 +27,11 @@ use sipsctp_sctp::{
 };
 
 use sipsctp_tests::{
+    calls,
     daemon::{Daemon, Peer, json_u64, scratch, sctp_assocs_on, sipp, tail, wait_port, wait_until},
-    kernel_sctp, require_sctp, vm_kernel,
+    kernel_sctp,
+    ports::{daemon_lifecycle as ports, lo},
+    require_sctp, vm_kernel,
 };
 
 /// Everything `probe` received within `limit`: (notifications, SIP messages).
@@ -93,10 +96,11 @@ fn sigterm_under_load(uac_transport: &str, rate: u32, base: u16, admin: &str, ex
     let mut uas = Peer::spawn("sipp UAS -t s1", c, dir.join("uas.log"));
     wait_port(uas_port, false, &mut uas);
 
-    let config = format!(
-        "[[listen]]\nproto = \"sctp\"\naddresses = [\"127.0.0.1\"]\nport = {daemon_port}\n\n\
-         [[route]]\nupstream = \"sctp:127.0.0.1:{uas_port}\"\n\n[admin]\nlisten = \"{admin}\"\n\
-         {extra}"
+    let config = calls::config(
+        &[("sctp", &["127.0.0.1"], daemon_port)],
+        &[(None, format!("sctp:127.0.0.1:{uas_port}").as_str())],
+        admin,
+        extra,
     );
     let admin_addr: SocketAddr = admin.parse().unwrap();
     let mut d = Daemon::start(&format!("sigterm-{uac_transport}"), admin_addr, &config);
@@ -293,11 +297,23 @@ fn sigterm_under_load(uac_transport: &str, rate: u32, base: u16, admin: &str, ex
 /// arriving while it stops; the eBPF probes on (the default).
 #[test]
 fn daemon_sigterm_under_load_s1_shuts_associations_down_and_exits_0() {
-    sigterm_under_load("s1", 100, 5760, "127.0.0.1:9467", "");
+    sigterm_under_load(
+        "s1",
+        100,
+        ports::S1_BASE,
+        &lo(ports::S1_ADMIN).to_string(),
+        "",
+    );
 }
 
 /// 20 calls/s, a new association for each call: associations keep coming while it stops.
 #[test]
 fn daemon_sigterm_under_load_sn_stops_accepting_and_exits_0() {
-    sigterm_under_load("sn", 20, 5860, "127.0.0.1:9468", "[ebpf]\nmode = \"off\"\n");
+    sigterm_under_load(
+        "sn",
+        20,
+        ports::SN_BASE,
+        &lo(ports::SN_ADMIN).to_string(),
+        "[ebpf]\nmode = \"off\"\n",
+    );
 }

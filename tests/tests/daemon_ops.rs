@@ -19,24 +19,18 @@ use std::{
 };
 
 use sipsctp_tests::{
+    calls,
     daemon::{Daemon, daemon_binary, scratch, tail, wait_until},
+    ports::{daemon_ops as ports, lo},
     require_sctp, vm_kernel,
 };
 
 fn config(sip_port: u16, admin: SocketAddr, ebpf: &str) -> String {
-    format!(
-        r#"
-[[listen]]
-proto = "sctp"
-addresses = ["127.0.0.1"]
-port = {sip_port}
-[[route]]
-upstream = "sctp:127.0.0.1:9"
-[admin]
-listen = "{admin}"
-[ebpf]
-{ebpf}
-"#
+    calls::config(
+        &[("sctp", &["127.0.0.1"], sip_port)],
+        &[(None, "sctp:127.0.0.1:9")],
+        admin,
+        &format!("[ebpf]\n{ebpf}\n"),
     )
 }
 
@@ -51,8 +45,8 @@ fn held_back(line: &str) -> u64 {
 
 #[test]
 fn a_churning_sctp_peer_does_not_flood_the_log() {
-    let admin: SocketAddr = "127.0.0.1:19486".parse().unwrap();
-    let port = 16160;
+    let admin = lo(ports::CHURN_ADMIN);
+    let port = ports::CHURN_SIP;
     let d = Daemon::start("ops_churn", admin, &config(port, admin, "mode = \"on\""));
     const N: u64 = 100;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -174,10 +168,10 @@ fn run_to_exit(
 #[test]
 fn an_ebpf_loader_slower_than_its_timeout_stops_the_daemon() {
     for (mode, admin, port) in [
-        ("on", "127.0.0.1:19487", 16170),
-        ("auto", "127.0.0.1:19488", 16171),
+        ("on", ports::TIMEOUT_ON_ADMIN, ports::TIMEOUT_ON_SIP),
+        ("auto", ports::TIMEOUT_AUTO_ADMIN, ports::TIMEOUT_AUTO_SIP),
     ] {
-        let admin: SocketAddr = admin.parse().unwrap();
+        let admin = lo(admin);
         // Attaching takes seconds (HZ alone is measured over 200 ms).
         let cfg = config(
             port,
@@ -247,8 +241,8 @@ fn deny_capset() -> std::io::Result<()> {
 
 #[test]
 fn a_refused_capability_drop_stops_the_daemon() {
-    let admin: SocketAddr = "127.0.0.1:19489".parse().unwrap();
-    let cfg = config(16180, admin, "mode = \"off\"");
+    let admin = lo(ports::CAPSET_ADMIN);
+    let cfg = config(ports::CAPSET_SIP, admin, "mode = \"off\"");
     let (code, stderr, _) = run_to_exit("ops_capset", &cfg, Some(deny_capset));
     assert_eq!(
         code,

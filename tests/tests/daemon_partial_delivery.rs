@@ -28,6 +28,7 @@ use sipsctp_tests::{
     calls::config,
     daemon::{Daemon, Peer, require_tool, scratch, wait_until},
     netns::{Netns, ip},
+    ports::{daemon_partial_delivery as ports, lo},
     require_sctp, vm_kernel,
 };
 use tokio_sctp::SctpStream;
@@ -37,8 +38,8 @@ const HOST_IF: &str = "sxd-h3-0";
 const NS_IF: &str = "sxd-h3-1";
 const DAEMON_IP: &str = "10.83.0.1";
 const ATTACKER_IP: &str = "10.83.0.2";
-const PORT: u16 = 5930;
-const ADMIN: &str = "127.0.0.1:9495";
+const PORT: u16 = ports::DAEMON;
+const ADMIN: SocketAddr = lo(ports::ADMIN);
 /// The attacker's message: larger than any receive window here.
 const ATTACK_BYTES: usize = 300_000;
 /// How long one keep-alive may wait for its 200.
@@ -233,10 +234,10 @@ fn h3_an_unfinished_message_does_not_starve_the_listener() {
     // Short SCTP timers: the partial-message age limit is max(5 s, 2 x srto_max).
     let d = Daemon::start(
         "partial-delivery",
-        ADMIN.parse().unwrap(),
+        ADMIN,
         &config(
             &[("sctp", &[DAEMON_IP], PORT)],
-            &[(None, "sctp:127.0.0.1:5931")],
+            &[(None, format!("sctp:127.0.0.1:{}", ports::UPSTREAM).as_str())],
             ADMIN,
             "[ebpf]\nmode = \"off\"\n\n[sctp]\nsctp_srto_initial = 300\nsctp_srto_min = 100\n\
              sctp_srto_max = 1000\n",

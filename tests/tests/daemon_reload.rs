@@ -17,24 +17,26 @@ use std::{
 };
 
 use sipsctp_tests::{
+    calls,
     daemon::{Daemon, tail, wait_until},
+    ports::{daemon_reload as ports, lo},
     vm_kernel,
 };
 
 /// Each test its own ports.
 const RTO: Ports = Ports {
-    admin: "127.0.0.1:19484",
-    sip: 16140,
-    upstream: 16149,
+    admin: lo(ports::RTO_ADMIN),
+    sip: ports::RTO_SIP,
+    upstream: ports::RTO_UPSTREAM,
 };
 const SIZE: Ports = Ports {
-    admin: "127.0.0.1:19485",
-    sip: 16150,
-    upstream: 16159,
+    admin: lo(ports::SIZE_ADMIN),
+    sip: ports::SIZE_SIP,
+    upstream: ports::SIZE_UPSTREAM,
 };
 
 struct Ports {
-    admin: &'static str,
+    admin: SocketAddr,
     sip: u16,
     upstream: u16,
 }
@@ -53,31 +55,18 @@ fn config(p: &Ports, s: &Settings) -> String {
         sip,
         upstream,
     } = p;
-    format!(
-        r#"
-[[listen]]
-proto = "sctp"
-addresses = ["127.0.0.1"]
-port = {sip}
-[[listen]]
-proto = "udp"
-addresses = ["127.0.0.1"]
-port = {sip}
-[[route]]
-upstream = "udp:127.0.0.1:{upstream}"
-[sctp]
-sctp_srto_max = 60000
-sctp_srto_initial = {}
-sctp_srto_min = {}
-[sip]
-max_message_size = {}
-record_route = {}
-[admin]
-listen = "{admin}"
-[ebpf]
-mode = "off"
-"#,
-        s.srto_initial, s.srto_min, s.max_message_size, s.record_route
+    calls::config(
+        &[
+            ("sctp", &["127.0.0.1"], *sip),
+            ("udp", &["127.0.0.1"], *sip),
+        ],
+        &[(None, format!("udp:127.0.0.1:{upstream}").as_str())],
+        admin,
+        &format!(
+            "[sctp]\nsctp_srto_max = 60000\nsctp_srto_initial = {}\nsctp_srto_min = {}\n\
+             [sip]\nmax_message_size = {}\nrecord_route = {}\n[ebpf]\nmode = \"off\"\n",
+            s.srto_initial, s.srto_min, s.max_message_size, s.record_route
+        ),
     )
 }
 
@@ -159,7 +148,7 @@ const START: Settings = Settings {
 #[test]
 fn sighup_lowers_both_rto_bounds_at_once() {
     let p = &RTO;
-    let mut d = Daemon::start("reload_rto", p.admin.parse().unwrap(), &config(p, &START));
+    let mut d = Daemon::start("reload_rto", p.admin, &config(p, &START));
     assert_eq!(values(&d, p, "sctp_srto_min"), (Some(1000), Some(1000)));
     assert_eq!(values(&d, p, "sctp_srto_initial"), (Some(3000), Some(3000)));
     // Both lower at once: srto_initial 600 is below the running srto_min 1000, so changing
@@ -194,7 +183,7 @@ fn sighup_lowers_both_rto_bounds_at_once() {
 #[test]
 fn sighup_keeps_max_message_size_and_applies_the_rest() {
     let p = &SIZE;
-    let mut d = Daemon::start("reload_size", p.admin.parse().unwrap(), &config(p, &START));
+    let mut d = Daemon::start("reload_size", p.admin, &config(p, &START));
     let upstream = UdpSocket::bind(("127.0.0.1", p.upstream)).expect("upstream socket");
     let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
     let client_addr = client.local_addr().unwrap();

@@ -22,7 +22,9 @@ use std::{
 };
 
 use sipsctp_tests::{
+    calls,
     daemon::{Daemon, cpu_ticks, wait_until},
+    ports::{daemon_transport_limits as ports, lo},
     vm_kernel,
 };
 
@@ -169,41 +171,20 @@ fn answer(req: &str) -> String {
     out
 }
 
-fn base_config(port: u16, admin: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[listen]]
-proto = "tcp"
-addresses = ["127.0.0.1"]
-port = {port}
-
-[[listen]]
-proto = "udp"
-addresses = ["127.0.0.1"]
-port = {port}
-
-[[route]]
-upstream = "udp:127.0.0.1:{upstream}"
-
-[admin]
-listen = "{admin}"
-
-[log]
-level = "info"
-
-[ebpf]
-mode = "off"
-{extra}
-"#,
-        upstream = port + 1
+fn base_config(port: u16, admin: SocketAddr, extra: &str) -> String {
+    calls::config(
+        &[("tcp", &["127.0.0.1"], port), ("udp", &["127.0.0.1"], port)],
+        &[(None, format!("udp:127.0.0.1:{}", port + 1).as_str())],
+        admin,
+        &format!("[log]\nlevel = \"info\"\n\n[ebpf]\nmode = \"off\"\n{extra}"),
     )
 }
 
 // ---------------------------------------------------------------------------------------------
 // M2: many idle connections.
 
-const MANY_PORT: u16 = 6260;
-const MANY_ADMIN: &str = "127.0.0.1:9481";
+const MANY_PORT: u16 = ports::MANY;
+const MANY_ADMIN: SocketAddr = lo(ports::MANY_ADMIN);
 const CLIENT_IPS: u8 = 50;
 const PER_IP: usize = 100;
 /// What 5000 idle connections may add to the daemon's resident memory: 6 KiB each. Measured
@@ -217,7 +198,7 @@ fn tcp_5000_idle_connections_are_bounded() {
     set_nofile(20_000);
     let daemon = Daemon::start(
         "limits-many",
-        MANY_ADMIN.parse().unwrap(),
+        MANY_ADMIN,
         &base_config(
             MANY_PORT,
             MANY_ADMIN,
@@ -343,14 +324,14 @@ fn tcp_5000_idle_connections_are_bounded() {
 // ---------------------------------------------------------------------------------------------
 // M2 + L5: keep-alives and timeouts.
 
-const KEEP_PORT: u16 = 6264;
-const KEEP_ADMIN: &str = "127.0.0.1:9482";
+const KEEP_PORT: u16 = ports::KEEP;
+const KEEP_ADMIN: SocketAddr = lo(ports::KEEP_ADMIN);
 
 #[test]
 fn tcp_keepalive_pings_are_answered_idle_and_slow_connections_are_closed() {
     let daemon = Daemon::start(
         "limits-keepalive",
-        KEEP_ADMIN.parse().unwrap(),
+        KEEP_ADMIN,
         &base_config(
             KEEP_PORT,
             KEEP_ADMIN,
@@ -480,8 +461,8 @@ fn tcp_keepalive_pings_are_answered_idle_and_slow_connections_are_closed() {
 // ---------------------------------------------------------------------------------------------
 // M2: accept failing with EMFILE.
 
-const EMFILE_PORT: u16 = 6266;
-const EMFILE_ADMIN: &str = "127.0.0.1:9483";
+const EMFILE_PORT: u16 = ports::EMFILE;
+const EMFILE_ADMIN: SocketAddr = lo(ports::EMFILE_ADMIN);
 
 #[test]
 fn tcp_accept_without_descriptors_backs_off_and_logs_once_a_second() {
@@ -490,7 +471,7 @@ fn tcp_accept_without_descriptors_backs_off_and_logs_once_a_second() {
     set_nofile(128);
     let daemon = Daemon::start(
         "limits-emfile",
-        EMFILE_ADMIN.parse().unwrap(),
+        EMFILE_ADMIN,
         &base_config(
             EMFILE_PORT,
             EMFILE_ADMIN,
@@ -558,10 +539,10 @@ fn tcp_accept_without_descriptors_backs_off_and_logs_once_a_second() {
 // ---------------------------------------------------------------------------------------------
 // L4: requests too large for UDP.
 
-const MTU_PORT: u16 = 6270;
-const MTU_ADMIN: &str = "127.0.0.1:9484";
-const MTU_TCP_PORT: u16 = 6274;
-const MTU_TCP_ADMIN: &str = "127.0.0.1:9485";
+const MTU_PORT: u16 = ports::MTU;
+const MTU_ADMIN: SocketAddr = lo(ports::MTU_ADMIN);
+const MTU_TCP_PORT: u16 = ports::MTU_TCP;
+const MTU_TCP_ADMIN: SocketAddr = lo(ports::MTU_TCP_ADMIN);
 
 /// A UDP request of `size` bytes (or one more) to the daemon's upstream route
 /// (sip:bob@example.net).
@@ -581,7 +562,7 @@ fn large(me: SocketAddr, n: u32, size: usize) -> String {
 fn udp_requests_too_large_are_dropped_and_counted() {
     let daemon = Daemon::start(
         "limits-udp-mtu",
-        MTU_ADMIN.parse().unwrap(),
+        MTU_ADMIN,
         &base_config(MTU_PORT, MTU_ADMIN, "[sip]\nudp_mtu = 1500\n"),
     );
     let upstream = UdpSocket::bind(("127.0.0.1", MTU_PORT + 1)).unwrap();
@@ -617,7 +598,7 @@ fn udp_requests_too_large_are_dropped_and_counted() {
 fn udp_requests_too_large_go_over_tcp_when_allowed() {
     let daemon = Daemon::start(
         "limits-udp-mtu-tcp",
-        MTU_TCP_ADMIN.parse().unwrap(),
+        MTU_TCP_ADMIN,
         &base_config(
             MTU_TCP_PORT,
             MTU_TCP_ADMIN,

@@ -37,6 +37,7 @@ use sipsctp_tests::{
     daemon::{Daemon, Metrics, scratch, wait_until},
     kernel_sctp,
     lossy::{self, Layout},
+    ports::{dashboards_live as ports, lo},
     require_sctp, vm_kernel,
 };
 
@@ -44,14 +45,14 @@ const L: Layout = Layout {
     ns: "sxd-up",
     host_ip: "10.79.0.1",
     uas_ip: "10.79.0.2",
-    uas_port: 5990,
-    admin: "127.0.0.1:9476",
-    prometheus_port: 9492,
-    otlp_port: 4401,
+    uas_port: ports::UAS,
+    admin: lo(ports::ADMIN),
+    prometheus_port: ports::PROMETHEUS,
+    otlp_port: ports::OTLP,
 };
 /// The daemon's port (UDP on loopback, SCTP toward the upstream).
-const PORT: u16 = 5980;
-const UAC_PORT: u16 = 5985;
+const PORT: u16 = ports::DAEMON;
+const UAC_PORT: u16 = ports::UAC;
 const CALLS: u32 = 150;
 /// `$__rate_interval` for the queries: Grafana's minimum is 4 scrape intervals (1 s here).
 const RATE_INTERVAL: &str = "15s";
@@ -254,11 +255,7 @@ fn every_dashboard_query_and_alert_returns_the_scenarios_numbers() {
         L.uas_ip, L.uas_port
     ));
     let snmp_before = kernel_sctp::snmp();
-    let d = Daemon::start(
-        "dashboards-live",
-        L.admin.parse().expect("admin address"),
-        &cfg,
-    );
+    let d = Daemon::start("dashboards-live", L.admin, &cfg);
     // A few scrapes before the first call, so that counters start at 0 in Prometheus.
     std::thread::sleep(Duration::from_secs(4));
     let t0 = now_s();

@@ -25,14 +25,15 @@ use sipsctp_tests::{
         Daemon, Metrics, Peer, data_file, http, require_tool, scratch, sipp_in, tail, wait_until,
     },
     netns::{Netns, ip},
+    ports::{exporter_correlation as ports, lo},
     require_sctp, vm_kernel,
 };
 
-const ADMIN: &str = "127.0.0.1:9474";
+const ADMIN: SocketAddr = lo(ports::ADMIN);
 /// The daemon's port (UDP on loopback, SCTP toward the upstream).
-const PORT: u16 = 5880;
-const UAC_PORT: u16 = 5885;
-const UAS_PORT: u16 = 5890;
+const PORT: u16 = ports::DAEMON;
+const UAC_PORT: u16 = ports::UAC;
+const UAS_PORT: u16 = ports::UAS;
 const HOST_IP: &str = "10.78.0.1";
 const UAS_IP: &str = "10.78.0.2";
 
@@ -103,9 +104,9 @@ fn uas_in(up: &Upstream, dir: &Path) -> Peer {
 }
 
 /// rotel's OTLP/HTTP port.
-const OTLP_PORT: u16 = 4398;
+const OTLP_PORT: u16 = ports::OTLP_HTTP;
 /// Prometheus's port.
-const PROMETHEUS_PORT: u16 = 9490;
+const PROMETHEUS_PORT: u16 = ports::PROMETHEUS;
 
 /// The OTLP receiver from PyPI `rotel` (installed by `cargo xtask setup` as
 /// `tools/bin/rotel-agent`), printing every span it receives into its log.
@@ -119,7 +120,7 @@ fn rotel(dir: &Path) -> Peer {
     let mut c = Command::new(bin);
     c.current_dir(dir)
         .arg("start")
-        .args(["--otlp-grpc-endpoint", "127.0.0.1:4397"])
+        .args(["--otlp-grpc-endpoint", &lo(ports::OTLP_GRPC).to_string()])
         .args(["--otlp-http-endpoint", &format!("127.0.0.1:{OTLP_PORT}")])
         .args(["--exporter", "blackhole"])
         .args(["--debug-log", "traces", "--debug-log-verbosity", "detailed"]);
@@ -276,7 +277,7 @@ fn daemon_with(name: &str, ebpf: &str, rto: Option<(u32, u32, u32)>, extra_toml:
     cfg.push_str(&format!(
         "\n[[route]]\nname = \"carrier-a\"\nupstream = \"sctp:{UAS_IP}:{UAS_PORT}\"\n"
     ));
-    Daemon::start(name, ADMIN.parse().expect("admin address"), &cfg)
+    Daemon::start(name, ADMIN, &cfg)
 }
 
 fn daemon(name: &str, ebpf: &str, rto: Option<(u32, u32, u32)>) -> Daemon {

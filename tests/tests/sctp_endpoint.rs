@@ -17,7 +17,7 @@ use sipsctp_sctp::{
     },
     params::{Param, ParamError, Scope},
 };
-use sipsctp_tests::{eventually, netns::tc, require_sctp, vm_kernel};
+use sipsctp_tests::{eventually, netns::tc, ports, require_sctp, vm_kernel};
 use tokio::sync::{broadcast, mpsc};
 use tokio_sctp::SctpStream;
 
@@ -538,7 +538,7 @@ async fn a_message_lost_with_its_association_is_resent_to_the_restarted_peer() {
     params.push((Param::SendRetries, 2));
     let (ep, _rx, _) = endpoint(&params);
     let mut events = ep.events();
-    let peer_port = 36_100;
+    let peer_port = ports::sctp_endpoint::RESTARTED_PEER;
     let p1 = peer(peer_port);
     // A first send to a new peer opens the association: no id yet.
     assert_eq!(
