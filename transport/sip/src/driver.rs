@@ -478,22 +478,24 @@ impl RelayDriver {
                     m.call_id().unwrap_or_default(),
                     m.cseq().map(|c| c.seq).unwrap_or_default(),
                 );
+                let inbound = Leg {
+                    transport: from.transport,
+                    addr: from.addr,
+                    local: Some(local.addr),
+                    assoc: from.assoc,
+                };
+                let outbound = Leg {
+                    transport: to.transport,
+                    addr: to.addr,
+                    local: None,
+                    assoc: None,
+                };
                 let tracked = tx.as_ref().and_then(|key| {
                     let start = TxStart {
                         call_id: dialog.0,
                         cseq: dialog.1,
-                        inbound: Leg {
-                            transport: from.transport,
-                            addr: from.addr,
-                            local: Some(local.addr),
-                            assoc: from.assoc,
-                        },
-                        outbound: Leg {
-                            transport: to.transport,
-                            addr: to.addr,
-                            local: None,
-                            assoc: None,
-                        },
+                        inbound,
+                        outbound,
                         received_at: now,
                     };
                     match self.table.on_request_forwarded(now, key.clone(), start) {
@@ -556,18 +558,8 @@ impl RelayDriver {
                             key: TxKey::new(&b.branch, method),
                             call_id: dialog.0.into(),
                             cseq: dialog.1,
-                            inbound: Leg {
-                                transport: from.transport,
-                                addr: from.addr,
-                                local: Some(local.addr),
-                                assoc: from.assoc,
-                            },
-                            outbound: Leg {
-                                transport: to.transport,
-                                addr: to.addr,
-                                local: None,
-                                assoc: None,
-                            },
+                            inbound,
+                            outbound,
                             received_at: now,
                             forwarded_at: now,
                         })
