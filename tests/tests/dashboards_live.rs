@@ -101,6 +101,14 @@ const ACTIVE: &[&str] = &[
     "SipsctpPeerRetransmissionRatioHigh",
     "SipsctpKernelTouchedTransactionsHigh",
 ];
+/// Alerts whose state the kernel decides, not the scenario: each must hold exactly when the
+/// daemon's final scrape shows its counter above 0. On 6.7+ the kernel skips a probe run that
+/// nests in another BPF program on the same CPU (a T3 timer's softirq landing on a probe that
+/// is running); under a loaded host that happens a few times per run, or not at all.
+const ACTIVE_WHEN_COUNTED: &[(&str, &str)] = &[(
+    "SipsctpProbeRunsSkipped",
+    "sipsctp_ebpf_probe_runs_skipped_total",
+)];
 /// Alerts whose signal is legitimately empty here, and why.
 const SIGNAL_EMPTY: &[(&str, &str)] = &[(
     "SipsctpAssociationFlapping",
@@ -432,7 +440,10 @@ fn every_dashboard_query_and_alert_returns_the_scenarios_numbers() {
                 a.name()
             )),
         }
-        let want = ACTIVE.contains(&a.title.as_str());
+        let want = match ACTIVE_WHEN_COUNTED.iter().find(|(n, _)| *n == a.title) {
+            Some((_, counter)) => m_end.sum(counter, &[]) > 0,
+            None => ACTIVE.contains(&a.title.as_str()),
+        };
         if fired != want {
             failures.push(format!(
                 "{}: expression {} in this scenario, expected {}",
