@@ -241,6 +241,16 @@ ports! {
         OTLP_HTTP = 4398;
     }
 
+    /// `daemon_soak.rs`: hostile peers of each kind next to sipp callers over SCTP, UDP and
+    /// TCP.
+    daemon_soak {
+        ADMIN = 9477;
+        DAEMON = 6300;
+        UAS = 6310;
+        /// sipp's `-t s1`, `-t u1` and `-t t1` callers.
+        UAC = 6320, count 3;
+    }
+
     /// `sctp_endpoint.rs`: a peer restarted on the same port.
     sctp_endpoint {
         RESTARTED_PEER = 6560;

@@ -211,6 +211,7 @@ async fn handle(
                         "tracked_connections": i.tracked,
                         "total_connections": i.total,
                         "send_queue_messages": i.queued,
+                        "stalled_associations": i.stalled,
                     }),
                 )
             }

@@ -513,6 +513,15 @@ impl EventLog {
             AssocEvent::RemoteError { socket, assoc, .. } => {
                 ("remote_error", self.peer_of(*socket, *assoc), Line::Warn)
             }
+            AssocEvent::Stalled { socket, assoc, .. } => {
+                ("stalled", self.peer_of(*socket, *assoc), Line::Warn)
+            }
+            AssocEvent::Resumed { socket, assoc, .. } => {
+                ("resumed", self.peer_of(*socket, *assoc), Line::Info)
+            }
+            AssocEvent::StallAborted { socket, assoc, .. } => {
+                ("stall_aborted", self.peer_of(*socket, *assoc), Line::Warn)
+            }
             _ => ("other", None, Line::Warn),
         };
         self.repeats

@@ -44,6 +44,7 @@ pub struct Metrics {
     sctp_opened: IntGauge,
     sctp_tracked: IntGauge,
     sctp_queued: IntGauge,
+    sctp_stalled: IntGauge,
     last: Mutex<CounterSnapshot>,
     /// `sipsctp_sip_requests_total{method,transport,direction}`.
     pub requests: IntCounterVec,
@@ -209,6 +210,11 @@ impl Metrics {
             "sipsctp_sctp_send_queue_messages",
             "SCTP messages waiting for room in the kernel's send buffer",
         )?;
+        let sctp_stalled = IntGauge::new(
+            "sipsctp_sctp_stalled_associations",
+            "SCTP associations whose peer takes no data now: their messages wait in the send \
+             queues, outside the kernel, until it drains or is aborted",
+        )?;
         let requests = IntCounterVec::new(
             Opts::new(
                 "sipsctp_sip_requests_total",
@@ -269,6 +275,7 @@ impl Metrics {
             Box::new(sctp_opened.clone()),
             Box::new(sctp_tracked.clone()),
             Box::new(sctp_queued.clone()),
+            Box::new(sctp_stalled.clone()),
             Box::new(requests.clone()),
             Box::new(responses.clone()),
             Box::new(dropped.clone()),
@@ -290,6 +297,7 @@ impl Metrics {
             sctp_opened,
             sctp_tracked,
             sctp_queued,
+            sctp_stalled,
             last: Mutex::new(CounterSnapshot::default()),
             requests,
             responses,
@@ -334,6 +342,8 @@ impl Metrics {
         self.sctp_tracked.set(info.tracked);
         self.sctp_queued
             .set(i64::try_from(info.queued).unwrap_or(i64::MAX));
+        self.sctp_stalled
+            .set(i64::try_from(info.stalled).unwrap_or(i64::MAX));
     }
 
     /// Counts what one relay event says: messages in and out by method, status class and
@@ -420,6 +430,7 @@ mod tests {
             tracked: 2,
             total: 3,
             queued: 5,
+            stalled: 1,
         };
         m.sync_sctp(&s, &info);
         m.sync_sctp(&s, &info);
@@ -428,6 +439,7 @@ mod tests {
         assert!(text.contains("sipsctp_sctp_send_force_retry_total 1"));
         assert!(text.contains("sipsctp_sctp_current_opened_connections 2"));
         assert!(text.contains("sipsctp_sctp_send_queue_messages 5"));
+        assert!(text.contains("sipsctp_sctp_stalled_associations 1"));
         assert!(text.contains("sipsctp_sctp_messages_dropped_total{reason=\"too_large\"} 0"));
     }
 

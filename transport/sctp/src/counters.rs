@@ -64,11 +64,14 @@ pub enum SendDropCause {
     SetupFailed,
     /// It was still waiting in a send queue when the endpoint shut down.
     Shutdown,
+    /// It was held for an association whose peer took no data for the stall limit (or that
+    /// was the longest stalled of too many); the association was aborted.
+    Stalled,
 }
 
 impl SendDropCause {
     /// Every reason, for exporting zeros too.
-    pub const ALL: [SendDropCause; 7] = [
+    pub const ALL: [SendDropCause; 8] = [
         SendDropCause::QueueMessages,
         SendDropCause::QueueBytes,
         SendDropCause::TotalBytes,
@@ -76,6 +79,7 @@ impl SendDropCause {
         SendDropCause::Setups,
         SendDropCause::SetupFailed,
         SendDropCause::Shutdown,
+        SendDropCause::Stalled,
     ];
 
     /// Label value.
@@ -88,6 +92,7 @@ impl SendDropCause {
             SendDropCause::Setups => "setups",
             SendDropCause::SetupFailed => "setup_failed",
             SendDropCause::Shutdown => "shutdown",
+            SendDropCause::Stalled => "stalled",
         }
     }
 }
@@ -147,7 +152,7 @@ pub struct Counters {
     dropped_rejected: AtomicU64,
     dropped_partial_timeout: AtomicU64,
     dropped_partial_bytes: AtomicU64,
-    send_dropped: [AtomicU64; 7],
+    send_dropped: [AtomicU64; 8],
 }
 
 /// A point-in-time copy of [`Counters`].
@@ -177,7 +182,7 @@ pub struct CounterSnapshot {
     pub dropped_partial_bytes: u64,
     /// Messages to send dropped by the endpoint, indexed like [`SendDropCause::ALL`]; read
     /// with [`CounterSnapshot::send_dropped`].
-    pub send_dropped: [u64; 7],
+    pub send_dropped: [u64; 8],
 }
 
 impl Counters {
@@ -284,6 +289,7 @@ const fn send_drop_index(reason: SendDropCause) -> usize {
         SendDropCause::Setups => 4,
         SendDropCause::SetupFailed => 5,
         SendDropCause::Shutdown => 6,
+        SendDropCause::Stalled => 7,
     }
 }
 

@@ -198,6 +198,8 @@ pub struct EndpointInfo {
     pub total: u64,
     /// Messages waiting in the send queues for room in the kernel's send buffer.
     pub queued: u64,
+    /// Associations whose peer takes no data now (their messages wait in the send queues).
+    pub stalled: u64,
 }
 
 /// One association, as the kernel describes it.
@@ -363,6 +365,7 @@ impl SctpEndpoint {
             tracked: core.tracked(),
             total: self.inner.counters.snapshot().established,
             queued: core.queued(),
+            stalled: core.stalled() as u64,
         }
     }
 
@@ -606,12 +609,28 @@ impl Inner {
             }
             SendPlan::Transmit(attempt) => attempt,
         };
-        let result = transmit(self.try_send_route(l, &attempt, data));
+        let result = self.attempt(l, &attempt, data);
         let step = self
             .lock()
             .handle_transmit(Instant::now(), socket, &attempt, data, result);
         self.run(step.actions);
         step.result
+    }
+
+    /// One attempt at a message the core let through: its association's status first when
+    /// the core asks for it ([`Attempt::check`]), then the send.
+    fn attempt(&self, l: &Listener, attempt: &Attempt, data: &[u8]) -> Transmit {
+        if let Some(assoc) = attempt.check {
+            let status = l.sock.status(assoc).ok();
+            let (go, actions) =
+                self.lock()
+                    .handle_status(Instant::now(), l.id, assoc, status.as_ref());
+            self.run(actions);
+            if !go {
+                return Transmit::Stalled;
+            }
+        }
+        transmit(self.try_send_route(l, attempt, data))
     }
 
     /// One attempt on the route, falling back to the address when the association is stale
@@ -755,7 +774,7 @@ async fn send_loop(inner: Arc<Inner>, i: usize) {
             let _ = tokio::time::timeout(Duration::from_secs(1), l.writer.notified()).await;
             continue;
         };
-        let result = transmit(inner.try_send_route(l, &queued.attempt, &queued.data));
+        let result = inner.attempt(l, &queued.attempt, &queued.data);
         let blocked = matches!(result, Transmit::WouldBlock);
         let actions = inner
             .lock()

@@ -143,4 +143,39 @@ pub enum AssocEvent {
         /// The error cause code.
         error: u16,
     },
+    /// The peer stopped taking data (zero window, or more unsent data than its share of the
+    /// send buffer): further messages to it wait in its send queue, outside the kernel, until
+    /// the association drains (SENDER_DRY).
+    Stalled {
+        /// Socket.
+        socket: SocketId,
+        /// Association.
+        assoc: AssocId,
+        /// The peer's receive window as the kernel knows it, bytes.
+        rwnd: u32,
+        /// DATA chunks waiting in the kernel, unsent.
+        pending_chunks: u16,
+    },
+    /// A stalled association drained: its waiting messages go to the kernel again.
+    Resumed {
+        /// Socket.
+        socket: SocketId,
+        /// Association.
+        assoc: AssocId,
+        /// How long it was stalled.
+        stalled_for: std::time::Duration,
+    },
+    /// A stalled association was aborted: it stayed stalled past the limit, or it was the
+    /// longest stalled when too many were. Its waiting messages were dropped
+    /// (`send_dropped{reason="stalled"}`).
+    StallAborted {
+        /// Socket.
+        socket: SocketId,
+        /// Association.
+        assoc: AssocId,
+        /// How long it was stalled.
+        stalled_for: std::time::Duration,
+        /// Messages dropped with it.
+        dropped: usize,
+    },
 }

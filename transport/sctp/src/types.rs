@@ -113,7 +113,8 @@ pub struct AssocStatus {
     pub rwnd: u32,
     /// DATA chunks sent and not yet acknowledged.
     pub unacked: u16,
-    /// DATA chunks waiting to be sent.
+    /// `sstat_penddata`. RFC 6458 leaves it vague ("pending receipt"); Linux reports the
+    /// TSNs received from the peer that wait behind a gap, *not* our data waiting to be sent.
     pub pending: u16,
     /// Inbound streams.
     pub inbound_streams: u16,

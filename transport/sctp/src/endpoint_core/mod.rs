@@ -45,6 +45,36 @@
 //! - A setup that neither comes up nor fails within twice the longest INIT retry period
 //!   ([`EndpointCore::handle_timeout`]) lets its held messages go to the kernel.
 //!
+//! # Slow receivers (stalled associations)
+//!
+//! A peer that stops reading (its receive window goes to zero) would otherwise keep every
+//! later message to it in the shared send buffer until the buffer is full for everybody. So
+//! each association gets a *share* of the buffer ([`EndpointCore::flow_budget`]: a
+//! sixteenth of `sctp_socket_sndbuf`, at least 16 KiB). Once the bytes handed to the kernel
+//! for it since it last drained (SENDER_DRY) or was last checked exceed the share, the next
+//! send asks the driver to read the association's `SCTP_STATUS` first ([`Attempt::check`],
+//! [`EndpointCore::handle_status`]):
+//!
+//! - a peer window (`sstat_rwnd`, what the kernel may still send it) smaller than the
+//!   association's average message *stalls* it: the peer is not reading, so everything
+//!   handed to the kernel now would stay there. The message and every later one wait in its
+//!   send queue (bounded like any other, outside the kernel) and nothing more goes to the
+//!   kernel for it ([`AssocEvent::Stalled`]);
+//! - otherwise the share starts over.
+//!
+//! (Linux's `SCTP_STATUS` does not count our unsent data: its `sstat_penddata` is about the
+//! *received* side (TSNs behind a gap) and `sstat_unackdata` only counts chunks in flight.
+//! The window is the signal it gives.)
+//!
+//! A stalled association resumes at its SENDER_DRY (the peer took everything):
+//! [`AssocEvent::Resumed`], its queue drains. One stalled longer than the stall limit
+//! ([`EndpointCore::stall_timeout`]: `sctp_send_ttl`, between 5 and 32 s; its messages are
+//! past their lifetime by then), or the longest stalled when more than [`MAX_STALLED`]
+//! are, is aborted with [`STALL_ABORT_REASON`] and its waiting messages are dropped, counted
+//! under [`SendDropCause::Stalled`] ([`AssocEvent::StallAborted`]). So one peer holds at
+//! most about two shares of the buffer, and stalled peers together at most half of it. Like
+//! the setup holding, this needs `sctp_assoc_tracking` (sends must name their association).
+//!
 //! # Retries (`sctp_send_retries`)
 //!
 //! Each message carries a [`Context`] as its SCTP context: a tag naming the message and its
@@ -68,7 +98,7 @@ pub use returned::Context;
 use returned::{FailedChunk, Returned, ReturnedMessage};
 
 use crate::{
-    AssocId, DropReason, Error, Notification, SendOptions,
+    AssocId, AssocStatus, DropReason, Error, Notification, SendOptions,
     assoc::{AssocTable, CommUp, LIMIT_ABORT_REASON, LimitExceeded, Route, SocketId},
     counters::{Counter, DropCause, SendDropCause},
     event::{AssocEvent, DownCause},
@@ -87,6 +117,19 @@ pub const PARTIAL_TIMEOUT_MIN: Duration = Duration::from_secs(5);
 
 /// Upper bound of [`EndpointCore::partial_timeout`]: 64 x T1 (RFC 3261 timers B, F, H).
 pub const PARTIAL_TIMEOUT_MAX: Duration = Duration::from_secs(32);
+
+/// The user abort reason the peer sees when its association is aborted for taking no data
+/// (see the module doc, "Slow receivers").
+pub const STALL_ABORT_REASON: &str = "Peer took no data for too long";
+
+/// Stalled associations allowed at once; one more aborts the longest stalled.
+pub const MAX_STALLED: usize = 4;
+
+/// Lower bound of [`EndpointCore::flow_budget`].
+pub const FLOW_BUDGET_MIN: usize = 16 * 1024;
+
+/// Bounds of [`EndpointCore::stall_timeout`].
+pub const STALL_TIMEOUT_MIN: Duration = Duration::from_secs(5);
 
 /// Why a send did not go out.
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +283,9 @@ pub enum Transmit {
     },
     /// The send buffer is full (EAGAIN): nothing was sent.
     WouldBlock,
+    /// Not handed to the kernel: the check before it ([`Attempt::check`]) found the
+    /// association stalled.
+    Stalled,
     /// The kernel refused it.
     Failed(Error),
 }
@@ -258,6 +304,10 @@ pub struct Attempt {
     /// When the association turns out stale (EPIPE / EINVAL), whether to try once more by
     /// address (not while shutting down: that would open a new association).
     pub addr_fallback: bool,
+    /// Read this association's `SCTP_STATUS` first and report it with
+    /// [`EndpointCore::handle_status`]; send only if that says so, else report
+    /// [`Transmit::Stalled`] (see the module doc, "Slow receivers").
+    pub check: Option<AssocId>,
 }
 
 /// What [`EndpointCore::plan_send`] decided.
@@ -313,6 +363,18 @@ struct Setup {
     bytes: usize,
 }
 
+/// What the core knows of how one association takes data (see the module doc, "Slow
+/// receivers").
+#[derive(Debug, Clone, Copy, Default)]
+struct Flow {
+    /// Bytes handed to the kernel since it last drained or was last checked.
+    unchecked: usize,
+    /// Messages among them.
+    unchecked_msgs: usize,
+    /// Since when it is stalled.
+    stalled: Option<Instant>,
+}
+
 /// The endpoint's state and policy (see the module doc).
 #[derive(Debug)]
 pub struct EndpointCore {
@@ -333,6 +395,8 @@ pub struct EndpointCore {
     returned: Returned,
     /// The tag of the next message sent.
     next_tag: u32,
+    /// How each association that was sent to takes data.
+    flows: HashMap<(SocketId, AssocId), Flow>,
 }
 
 /// The association a route names, if it names one.
@@ -365,6 +429,7 @@ impl EndpointCore {
             closing: false,
             returned: Returned::new(config.listeners, config.max_message_size),
             next_tag: 0,
+            flows: HashMap::new(),
         }
     }
 
@@ -450,6 +515,7 @@ impl EndpointCore {
         }
         self.setups.clear();
         self.setup_bytes = 0;
+        self.flows.clear();
         out
     }
 
@@ -484,6 +550,7 @@ impl EndpointCore {
         route: Route,
         dest: SocketAddr,
         context: Context,
+        len: usize,
     ) -> Attempt {
         Attempt {
             route,
@@ -491,7 +558,140 @@ impl EndpointCore {
             options: self.send_options(socket, dest, context),
             context,
             addr_fallback: !self.closing,
+            check: self.needs_check(socket, route, len),
         }
+    }
+
+    /// An association's share of the send buffer (see the module doc, "Slow receivers"): a
+    /// sixteenth of `sctp_socket_sndbuf` (the kernel's default when it is 0), at least
+    /// [`FLOW_BUDGET_MIN`].
+    pub fn flow_budget(&self) -> usize {
+        let sndbuf = match self.params.get(Param::SocketSndbuf) {
+            b if b <= 0 => 212_992, // net.core.wmem_default
+            b => usize::try_from(b).unwrap_or(usize::MAX),
+        };
+        (sndbuf / 16).max(FLOW_BUDGET_MIN)
+    }
+
+    /// How long an association may stay stalled before it is aborted: `sctp_send_ttl`
+    /// (a message held longer is past its lifetime), between [`STALL_TIMEOUT_MIN`] and
+    /// [`PARTIAL_TIMEOUT_MAX`] (64 x T1: no SIP transaction waits longer); the most when
+    /// `sctp_send_ttl` is 0.
+    pub fn stall_timeout(&self) -> Duration {
+        match self.params.get(Param::SendTtl) {
+            ms if ms <= 0 => PARTIAL_TIMEOUT_MAX,
+            ms => Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+                .clamp(STALL_TIMEOUT_MIN, PARTIAL_TIMEOUT_MAX),
+        }
+    }
+
+    /// Stalled associations now.
+    pub fn stalled(&self) -> usize {
+        self.flows.values().filter(|f| f.stalled.is_some()).count()
+    }
+
+    /// Whether a message of `len` bytes on `route` must wait for a status check: its
+    /// association's share would be exceeded.
+    fn needs_check(&self, socket: SocketId, route: Route, len: usize) -> Option<AssocId> {
+        let assoc = route_assoc(route)?;
+        if !self.holds_setups() {
+            return None;
+        }
+        let unchecked = self.flows.get(&(socket, assoc)).map_or(0, |f| f.unchecked);
+        (unchecked.saturating_add(len) > self.flow_budget()).then_some(assoc)
+    }
+
+    fn is_stalled(&self, socket: SocketId, assoc: AssocId) -> bool {
+        self.flows
+            .get(&(socket, assoc))
+            .is_some_and(|f| f.stalled.is_some())
+    }
+
+    /// The kernel took `len` bytes for `route`: they count against its association's share.
+    fn note_flow(&mut self, socket: SocketId, route: Route, len: usize) {
+        if let Some(assoc) = route_assoc(route) {
+            let f = self.flows.entry((socket, assoc)).or_default();
+            f.unchecked = f.unchecked.saturating_add(len);
+            f.unchecked_msgs = f.unchecked_msgs.saturating_add(1);
+        }
+    }
+
+    /// The driver read `assoc`'s `SCTP_STATUS` as an [`Attempt::check`] asked (`None`: it
+    /// could not, the association is probably gone and the send will say so). Returns whether
+    /// to send now; `false` means the association is stalled (see the module doc, "Slow
+    /// receivers"): report the attempt as [`Transmit::Stalled`].
+    pub fn handle_status(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        assoc: AssocId,
+        status: Option<&AssocStatus>,
+    ) -> (bool, Vec<Action>) {
+        let mut out = Vec::new();
+        let f = self.flows.entry((socket, assoc)).or_default();
+        if f.stalled.is_some() {
+            return (false, out);
+        }
+        // The window is shut: smaller than the messages this association carries.
+        let per_msg = (f.unchecked / f.unchecked_msgs.max(1)).max(1);
+        let stalled = status.filter(|st| usize::try_from(st.rwnd).unwrap_or(usize::MAX) < per_msg);
+        f.unchecked = 0;
+        f.unchecked_msgs = 0;
+        let Some(st) = stalled else {
+            return (true, out);
+        };
+        f.stalled = Some(now);
+        self.queues.hold((socket, Route::Assoc(assoc)));
+        out.push(Action::Emit(AssocEvent::Stalled {
+            socket,
+            assoc,
+            rwnd: st.rwnd,
+            pending_chunks: st.pending,
+        }));
+        if self.stalled() > MAX_STALLED {
+            let oldest = self
+                .flows
+                .iter()
+                .filter_map(|(k, f)| f.stalled.map(|since| (since, *k)))
+                .min();
+            if let Some((_, (s, a))) = oldest {
+                self.abort_stalled(&mut out, now, s, a);
+            }
+        }
+        (false, out)
+    }
+
+    /// Aborts stalled `assoc` and drops what waits for it (see the module doc).
+    fn abort_stalled(
+        &mut self,
+        out: &mut Vec<Action>,
+        now: Instant,
+        socket: SocketId,
+        assoc: AssocId,
+    ) {
+        let since = self
+            .flows
+            .remove(&(socket, assoc))
+            .and_then(|f| f.stalled)
+            .unwrap_or(now);
+        let key = (socket, Route::Assoc(assoc));
+        self.queues.release(&key);
+        let dropped = self.queues.take(&key);
+        out.push(Action::Abort {
+            socket,
+            assoc,
+            reason: STALL_ABORT_REASON,
+        });
+        for p in &dropped {
+            out.push(Action::Count(Counter::SendDropped(SendDropCause::Stalled)));
+            Self::send_failure(out, socket, assoc, Some(p.dest), 0, false, p.data.len());
+        }
+        out.push(Action::Emit(AssocEvent::StallAborted {
+            socket,
+            assoc,
+            stalled_for: now.saturating_duration_since(since),
+            dropped: dropped.len(),
+        }));
     }
 
     /// A message that will not be delivered: `send_failed` and an [`AssocEvent::SendFailure`].
@@ -619,7 +819,8 @@ impl EndpointCore {
         let context = self.new_context(budget);
         let key = (socket, route);
         let in_setup = self.holds_setups() && !tracked && self.setups.contains_key(&(socket, dest));
-        if in_setup || self.queues.has(&key) {
+        let stalled = route_assoc(route).is_some_and(|a| self.is_stalled(socket, a));
+        if in_setup || stalled || self.queues.has(&key) {
             if in_setup {
                 self.queues.hold(key);
             }
@@ -653,7 +854,7 @@ impl EndpointCore {
                 return Err(Self::refuse(out, SendDropCause::Setups, e));
             }
         }
-        Ok(Ok(self.attempt(socket, route, dest, context)))
+        Ok(Ok(self.attempt(socket, route, dest, context, data.len())))
     }
 
     /// The kernel took a message by address for a destination with no association: it is
@@ -743,6 +944,19 @@ impl EndpointCore {
                 out.push(Action::Wake(socket));
             }
         }
+        let limit = self.stall_timeout();
+        let stuck: Vec<(SocketId, AssocId)> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| {
+                f.stalled
+                    .is_some_and(|s| now.saturating_duration_since(s) > limit)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for (socket, assoc) in stuck {
+            self.abort_stalled(&mut out, now, socket, assoc);
+        }
         out
     }
 
@@ -761,7 +975,19 @@ impl EndpointCore {
         let result = match result {
             Transmit::Sent { assoc } => {
                 self.note_sent(now, socket, attempt.route, dest, data.len());
+                self.note_flow(socket, attempt.route, data.len());
                 Ok(SendOutcome::Sent { assoc })
+            }
+            Transmit::Stalled => {
+                let pending = Pending {
+                    data: data.to_vec(),
+                    dest,
+                    context: attempt.context,
+                };
+                self.enqueue(&mut actions, (socket, attempt.route), pending)
+                    .map(|()| SendOutcome::Queued {
+                        assoc: route_assoc(attempt.route),
+                    })
             }
             Transmit::WouldBlock => {
                 actions.push(Action::Count(Counter::SendqFull));
@@ -794,7 +1020,7 @@ impl EndpointCore {
     pub fn poll_queued(&mut self, socket: SocketId) -> Option<QueuedSend> {
         let ((_, route), p) = self.queues.pop_where(|(s, _)| *s == socket)?;
         Some(QueuedSend {
-            attempt: self.attempt(socket, route, p.dest, p.context),
+            attempt: self.attempt(socket, route, p.dest, p.context, p.data.len()),
             data: p.data,
         })
     }
@@ -815,8 +1041,9 @@ impl EndpointCore {
             Transmit::Sent { .. } => {
                 self.queues.done(&key);
                 self.note_sent(now, socket, route, sent.attempt.dest, sent.data.len());
+                self.note_flow(socket, route, sent.data.len());
             }
-            Transmit::WouldBlock => {
+            Transmit::WouldBlock | Transmit::Stalled => {
                 let bytes = sent.data.len();
                 self.queues.unpop(
                     key,
@@ -865,7 +1092,7 @@ impl EndpointCore {
         let len = data.len();
         match result {
             Transmit::Sent { .. } => self.note_sent(now, socket, Route::Addr(dest), dest, len),
-            Transmit::WouldBlock => {
+            Transmit::WouldBlock | Transmit::Stalled => {
                 actions.push(Action::Count(Counter::SendqFull));
                 let pending = Pending {
                     data,
@@ -1101,6 +1328,9 @@ impl EndpointCore {
                         DownCause::ShutdownComplete
                     };
                     let gone = self.table.handle_down(socket, assoc_id);
+                    if self.flows.remove(&(socket, assoc_id)).is_some() {
+                        self.queues.release(&(socket, Route::Assoc(assoc_id)));
+                    }
                     self.requeue_by_address(&mut out, socket, assoc_id);
                     out.push(Action::Wake(socket));
                     out.push(Action::Emit(AssocEvent::Down {
@@ -1188,7 +1418,22 @@ impl EndpointCore {
                     assoc: assoc_id,
                 }));
             }
-            Notification::SenderDry { .. } => out.push(Action::Wake(socket)),
+            Notification::SenderDry { assoc_id } => {
+                // Everything sent was taken: a fresh share, and a stalled association resumes.
+                if let Some(f) = self.flows.get_mut(&(socket, assoc_id)) {
+                    f.unchecked = 0;
+                    f.unchecked_msgs = 0;
+                    if let Some(since) = f.stalled.take() {
+                        self.queues.release(&(socket, Route::Assoc(assoc_id)));
+                        out.push(Action::Emit(AssocEvent::Resumed {
+                            socket,
+                            assoc: assoc_id,
+                            stalled_for: now.saturating_duration_since(since),
+                        }));
+                    }
+                }
+                out.push(Action::Wake(socket));
+            }
             Notification::RemoteError {
                 error, assoc_id, ..
             } => out.push(Action::Emit(AssocEvent::RemoteError {

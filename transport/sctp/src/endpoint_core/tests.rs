@@ -1794,3 +1794,370 @@ fn a_message_queued_on_eagain_starts_the_setup_when_the_drainer_sends_it() {
     assert_eq!(c.setups(), 1);
     assert_eq!(c.poll_queued(S), None, "2 is held now");
 }
+
+// --- slow receivers -------------------------------------------------------------------------
+
+/// `SCTP_STATUS` of `assoc` with the peer's window and the unsent chunks.
+fn status(assoc: AssocId, rwnd: u32, pending: u16) -> AssocStatus {
+    AssocStatus {
+        assoc_id: assoc,
+        state: crate::AssocState::Established,
+        rwnd,
+        unacked: 1,
+        pending,
+        inbound_streams: 5,
+        outbound_streams: 10,
+        fragmentation_point: 1452,
+        primary: crate::PeerAddrInfo {
+            assoc_id: assoc,
+            addr: None,
+            state: crate::PathState::Active,
+            cwnd: 4380,
+            srtt_ms: 1,
+            rto_ms: 1000,
+            mtu: 1500,
+        },
+    }
+}
+
+/// A core whose associations' share of the send buffer is [`FLOW_BUDGET_MIN`] (16 KiB), with
+/// A1 up to p1 and A2 up to p2.
+fn flowing() -> EndpointCore {
+    let mut c = bounded(&[(Param::SocketSndbuf, 65_536)], wide(), 8);
+    assert_eq!(c.flow_budget(), FLOW_BUDGET_MIN);
+    up(&mut c, A1, p1());
+    up(&mut c, A2, p2());
+    c
+}
+
+/// Sends 1000-byte messages to `dest` that the kernel takes until one asks for a status
+/// check; returns that attempt (the message is not reported yet) and how many went before.
+fn send_until_check(c: &mut EndpointCore, dest: SocketAddr) -> (Attempt, usize) {
+    let data = [b'x'; 1000];
+    for sent in 0.. {
+        match c.plan_send(S, dest, &data, 0) {
+            SendPlan::Transmit(a) if a.check.is_some() => return (a, sent),
+            SendPlan::Transmit(a) => {
+                let step = c.handle_transmit(
+                    now(),
+                    S,
+                    &a,
+                    &data,
+                    Transmit::Sent {
+                        assoc: route_assoc(a.route),
+                    },
+                );
+                assert!(step.result.is_ok(), "{step:?}");
+            }
+            SendPlan::Done(step) => panic!("expected a transmit: {step:?}"),
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_share_of_the_buffer_is_sent_before_the_association_is_checked() {
+    let mut c = flowing();
+    let (a, before) = send_until_check(&mut c, p1());
+    // 16 messages of 1000 bytes fit 16 KiB; the 17th would not.
+    assert_eq!(before, 16);
+    assert_eq!(a.check, Some(A1));
+    // A peer that takes data: the share starts over, the message goes.
+    let (go, actions) = c.handle_status(now(), S, A1, Some(&status(A1, 60_000, 0)));
+    assert!(go);
+    assert_eq!(actions, vec![]);
+    let step = c.handle_transmit(
+        now(),
+        S,
+        &a,
+        &[b'x'; 1000],
+        Transmit::Sent { assoc: Some(A1) },
+    );
+    assert_eq!(step.result.unwrap(), SendOutcome::Sent { assoc: Some(A1) });
+    let (_, again) = send_until_check(&mut c, p1());
+    assert_eq!(
+        again, 15,
+        "a fresh share after the check (its message counted)"
+    );
+    // A slow peer whose window still takes a message is not stalled either.
+    let (go, _) = c.handle_status(now(), S, A1, Some(&status(A1, 1000, 10)));
+    assert!(go);
+    assert_eq!(c.stalled(), 0);
+}
+
+#[test]
+fn sender_dry_gives_a_fresh_share() {
+    let mut c = flowing();
+    for _ in 0..10 {
+        send_taken(&mut c, p1(), &[b'x'; 1000]).result.unwrap();
+    }
+    c.handle_notification(
+        now(),
+        S,
+        Notification::SenderDry { assoc_id: A1 },
+        None,
+        &[],
+    );
+    let (_, before) = send_until_check(&mut c, p1());
+    assert_eq!(before, 16);
+}
+
+#[test]
+fn a_peer_that_takes_no_data_is_stalled_its_messages_wait_outside_the_kernel_and_others_flow() {
+    let mut c = flowing();
+    let (a, _) = send_until_check(&mut c, p1());
+    let t0 = now();
+    let (go, actions) = c.handle_status(t0, S, A1, Some(&status(A1, 0, 3)));
+    assert!(!go);
+    assert_eq!(
+        events(&actions),
+        vec![&AssocEvent::Stalled {
+            socket: S,
+            assoc: A1,
+            rwnd: 0,
+            pending_chunks: 3
+        }]
+    );
+    assert_eq!(c.stalled(), 1);
+    // The checked message waits in A1's queue, and so does every later one.
+    let step = c.handle_transmit(t0, S, &a, b"m0", Transmit::Stalled);
+    assert_eq!(
+        step.result.unwrap(),
+        SendOutcome::Queued { assoc: Some(A1) }
+    );
+    assert_eq!(
+        counts(&step.actions),
+        vec![],
+        "not a full buffer (sendq_full)"
+    );
+    for m in [&b"m1"[..], b"m2"] {
+        match plan(&mut c, p1(), m, 0).unwrap() {
+            Planned::Queued(o) => assert_eq!(o, SendOutcome::Queued { assoc: Some(A1) }),
+            p => panic!("a message for a stalled association went on: {p:?}"),
+        }
+    }
+    assert_eq!(c.queued(), 3);
+    assert!(
+        drain(&mut c).is_empty(),
+        "the drainer leaves a stalled queue alone"
+    );
+    // Another association is not affected.
+    let other = send_taken(&mut c, p2(), b"to p2");
+    assert_eq!(other.result.unwrap(), SendOutcome::Sent { assoc: Some(A2) });
+    // A1 drains: it resumes and its messages go, in order.
+    let actions = c.handle_notification(
+        t0 + Duration::from_secs(2),
+        S,
+        Notification::SenderDry { assoc_id: A1 },
+        None,
+        &[],
+    );
+    assert_eq!(
+        events(&actions),
+        vec![&AssocEvent::Resumed {
+            socket: S,
+            assoc: A1,
+            stalled_for: Duration::from_secs(2)
+        }]
+    );
+    assert!(actions.contains(&Action::Wake(S)));
+    assert_eq!(c.stalled(), 0);
+    let sent: Vec<Vec<u8>> = drain(&mut c).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(sent, vec![b"m0".to_vec(), b"m1".to_vec(), b"m2".to_vec()]);
+}
+
+#[test]
+fn a_window_smaller_than_a_message_stalls() {
+    let mut c = flowing();
+    send_until_check(&mut c, p1());
+    // The association carries 1000-byte messages; 999 bytes of window do not take one.
+    let (go, _) = c.handle_status(now(), S, A1, Some(&status(A1, 999, 0)));
+    assert!(!go);
+    assert_eq!(c.stalled(), 1);
+}
+
+#[test]
+fn a_status_that_cannot_be_read_lets_the_send_find_out() {
+    let mut c = flowing();
+    send_until_check(&mut c, p1());
+    let (go, actions) = c.handle_status(now(), S, A1, None);
+    assert!(go);
+    assert_eq!(actions, vec![]);
+}
+
+#[test]
+fn a_queued_message_checked_and_found_stalled_goes_back_to_the_front() {
+    let mut c = flowing();
+    for _ in 0..16 {
+        send_taken(&mut c, p1(), &[b'x'; 1000]).result.unwrap();
+    }
+    // The buffer is full: two messages queue.
+    let (q1, q2) = (vec![b'1'; 1000], vec![b'2'; 1000]);
+    for m in [&q1, &q2] {
+        let budget = c.send_budget();
+        match plan(&mut c, p1(), m, budget).unwrap() {
+            Planned::Transmit(a) => {
+                c.handle_transmit(now(), S, &a, m, Transmit::WouldBlock)
+                    .result
+                    .unwrap();
+            }
+            Planned::Queued(_) => {}
+        }
+    }
+    // The drainer's first one must be checked: 16 KB went, and the window is shut.
+    let q = c.poll_queued(S).unwrap();
+    assert_eq!(q.data, q1);
+    assert_eq!(q.attempt.check, Some(A1));
+    let (go, _) = c.handle_status(now(), S, A1, Some(&status(A1, 0, 5)));
+    assert!(!go);
+    assert_eq!(
+        c.handle_queued_result(now(), S, q, Transmit::Stalled),
+        vec![]
+    );
+    assert_eq!(c.queued(), 2);
+    assert!(c.poll_queued(S).is_none());
+    c.handle_notification(
+        now(),
+        S,
+        Notification::SenderDry { assoc_id: A1 },
+        None,
+        &[],
+    );
+    let sent: Vec<Vec<u8>> = drain(&mut c).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(sent, vec![q1, q2]);
+}
+
+/// Stalls `assoc` (up to `peer`) at `t`.
+fn stall(c: &mut EndpointCore, assoc: AssocId, peer: SocketAddr, t: Instant) -> Vec<Action> {
+    let (a, _) = send_until_check(c, peer);
+    let (go, mut actions) = c.handle_status(t, S, assoc, Some(&status(assoc, 0, 4)));
+    assert!(!go);
+    actions.extend(
+        c.handle_transmit(t, S, &a, b"held", Transmit::Stalled)
+            .actions,
+    );
+    actions
+}
+
+#[test]
+fn an_association_stalled_past_the_limit_is_aborted_and_its_messages_counted() {
+    let mut c = flowing();
+    assert_eq!(
+        c.stall_timeout(),
+        Duration::from_secs(32),
+        "send_ttl's default"
+    );
+    let t0 = now();
+    stall(&mut c, A1, p1(), t0);
+    assert_eq!(c.handle_timeout(t0 + Duration::from_secs(31)), vec![]);
+    let actions = c.handle_timeout(t0 + Duration::from_secs(33));
+    assert!(actions.contains(&Action::Abort {
+        socket: S,
+        assoc: A1,
+        reason: STALL_ABORT_REASON
+    }));
+    assert_eq!(
+        counts(&actions),
+        vec![
+            Counter::SendDropped(SendDropCause::Stalled),
+            Counter::SendFailed
+        ]
+    );
+    assert!(events(&actions).contains(&&AssocEvent::StallAborted {
+        socket: S,
+        assoc: A1,
+        stalled_for: Duration::from_secs(33),
+        dropped: 1
+    }));
+    assert_eq!((c.stalled(), c.queued()), (0, 0));
+    // The kernel's COMM_LOST after the ABORT finds nothing left to move.
+    let actions = c.handle_notification(
+        t0 + Duration::from_secs(33),
+        S,
+        assoc_change(AssocChangeState::CommLost, A1, 0),
+        Some(p1()),
+        &[],
+    );
+    assert_eq!(c.queued(), 0, "{actions:?}");
+}
+
+#[test]
+fn the_stall_limit_follows_send_ttl_within_bounds() {
+    for (ttl, want) in [(0, 32), (1000, 5), (10_000, 10), (120_000, 32)] {
+        let c = core(&[(Param::SendTtl, ttl)]);
+        assert_eq!(
+            c.stall_timeout(),
+            Duration::from_secs(want),
+            "send_ttl {ttl}"
+        );
+    }
+}
+
+#[test]
+fn one_stalled_association_too_many_aborts_the_longest_stalled() {
+    let mut c = bounded(&[(Param::SocketSndbuf, 65_536)], wide(), 8);
+    let t0 = now();
+    for i in 0..=MAX_STALLED {
+        let n = u32::try_from(i).unwrap() + 10;
+        let peer = SocketAddr::from(([10, 0, 1, u8::try_from(i).unwrap()], 5060));
+        up(&mut c, AssocId(n), peer);
+        let actions = stall(
+            &mut c,
+            AssocId(n),
+            peer,
+            t0 + Duration::from_secs(u64::from(n)),
+        );
+        let aborted: Vec<_> = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Abort { .. }))
+            .collect();
+        if i < MAX_STALLED {
+            assert!(aborted.is_empty(), "{i}: {actions:?}");
+        } else {
+            assert_eq!(
+                aborted,
+                vec![&Action::Abort {
+                    socket: S,
+                    assoc: AssocId(10),
+                    reason: STALL_ABORT_REASON
+                }]
+            );
+        }
+    }
+    assert_eq!(c.stalled(), MAX_STALLED);
+}
+
+#[test]
+fn a_stalled_association_that_goes_down_sends_its_messages_by_address() {
+    let mut c = flowing();
+    stall(&mut c, A1, p1(), now());
+    c.handle_notification(
+        now(),
+        S,
+        assoc_change(AssocChangeState::CommLost, A1, 0),
+        Some(p1()),
+        &[],
+    );
+    assert_eq!(c.stalled(), 0);
+    let sent = drain(&mut c);
+    assert_eq!(sent, vec![(Route::Addr(p1()), b"held".to_vec())]);
+}
+
+#[test]
+fn with_tracking_off_no_association_is_checked() {
+    let mut c = bounded(
+        &[
+            (Param::SocketSndbuf, 65_536),
+            (Param::AssocReuse, 0),
+            (Param::AssocTracking, 0),
+        ],
+        wide(),
+        8,
+    );
+    for _ in 0..100 {
+        match c.plan_send(S, p1(), &[b'x'; 1000], 0) {
+            SendPlan::Transmit(a) => assert_eq!(a.check, None),
+            SendPlan::Done(step) => panic!("{step:?}"),
+        }
+    }
+}
