@@ -21,13 +21,23 @@ use crate::vm_kernel;
 /// `target/<profile>/sipsctpd`: the test executable is `target/<profile>/deps/<test>-<hash>`,
 /// and `cargo xtask test` builds the daemon next to `deps/`. Panics when it is missing.
 pub fn daemon_binary() -> PathBuf {
+    workspace_binary("sipsctpd")
+}
+
+/// The `sipsctp-exporter` binary next to the test binaries (built by `cargo xtask test`).
+pub fn exporter_binary() -> PathBuf {
+    workspace_binary("sipsctp-exporter")
+}
+
+/// A binary of the workspace in `target/<profile>/`.
+fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let deps = exe.parent().expect("the test executable's directory");
-    let bin = deps.parent().expect("target/<profile>").join("sipsctpd");
+    let bin = deps.parent().expect("target/<profile>").join(name);
     assert!(
         bin.is_file(),
-        "the daemon binary {} is missing: `cargo xtask test` builds it (cargo build -p sipsctpd) \
-         before running the integration tests",
+        "the binary {} is missing: `cargo xtask test` builds it (cargo build -p sipsctpd -p \
+         sipsctp-exporter) before running the integration tests",
         bin.display()
     );
     bin

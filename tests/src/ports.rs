@@ -251,6 +251,23 @@ ports! {
         UAC = 6320, count 3;
     }
 
+    /// `exporter_standalone.rs`: sipsctp-exporter beside Kamailio and lksctp's sctp_test.
+    exporter_standalone {
+        KAM_ADMIN = 9478;
+        KAMAILIO = 6400;
+        KAM_UAC = 6410;
+        KAM_UAS = 6420;
+        NON_SIP_ADMIN = 9479;
+        NON_SIP_SERVER = 6430;
+        NON_SIP_CLIENT = 6431, count 3;
+        TWIN_SERVER = 6435;
+        TWIN_CLIENT = 6436, count 2;
+        RESTART_ADMIN = 9480;
+        RESTART_SERVER = 6440;
+        RESTART_CLIENT = 6441, count 2;
+        NOBODY_ADMIN = 9486;
+    }
+
     /// `sctp_endpoint.rs`: a peer restarted on the same port.
     sctp_endpoint {
         RESTARTED_PEER = 6560;

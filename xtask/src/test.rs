@@ -94,8 +94,9 @@ fn checks_and_tests(o: &Options) -> Result<u8> {
         ]))?;
     }
     step("building the daemon and the integration tests");
-    // The daemon tests start target/<profile>/sipsctpd next to the test binaries.
-    exec(cargo().args(["build", "-p", "sipsctpd"]))?;
+    // The daemon tests start target/<profile>/sipsctpd (and sipsctp-exporter) next to the
+    // test binaries.
+    exec(cargo().args(["build", "-p", "sipsctpd", "-p", "sipsctp-exporter"]))?;
     let bins = test_executables(INTEGRATION_CRATE)?;
     if bins.is_empty() {
         bail!("{INTEGRATION_CRATE} produced no test executables");

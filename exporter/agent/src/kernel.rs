@@ -422,10 +422,30 @@ impl Attaching {
         ports: Vec<u16>,
         prepare: impl FnOnce() + Send + 'static,
     ) -> Option<Attaching> {
+        let observe_all = ebpf.observe_all;
+        Self::spawn_with(
+            ebpf,
+            move || {
+                if observe_all {
+                    Ok(Scope::All)
+                } else {
+                    Scope::daemon(ports.into_iter().filter(|p| *p != 0))
+                }
+            },
+            prepare,
+        )
+    }
+
+    /// As [`Attaching::spawn`], with the probes' scope made on the loader thread by `scope`
+    /// (sipsctp-exporter: another process's network namespace and ports).
+    pub fn spawn_with(
+        ebpf: &EbpfConfig,
+        scope: impl FnOnce() -> Result<Scope, sipsctp_ebpf::ProbeError> + Send + 'static,
+        prepare: impl FnOnce() + Send + 'static,
+    ) -> Option<Attaching> {
         if ebpf.mode == Mode::Off {
             return None;
         }
-        let observe_all = ebpf.observe_all;
         let timeout = ebpf.attach_timeout;
         let deadline = std::time::Instant::now() + timeout;
         let (tx, result) = tokio::sync::oneshot::channel();
@@ -433,12 +453,7 @@ impl Attaching {
             .name("ebpf-attach".into())
             .spawn(move || {
                 prepare();
-                let scope = if observe_all {
-                    Ok(Scope::All)
-                } else {
-                    Scope::daemon(ports.into_iter().filter(|p| *p != 0))
-                };
-                let attached = scope
+                let attached = scope()
                     .and_then(|s| KernelProbes::attach(sipsctp_ebpf::LoadOptions::new(s)))
                     .map_err(|e| e.to_string());
                 let _ = tx.send(attached);
@@ -497,6 +512,9 @@ pub struct Settings {
     /// Told why when the daemon must stop ([`LoadError::TimedOut`] in `auto` mode, found
     /// after the start).
     pub fatal: tokio::sync::mpsc::Sender<String>,
+    /// The ports to observe from now on, when they change at run time (sipsctp-exporter:
+    /// the observed process opened or closed a listener); `None`: `ports` for good.
+    pub port_updates: Option<tokio::sync::watch::Receiver<Vec<u16>>>,
 }
 
 /// Starts the kernel eyes. With `Mode::On` the probes are loaded before this returns (an error
@@ -518,7 +536,9 @@ pub async fn start(
         ports,
         poll,
         fatal,
+        port_updates,
     } = settings;
+    let observed: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
     let load = async move {
         match attaching {
             Some(a) => a.finish(&ports).await,
@@ -549,7 +569,14 @@ pub async fn start(
             set_status("ebpf".into());
             metrics.set_source(true);
             sink.source(true);
-            Ok(tokio::spawn(event_loop(probes, metrics, recent, sink)))
+            Ok(tokio::spawn(event_loop(
+                probes,
+                metrics,
+                recent,
+                sink,
+                observed,
+                port_updates,
+            )))
         }
         Mode::Auto => {
             set_status("loading: attaching the eBPF probes".into());
@@ -565,7 +592,7 @@ pub async fn start(
                         }
                         metrics.set_source(true);
                         sink.source(true);
-                        event_loop(probes, metrics, recent, sink).await;
+                        event_loop(probes, metrics, recent, sink, observed, port_updates).await;
                     }
                     Err(reason) => {
                         tracing::warn!(
@@ -610,17 +637,60 @@ fn report(probes: &KernelProbes, metrics: &KernelMetrics) {
     }
 }
 
+/// The ports of [`Scope::Daemon`] follow `wanted`: those it gained are added, those it lost
+/// removed; `observed` is what the probes report now.
+fn follow_ports(
+    probes: &mut KernelProbes,
+    observed: &mut std::collections::BTreeSet<u16>,
+    wanted: &[u16],
+) {
+    let wanted: std::collections::BTreeSet<u16> =
+        wanted.iter().copied().filter(|p| *p != 0).collect();
+    for &p in wanted.difference(observed) {
+        match probes.add_port(p) {
+            Ok(()) => tracing::info!(port = p, "observing SCTP port"),
+            Err(e) => tracing::warn!(port = p, error = %e, "cannot observe SCTP port"),
+        }
+    }
+    for &p in observed.difference(&wanted) {
+        if probes.remove_port(p).is_ok() {
+            tracing::info!(port = p, "no longer observing SCTP port");
+        }
+    }
+    *observed = wanted;
+}
+
 async fn event_loop(
     mut probes: KernelProbes,
     metrics: Arc<KernelMetrics>,
     recent: Arc<Recent>,
     sink: Box<dyn EventSink>,
+    mut observed: std::collections::BTreeSet<u16>,
+    mut port_updates: Option<tokio::sync::watch::Receiver<Vec<u16>>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut warned = false;
     let mut warned_skipped = false;
     loop {
+        let ports_changed = async {
+            match port_updates.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            alive = ports_changed => {
+                match (alive, port_updates.as_mut()) {
+                    (true, Some(rx)) => {
+                        let wanted = rx.borrow_and_update().clone();
+                        if matches!(probes.scope(), Scope::Daemon { .. }) {
+                            follow_ports(&mut probes, &mut observed, &wanted);
+                        }
+                    }
+                    // The sender is gone: the ports stay as they are.
+                    _ => port_updates = None,
+                }
+            },
             e = probes.next_event() => match e {
                 Ok(e) => {
                     metrics.observe(&e);

@@ -10,6 +10,7 @@
 //!
 //! The relay daemon uses it as a library; it never depends on the relay (`transport/*`).
 
+pub mod access;
 pub mod clock;
 pub mod correlation;
 pub mod kernel;
@@ -17,3 +18,4 @@ pub mod metrics;
 pub mod otlp;
 pub mod peers;
 pub mod recent;
+pub mod sections;

@@ -185,13 +185,7 @@ pub struct Config {
 
 /// A named peer (`[[peer]]`): a caller's trunk, or further addresses of a multi-homed
 /// upstream.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Peer {
-    /// The `peer` label.
-    pub name: String,
-    /// Its addresses.
-    pub addresses: Vec<IpAddr>,
-}
+pub use sipsctp_agent::sections::Peer;
 
 /// A configuration error, naming what is wrong and where.
 #[derive(Debug, thiserror::Error)]
@@ -245,27 +239,9 @@ struct RawConfig {
     #[serde(default)]
     ebpf: RawEbpf,
     #[serde(default)]
-    peer: Vec<RawPeer>,
+    peer: Vec<sipsctp_agent::sections::PeerSection>,
     #[serde(default)]
-    otlp: RawOtlp,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawOtlp {
-    endpoint: Option<String>,
-    protocol: Option<String>,
-    sampling_ratio: Option<f64>,
-    max_spans_per_second: Option<u32>,
-    slow_threshold_ms: Option<u64>,
-    call_id: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPeer {
-    name: String,
-    addresses: Vec<String>,
+    otlp: sipsctp_agent::sections::OtlpSection,
 }
 
 #[derive(Deserialize, Default)]
@@ -537,24 +513,9 @@ impl Config {
         if !(100..=600_000).contains(&attach_ms) {
             return Err(invalid("ebpf.attach_timeout_ms", "must be 100 ..= 600000"));
         }
-        let mut peers = Vec::new();
-        for (i, p) in raw.peer.iter().enumerate() {
-            let mut addresses = Vec::new();
-            for a in &p.addresses {
-                addresses.push(a.parse::<IpAddr>().map_err(|_| {
-                    invalid(
-                        format!("peer[{i}].addresses"),
-                        format!("`{a}` is not an IP address"),
-                    )
-                })?);
-            }
-            peers.push(Peer {
-                name: p.name.clone(),
-                addresses,
-            });
-        }
+        let peers = sipsctp_agent::sections::peers(&raw.peer).map_err(section)?;
         peer_names(&routes, &peers).map_err(|e| invalid("peer", e.to_string()))?;
-        let otlp = otlp(&raw.otlp)?;
+        let otlp = raw.otlp.check().map_err(section)?;
         Ok(Config {
             otlp,
             peers,
@@ -585,39 +546,9 @@ impl Config {
     }
 }
 
-/// `[otlp]`: every key checked, whether or not an endpoint turns the export on.
-fn otlp(raw: &RawOtlp) -> Result<Option<sipsctp_agent::otlp::OtlpConfig>, ConfigError> {
-    use sipsctp_agent::otlp::{OtlpConfig, Protocol};
-    let d = OtlpConfig::default();
-    let protocol = match raw.protocol.as_deref() {
-        None | Some("http") => Protocol::Http,
-        Some("grpc") => Protocol::Grpc,
-        Some(other) => {
-            return Err(invalid(
-                "otlp.protocol",
-                format!("`{other}`: \"http\" or \"grpc\""),
-            ));
-        }
-    };
-    let c = OtlpConfig {
-        endpoint: raw.endpoint.clone().unwrap_or(d.endpoint),
-        protocol,
-        sampling_ratio: raw.sampling_ratio.unwrap_or(d.sampling_ratio),
-        max_spans_per_second: raw.max_spans_per_second.unwrap_or(d.max_spans_per_second),
-        slow_threshold: raw
-            .slow_threshold_ms
-            .map_or(d.slow_threshold, std::time::Duration::from_millis),
-        call_id: raw.call_id.unwrap_or(d.call_id),
-    };
-    // The validator's messages start with the key.
-    c.validate().map_err(|e| {
-        let text = e.to_string();
-        match text.split_once(": ") {
-            Some((key, message)) => invalid(key, message),
-            None => invalid("otlp", text),
-        }
-    })?;
-    Ok(raw.endpoint.is_some().then_some(c))
+/// A shared section's refusal as this file's error.
+fn section(e: sipsctp_agent::sections::SectionError) -> ConfigError {
+    invalid(e.key, e.message)
 }
 
 /// The peer names of routes and `[[peer]]` entries.
@@ -631,8 +562,7 @@ pub fn peer_names(
     let from_routes = routes
         .iter()
         .filter_map(|r| r.name.clone().map(|n| (n, vec![r.upstream.addr.ip()])));
-    let from_peers = peers.iter().map(|p| (p.name.clone(), p.addresses.clone()));
-    sipsctp_agent::peers::PeerNames::new(from_routes.chain(from_peers))
+    sipsctp_agent::sections::peer_names(from_routes, peers)
 }
 
 impl Config {
@@ -740,7 +670,7 @@ pub fn default_config_text() -> String {
          # (sipsctp_otlp_spans_total{outcome}).\n\
          [otlp]\n\
          # endpoint = \"http://127.0.0.1:4318\"   # OTLP/HTTP (protobuf); absent = no export\n\
-         # protocol = \"http\"                    # \"grpc\" is not built in\n\
+         # protocol = \"http\"                    # or \"grpc\" (e.g. http://127.0.0.1:4317)\n\
          # sampling_ratio = 0.01\n\
          # max_spans_per_second = 200\n\
          # slow_threshold_ms = 1000               # first response this late = slow (kept)\n\

@@ -144,6 +144,7 @@ pub async fn run(
         ports,
         poll: config.ebpf.poll_interval,
         fatal: fatal_tx,
+        port_updates: None,
     };
     match sipsctp_agent::kernel::start(
         eyes,

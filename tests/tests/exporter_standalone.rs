@@ -1,0 +1,463 @@
+//! `sipsctp-exporter` beside other SCTP programs, inside the VM:
+//!
+//! - Kamailio (sctp module, stateless forward) relaying sipp calls SCTP -> SCTP, its upstream
+//!   (sipp's UAS) in a network namespace behind netem loss: the exporter, given Kamailio's
+//!   pid, counts the upstream's retransmissions under its peer name exactly as the kernel's
+//!   own counters moved, and every call still succeeds;
+//! - a non-SIP SCTP program (lksctp's `sctp_test`) gets kernel metrics for its associations
+//!   and no SIP series, while an identical program beside it, not observed, is never counted;
+//! - a process observed by name is found again after it restarts;
+//! - started without the capabilities, it names the missing ones.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+use sipsctp_tests::{
+    calls::{Uac, netem_dropped},
+    daemon::{Metrics, Peer, exporter_binary, require_tool, scratch, tail, try_http, wait_until},
+    kernel_sctp,
+    lossy::{self, Layout},
+    ports::{exporter_standalone as ports, lo},
+    require_sctp, vm_kernel,
+};
+
+fn runtime_require_sctp() {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async { require_sctp() });
+}
+
+/// A running sipsctp-exporter.
+struct Exporter {
+    peer: Peer,
+    admin: SocketAddr,
+}
+
+impl Exporter {
+    /// Starts it with `args` (and `--admin`), and waits until it observes its target with
+    /// the probes attached.
+    fn start(dir: &Path, admin: SocketAddr, args: &[&str], config: Option<&str>) -> Exporter {
+        let mut c = Command::new(exporter_binary());
+        c.args(args).arg("--admin").arg(admin.to_string());
+        if let Some(text) = config {
+            let path = dir.join("exporter.toml");
+            std::fs::write(&path, text).expect("write the exporter's config");
+            c.arg("--config").arg(path);
+        }
+        let mut peer = Peer::spawn("sipsctp-exporter", c, dir.join("exporter.log"));
+        let mut last = String::new();
+        let up = wait_until(Duration::from_secs(60), || {
+            peer.assert_running();
+            match try_http(admin, "GET", "/health", "") {
+                Ok((200, body)) => {
+                    last = body;
+                    serde_json::from_str::<Value>(&last).is_ok_and(|v| v["status"] == "ok")
+                }
+                _ => false,
+            }
+        });
+        assert!(
+            up,
+            "kernel {}: the exporter did not get to observe its target with the probes: {last}\n{}",
+            vm_kernel(),
+            tail(&peer.output(), 30)
+        );
+        Exporter { peer, admin }
+    }
+
+    fn metrics(&self) -> Metrics {
+        let (status, text) = try_http(self.admin, "GET", "/metrics", "").expect("GET /metrics");
+        assert_eq!(status, 200, "{text}");
+        Metrics::parse(&text)
+    }
+
+    /// Panics (with its log) if it exited.
+    fn assert_running(&mut self) {
+        self.peer.assert_running();
+    }
+
+    fn observed(&self) -> Value {
+        let (_, body) = try_http(self.admin, "GET", "/observed", "").expect("GET /observed");
+        serde_json::from_str(&body).expect("/observed is JSON")
+    }
+}
+
+/// Kamailio's configuration: SCTP on `listen`, every request but OPTIONS forwarded
+/// statelessly over SCTP to `upstream`.
+fn kamailio_cfg(dir: &Path, listen: &str, port: u16, upstream: &str) -> PathBuf {
+    let path = dir.join("kamailio.cfg");
+    std::fs::write(
+        &path,
+        format!(
+            "#!KAMAILIO\n\
+             debug=2\nlog_stderror=yes\nchildren=1\nenable_sctp=yes\nsctp_children=1\n\
+             disable_tcp=yes\nauto_aliases=no\n\
+             listen=sctp:{listen}:{port}\n\
+             loadmodule \"sctp.so\"\nloadmodule \"sl.so\"\nloadmodule \"textops.so\"\n\
+             loadmodule \"pv.so\"\n\
+             request_route {{\n\
+             \x20   if (is_method(\"OPTIONS\")) {{ sl_send_reply(\"200\", \"OK\"); exit; }}\n\
+             \x20   $du = \"sip:{upstream};transport=sctp\";\n\
+             \x20   forward();\n\
+             }}\n"
+        ),
+    )
+    .expect("write kamailio.cfg");
+    path
+}
+
+/// Kamailio in the foreground; returns once it listens on SCTP `port`.
+fn kamailio(dir: &Path, cfg: &Path, port: u16) -> Peer {
+    require_tool("kamailio");
+    let mut cmd = Command::new("kamailio");
+    cmd.arg("-f").arg(cfg).args(["-DD", "-E"]);
+    let mut kam = Peer::spawn("kamailio", cmd, dir.join("kamailio.log"));
+    let listening = wait_until(Duration::from_secs(15), || {
+        kam.assert_running();
+        sctp_listens(port)
+    });
+    assert!(
+        listening,
+        "kamailio does not listen:\n{}",
+        tail(&kam.output(), 30)
+    );
+    kam
+}
+
+/// Whether something in this namespace listens on SCTP `port`.
+fn sctp_listens(port: u16) -> bool {
+    std::fs::read_to_string("/proc/thread-self/net/sctp/eps")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(5) == Some(port.to_string().as_str()))
+}
+
+#[test]
+fn kamailio_upstream_retransmissions_are_counted_per_peer_as_the_kernel_counted_them() {
+    runtime_require_sctp();
+    let dir = scratch("exporter-kamailio");
+    let l = Layout {
+        ns: "exkam",
+        host_ip: "10.82.0.1",
+        uas_ip: "10.82.0.2",
+        uas_port: ports::KAM_UAS,
+        admin: lo(ports::KAM_ADMIN),
+        prometheus_port: 0,
+        otlp_port: 0,
+    };
+    let up = lossy::upstream(&l, Some("10%"));
+    let _uas = lossy::uas_in(&l, &up, &dir);
+    let cfg = kamailio_cfg(
+        &dir,
+        l.host_ip,
+        ports::KAMAILIO,
+        &format!("{}:{}", l.uas_ip, l.uas_port),
+    );
+    let mut kam = kamailio(&dir, &cfg, ports::KAMAILIO);
+    let pid = kam.pid().to_string();
+    let exporter = Exporter::start(
+        &dir,
+        l.admin,
+        &["--pid", &pid],
+        Some(&format!(
+            "[[peer]]\nname = \"carrier-a\"\naddresses = [\"{}\"]\n",
+            l.uas_ip
+        )),
+    );
+    let observed = exporter.observed();
+    assert_eq!(
+        observed["observed"]["ports"],
+        serde_json::json!([ports::KAMAILIO]),
+        "{observed}"
+    );
+    let snmp_before = kernel_sctp::snmp();
+    let calls = 100;
+    let run = Uac {
+        scenario: None,
+        transport: "s1",
+        local_ip: l.host_ip,
+        local_port: ports::KAM_UAC,
+        remote: format!("{}:{}", l.host_ip, ports::KAMAILIO)
+            .parse()
+            .expect("kamailio's address"),
+        calls,
+        rate: 10,
+        netns: None,
+    }
+    .run(&dir, || {});
+    kam.assert_running();
+    assert!(
+        run.run.status.success() && (run.ok, run.failed) == (u64::from(calls), 0),
+        "kernel {}: sipp through kamailio with the exporter beside it: {}",
+        vm_kernel(),
+        run.show()
+    );
+    let dropped = netem_dropped(None, up.host_dev());
+    // The kernel's counters of this namespace: Kamailio's upstream association is the only
+    // one with loss (sipp's own association to Kamailio runs over the same host, lossless).
+    let kernel_rtx = wait_counted(&exporter, &snmp_before);
+    let m = exporter.metrics();
+    let peer_rtx = m.sum(
+        "sipsctp_peer_retransmissions_total",
+        &[("peer", "carrier-a")],
+    );
+    let skipped = m.sum("sipsctp_ebpf_probe_runs_skipped_total", &[]);
+    let show = m.nonzero();
+    assert!(
+        dropped > 0 && kernel_rtx > 0,
+        "kernel {}: netem dropped {dropped}, the kernel retransmitted {kernel_rtx}: no loss \
+         to observe\n{show}",
+        vm_kernel()
+    );
+    // 6.1 does not count skipped probe runs: allow 2 % (at least 2) there, as elsewhere.
+    let slack = if vm_kernel() == "6.1" {
+        (kernel_rtx / 50).max(2)
+    } else {
+        0
+    };
+    assert!(
+        peer_rtx <= kernel_rtx && peer_rtx + skipped + slack >= kernel_rtx,
+        "kernel {}: retransmissions toward carrier-a: exporter {peer_rtx}, kernel {kernel_rtx} \
+         (skipped probe runs {skipped})\n{show}",
+        vm_kernel()
+    );
+    assert!(
+        m.sum(
+            "sipsctp_peer_path_events_total",
+            &[("peer", "carrier-a"), ("event", "comm_up")]
+        ) == 1,
+        "kernel {}: Kamailio's one association to its upstream came up once\n{show}",
+        vm_kernel()
+    );
+    let assocs = exporter.observed()["observed"]["associations"].clone();
+    assert!(
+        assocs
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["peers"][0] == l.uas_ip)),
+        "the upstream association is in /observed: {assocs}"
+    );
+    eprintln!(
+        "kernel {}: {calls} calls through Kamailio, netem dropped {dropped}; the exporter \
+         counted {peer_rtx} retransmissions toward carrier-a, the kernel {kernel_rtx}",
+        vm_kernel()
+    );
+    let mut exporter = exporter;
+    exporter.assert_running();
+}
+
+/// The kernel's retransmissions since `before` once the exporter has counted as many (or
+/// 10 s passed): the probes' events arrive a little after the kernel counts them.
+fn wait_counted(exporter: &Exporter, before: &std::collections::BTreeMap<String, u64>) -> u64 {
+    let delta = || {
+        let after = kernel_sctp::snmp();
+        [
+            "SctpT3Retransmits",
+            "SctpFastRetransmits",
+            "SctpPmtudRetransmits",
+        ]
+        .iter()
+        .map(|k| {
+            after
+                .get(*k)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(before.get(*k).copied().unwrap_or(0))
+        })
+        .sum::<u64>()
+    };
+    let mut kernel = delta();
+    wait_until(Duration::from_secs(10), || {
+        kernel = delta();
+        exporter
+            .metrics()
+            .sum("sipsctp_kernel_retransmissions_total", &[])
+            >= kernel
+    });
+    kernel
+}
+
+/// lksctp's `sctp_test` server on `port`.
+fn sctp_test_server(dir: &Path, name: &str, port: u16) -> Peer {
+    require_tool("sctp_test");
+    let mut c = Command::new("sctp_test");
+    c.args(["-H", "127.0.0.1", "-P", &port.to_string(), "-l"]);
+    let mut p = Peer::spawn(name, c, dir.join(format!("{name}.log")));
+    let listening = wait_until(Duration::from_secs(10), || {
+        p.assert_running();
+        sctp_listens(port)
+    });
+    assert!(
+        listening,
+        "{name} does not listen:\n{}",
+        tail(&p.output(), 20)
+    );
+    p
+}
+
+/// lksctp's `sctp_test` client: `messages` 1-byte messages from `local` to `server`, then it
+/// closes its association.
+fn sctp_test_client(local: u16, server: u16, messages: u32) {
+    let out = Command::new("sctp_test")
+        .args(["-H", "127.0.0.1", "-P", &local.to_string()])
+        .args(["-h", "127.0.0.1", "-p", &server.to_string()])
+        .args(["-s", "-c", "0", "-x", &messages.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sctp_test");
+    assert!(
+        out.status.success(),
+        "sctp_test client {local} -> {server}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_non_sip_program_gets_kernel_metrics_and_its_unobserved_twin_is_never_counted() {
+    runtime_require_sctp();
+    let dir = scratch("exporter-non-sip");
+    let server = sctp_test_server(&dir, "observed", ports::NON_SIP_SERVER);
+    let _twin = sctp_test_server(&dir, "twin", ports::TWIN_SERVER);
+    let pid = server.pid().to_string();
+    let exporter = Exporter::start(&dir, lo(ports::NON_SIP_ADMIN), &["--pid", &pid], None);
+    // Three associations to the observed server, two to its twin.
+    for i in 0..3 {
+        sctp_test_client(ports::NON_SIP_CLIENT + i, ports::NON_SIP_SERVER, 5);
+    }
+    for i in 0..2 {
+        sctp_test_client(ports::TWIN_CLIENT + i, ports::TWIN_SERVER, 5);
+    }
+    let comm_up = |m: &Metrics| {
+        m.sum(
+            "sipsctp_kernel_association_events_total",
+            &[("event", "comm_up")],
+        )
+    };
+    let counted = wait_until(Duration::from_secs(10), || {
+        comm_up(&exporter.metrics()) >= 3
+    });
+    // Late events of the twin (or of the clients' own ends) would show up meanwhile.
+    std::thread::sleep(Duration::from_secs(1));
+    let m = exporter.metrics();
+    assert!(
+        counted && comm_up(&m) == 3,
+        "kernel {}: the observed server's 3 associations, and only those, came up\n{}",
+        vm_kernel(),
+        m.nonzero()
+    );
+    assert!(
+        m.sum("sipsctp_sip_transaction_duration_seconds_count", &[]) == 0
+            && m.sum("sipsctp_sip_transactions_kernel_affected_total", &[]) == 0,
+        "no SIP series for a non-SIP program\n{}",
+        m.nonzero()
+    );
+    assert_eq!(
+        exporter.observed()["observed"]["ports"],
+        serde_json::json!([ports::NON_SIP_SERVER])
+    );
+    eprintln!(
+        "kernel {}: sctp_test observed: {} association events counted, none of its twin's",
+        vm_kernel(),
+        comm_up(&m)
+    );
+    let mut exporter = exporter;
+    exporter.assert_running();
+}
+
+#[test]
+fn a_process_observed_by_name_is_found_again_after_a_restart() {
+    runtime_require_sctp();
+    let dir = scratch("exporter-restart");
+    // A copy of sctp_test under a name of its own, so that no other test's process matches.
+    let bin = dir.join("sctp-restarted");
+    let real = std::process::Command::new("sh")
+        .args(["-c", "command -v sctp_test"])
+        .output()
+        .expect("find sctp_test");
+    std::fs::copy(String::from_utf8_lossy(&real.stdout).trim(), &bin).expect("copy sctp_test");
+    let start = |n: &str| {
+        let mut c = Command::new(&bin);
+        c.args([
+            "-H",
+            "127.0.0.1",
+            "-P",
+            &ports::RESTART_SERVER.to_string(),
+            "-l",
+        ]);
+        let mut p = Peer::spawn(n, c, dir.join(format!("{n}.log")));
+        let ok = wait_until(Duration::from_secs(10), || {
+            p.assert_running();
+            sctp_listens(ports::RESTART_SERVER)
+        });
+        assert!(ok, "{n} does not listen:\n{}", tail(&p.output(), 20));
+        p
+    };
+    let first = start("first");
+    let first_pid = first.pid();
+    let exporter = Exporter::start(
+        &dir,
+        lo(ports::RESTART_ADMIN),
+        &["--process", "sctp-restarted"],
+        Some("[observe]\nrescan_ms = 300\n"),
+    );
+    sctp_test_client(ports::RESTART_CLIENT, ports::RESTART_SERVER, 3);
+    drop(first);
+    let second = start("second");
+    let second_pid = second.pid();
+    let followed = wait_until(Duration::from_secs(10), || {
+        exporter.observed()["observed"]["pids"] == serde_json::json!([second_pid])
+    });
+    assert!(
+        followed,
+        "kernel {}: after the restart ({first_pid} -> {second_pid}) /observed says {}",
+        vm_kernel(),
+        exporter.observed()
+    );
+    sctp_test_client(ports::RESTART_CLIENT + 1, ports::RESTART_SERVER, 3);
+    let both = wait_until(Duration::from_secs(10), || {
+        exporter.metrics().sum(
+            "sipsctp_kernel_association_events_total",
+            &[("event", "comm_up")],
+        ) == 2
+    });
+    assert!(
+        both,
+        "kernel {}: one association before and one after the restart\n{}",
+        vm_kernel(),
+        exporter.metrics().nonzero()
+    );
+}
+
+#[test]
+fn started_without_capabilities_it_names_the_missing_ones() {
+    require_tool("setpriv");
+    let dir = scratch("exporter-nobody");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--ambient-caps=-all"])
+        .arg(exporter_binary())
+        .args([
+            "--pid",
+            "1",
+            "--admin",
+            &lo(ports::NOBODY_ADMIN).to_string(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("start sipsctp-exporter as nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("missing capabilities CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN"),
+        "{err}"
+    );
+    std::fs::write(dir.join("stderr.log"), err.as_bytes()).ok();
+}
