@@ -370,7 +370,10 @@ Content-Length: 0\r\n\r\n";
         assert!(ok.body().starts_with(b"v=0"));
         // The UAC's scanner reads it, and the dialog it builds from it is sane.
         let r = Response::parse(msgs[1]).unwrap();
-        assert_eq!(r.contact_uri(), Some(&b"sip:uas@10.0.0.3:5080;transport=tcp"[..]));
+        assert_eq!(
+            r.contact_uri(),
+            Some(&b"sip:uas@10.0.0.3:5080;transport=tcp"[..])
+        );
         assert_eq!(c.invite, 1);
         assert_eq!(c.sent, 2);
         // A retransmission gets the same tag.

@@ -88,7 +88,12 @@ pub struct UacArgs {
     /// Offered rates in transactions (calls) per second, one per step, comma-separated
     /// (e.g. 500,1000,2000; 0 is a pause). Open loop: transactions start on schedule
     /// whatever is still outstanding.
-    #[arg(long, value_delimiter = ',', default_value = "100", value_name = "R1,R2,..")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100",
+        value_name = "R1,R2,.."
+    )]
     pub rate: Vec<f64>,
     /// Length of each rate step, seconds.
     #[arg(long, default_value_t = 10.0, value_name = "S")]

@@ -159,7 +159,7 @@ a=sendrecv\r\n"
         out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\n");
     }
 
-    fn from_call_id(&self, out: &mut Vec<u8>, c: CallRef) {
+    fn write_from_and_call_id(&self, out: &mut Vec<u8>, c: CallRef) {
         out.extend_from_slice(b"From: \"sipsctp-load\" <sip:load@");
         out.extend_from_slice(&self.local);
         out.extend_from_slice(b">;tag=");
@@ -198,7 +198,7 @@ a=sendrecv\r\n"
     pub fn invite(&self, out: &mut Vec<u8>, c: CallRef) {
         Self::request_line(out, "INVITE", &self.target_uri);
         self.via(out, c, b'i');
-        self.from_call_id(out, c);
+        self.write_from_and_call_id(out, c);
         self.to_initial(out);
         out.extend_from_slice(b"CSeq: 1 INVITE\r\n");
         self.contact(out);
@@ -221,7 +221,7 @@ Content-Length: ",
     pub fn ack_non2xx(&self, out: &mut Vec<u8>, c: CallRef, to: &[u8]) {
         Self::request_line(out, "ACK", &self.target_uri);
         self.via(out, c, b'i');
-        self.from_call_id(out, c);
+        self.write_from_and_call_id(out, c);
         out.extend_from_slice(b"To: ");
         out.extend_from_slice(to);
         out.extend_from_slice(b"\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
@@ -235,7 +235,7 @@ Content-Length: ",
             out.extend_from_slice(d.route);
             out.extend_from_slice(b"\r\n");
         }
-        self.from_call_id(out, c);
+        self.write_from_and_call_id(out, c);
         out.extend_from_slice(b"To: ");
         out.extend_from_slice(d.to);
         out.extend_from_slice(b"\r\n");
@@ -252,14 +252,16 @@ Content-Length: ",
     /// Appends the call's `BYE`.
     pub fn bye(&self, out: &mut Vec<u8>, c: CallRef, d: &Dialog<'_>) {
         self.in_dialog(out, c, d, "BYE", b'b');
-        out.extend_from_slice(b"CSeq: 2 BYE\r\nUser-Agent: sipsctp-load\r\nContent-Length: 0\r\n\r\n");
+        out.extend_from_slice(
+            b"CSeq: 2 BYE\r\nUser-Agent: sipsctp-load\r\nContent-Length: 0\r\n\r\n",
+        );
     }
 
     /// Appends an out-of-dialog `OPTIONS`.
     pub fn options(&self, out: &mut Vec<u8>, c: CallRef) {
         Self::request_line(out, "OPTIONS", &self.target_uri);
         self.via(out, c, b'o');
-        self.from_call_id(out, c);
+        self.write_from_and_call_id(out, c);
         self.to_initial(out);
         out.extend_from_slice(b"CSeq: 1 OPTIONS\r\n");
         self.contact(out);
@@ -392,7 +394,15 @@ mod tests {
             assert_eq!(m.top_via().unwrap().branch, Some("z9hG4bK-1234-7-beef-b"));
 
             out.clear();
-            l.ack_2xx(&mut out, C, &Dialog { route: b"", remote_target: None, ..d });
+            l.ack_2xx(
+                &mut out,
+                C,
+                &Dialog {
+                    route: b"",
+                    remote_target: None,
+                    ..d
+                },
+            );
             let m = check(&out);
             assert_eq!(m.request_uri(), Some("sip:service@10.0.0.2:5060"));
             assert_eq!(m.routes().count(), 0);
@@ -455,6 +465,9 @@ mod tests {
         assert_eq!(decode_call_id(b"1-2", 0), None);
         assert_eq!(decode_call_id(b"1-2-0-4@x", 0), None);
         assert_eq!(decode_call_id(b"a-100000000-0", 0), None);
-        assert_eq!(decode_call_id(b"a-ff-0", 0), Some(CallRef { n: 10, slot: 255 }));
+        assert_eq!(
+            decode_call_id(b"a-ff-0", 0),
+            Some(CallRef { n: 10, slot: 255 })
+        );
     }
 }

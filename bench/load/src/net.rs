@@ -56,7 +56,7 @@ pub enum Socket {
     /// A one-to-one SCTP association.
     SctpStream(tokio_sctp::SctpStream),
     /// A one-to-many SCTP socket.
-    SctpMany(sipsctp_sctp::SctpSocket),
+    SctpMany(Box<sipsctp_sctp::SctpSocket>),
 }
 
 #[derive(Debug, Default)]
@@ -177,7 +177,10 @@ impl Conn {
                 .map(drop)
                 .map_err(sctp_err),
             (Socket::Udp(_), Dest::Peer | Dest::Assoc(_)) | (Socket::SctpMany(_), Dest::Peer) => {
-                Err(io::Error::new(io::ErrorKind::InvalidInput, "no destination"))
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no destination",
+                ))
             }
         }
     }
@@ -199,7 +202,10 @@ impl Conn {
             _ => true,
         };
         if !valid {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no destination"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no destination",
+            ));
         }
         let mut bl = self.lock();
         if bl.closed {
@@ -207,7 +213,10 @@ impl Conn {
         }
         if bl.busy || !bl.queue.is_empty() {
             if bl.queue.len() >= BACKLOG_LIMIT {
-                return Err(io::Error::new(io::ErrorKind::OutOfMemory, "send backlog full"));
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "send backlog full",
+                ));
             }
             bl.queue.push_back((msg.to_vec(), dest));
             return Ok(());
@@ -296,7 +305,9 @@ pub async fn read_loop(
                 while rx.from.len() < BATCH {
                     match s.try_recv_from(&mut buf) {
                         Ok((n, src)) => {
-                            rx.msgs.buf.extend_from_slice(buf.get(..n).unwrap_or_default());
+                            rx.msgs
+                                .buf
+                                .extend_from_slice(buf.get(..n).unwrap_or_default());
                             rx.msgs.end_message();
                             rx.from.push(Dest::Addr(src));
                         }
@@ -372,7 +383,10 @@ pub async fn read_loop(
                 }
                 if !flags.contains(tokio_sctp::RecvFlags::EOR) {
                     if partial.len() + data.len() > 4 * MAX_MESSAGE {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "message too large"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "message too large",
+                        ));
                     }
                     partial.extend_from_slice(data);
                     continue;
@@ -520,6 +534,10 @@ mod tests {
         let a: SocketAddr = "10.0.0.1:5060".parse().unwrap();
         assert_eq!(nth_port(a, 3).port(), 5063);
         assert_eq!(nth_port("10.0.0.1:0".parse().unwrap(), 3).port(), 0);
-        assert!(route_source("127.0.0.1:9".parse().unwrap()).unwrap().is_loopback());
+        assert!(
+            route_source("127.0.0.1:9".parse().unwrap())
+                .unwrap()
+                .is_loopback()
+        );
     }
 }

@@ -115,13 +115,32 @@ fn advertised(bound: SocketAddr, peer: SocketAddr) -> SocketAddr {
     a
 }
 
-/// The SCTP one-to-many configuration: a client socket that does not listen, or a server.
-fn sctp_config(listen: bool) -> sipsctp_sctp::SocketConfig {
+/// Socket buffer size asked for (the kernel caps it at `net.core.{r,w}mem_max`): room for
+/// bursts of thousands of messages between two wake-ups.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A UDP socket bound to `addr` with large buffers.
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer only means earlier drops.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// The SCTP one-to-many configuration (listening, large buffers).
+fn sctp_config() -> sipsctp_sctp::SocketConfig {
     sipsctp_sctp::SocketConfig {
-        backlog: listen.then_some(1024),
+        backlog: Some(1024),
         // Room for bursts of a few thousand messages per second.
-        send_buffer_size: Some(4 << 20),
-        recv_buffer_size: Some(4 << 20),
+        send_buffer_size: Some(SOCKET_BUFFER),
+        recv_buffer_size: Some(SOCKET_BUFFER),
         ..sipsctp_sctp::SocketConfig::default()
     }
 }
@@ -133,7 +152,7 @@ async fn open_uac_conn(a: &UacArgs, k: usize) -> Result<(Arc<Conn>, Dest), Error
     let sock_err = |what, addr| move |source| Error::Socket { what, addr, source };
     let (socket, dest) = match (a.common.transport, a.common.sctp_style) {
         (Transport::Udp, _) => {
-            let s = UdpSocket::bind(local).await.map_err(sock_err("bind", local))?;
+            let s = udp_socket(local).map_err(sock_err("bind", local))?;
             (Socket::Udp(s), Dest::Addr(target))
         }
         (Transport::Tcp, _) => {
@@ -144,11 +163,16 @@ async fn open_uac_conn(a: &UacArgs, k: usize) -> Result<(Arc<Conn>, Dest), Error
             }
             .map_err(sock_err("socket", local))?;
             if local.port() != 0 {
-                s.set_reuseaddr(true).map_err(sock_err("SO_REUSEADDR", local))?;
+                s.set_reuseaddr(true)
+                    .map_err(sock_err("SO_REUSEADDR", local))?;
             }
             s.bind(local).map_err(sock_err("bind", local))?;
-            let s: TcpStream = s.connect(target).await.map_err(sock_err("connect", target))?;
-            s.set_nodelay(true).map_err(sock_err("TCP_NODELAY", target))?;
+            let s: TcpStream = s
+                .connect(target)
+                .await
+                .map_err(sock_err("connect", target))?;
+            s.set_nodelay(true)
+                .map_err(sock_err("TCP_NODELAY", target))?;
             (Socket::Tcp(s), Dest::Peer)
         }
         (Transport::Sctp, SctpStyle::OneToOne) => {
@@ -164,17 +188,33 @@ async fn open_uac_conn(a: &UacArgs, k: usize) -> Result<(Arc<Conn>, Dest), Error
             let s = tokio_sctp::SctpStream::connect_from(s, target)
                 .await
                 .map_err(sock_err("connect", target))?;
-            s.set_nodelay(true).map_err(sock_err("SCTP_NODELAY", target))?;
+            s.set_nodelay(true)
+                .map_err(sock_err("SCTP_NODELAY", target))?;
             (Socket::SctpStream(s), Dest::Peer)
         }
         (Transport::Sctp, SctpStyle::OneToMany) => {
-            let s = sipsctp_sctp::SctpSocket::bind(&[local], &sctp_config(false))
-                .map_err(|source| Error::Sctp { addr: local, source })?;
+            // Listening too, for a peer that answers on an association of its own to the
+            // address in Via.
+            let s = sipsctp_sctp::SctpSocket::bind(&[local], &sctp_config()).map_err(|source| {
+                Error::Sctp {
+                    addr: local,
+                    source,
+                }
+            })?;
             // The association is set up by the kernel with the first message sent to it.
-            (Socket::SctpMany(s), Dest::Addr(target))
+            (Socket::SctpMany(Box::new(s)), Dest::Addr(target))
         }
     };
     Ok((Conn::new(socket), dest))
+}
+
+/// Time the open transactions get after the schedule: a call may start its BYE just
+/// before its INVITE would have timed out, after its hold time.
+fn cfg_drain_us(a: &UacArgs) -> u64 {
+    a.timeout_ms
+        .saturating_mul(2)
+        .saturating_add(a.hold_ms)
+        .saturating_mul(1000)
 }
 
 /// A fresh id for the run, so that responses from an earlier run are not taken for ours.
@@ -225,6 +265,50 @@ impl Shared {
     }
 }
 
+/// Every millisecond: fires timers, starts due transactions, sends; until the UAC is done
+/// (`false`) or the drain limit passed (`true`).
+async fn ticker(
+    shared: Arc<Shared>,
+    conns: Arc<Vec<(Arc<Conn>, Dest)>>,
+    drain_limit_us: u64,
+    quiet: bool,
+) -> bool {
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut out = Outbox::default();
+    let mut failed = Vec::new();
+    let mut last_report = 0u64;
+    loop {
+        ticker.tick().await;
+        let (now, done, outstanding) = {
+            let mut u = lock(&shared.uac);
+            let now = shared.now_us();
+            u.tick(now, &mut out);
+            (now, u.done(now), u.outstanding())
+        };
+        flush(&conns, &out, &mut failed);
+        out.clear();
+        shared.fail(&mut failed);
+        if !quiet && now >= last_report + 1_000_000 {
+            last_report = now - now % 1_000_000;
+            let u = lock(&shared.uac);
+            let st: u64 = u.stats().iter().map(|s| s.started).sum();
+            let done_n: u64 = u.stats().iter().map(|s| s.completed).sum();
+            let failed_n: u64 = u.stats().iter().map(StepStats::failed_total).sum();
+            eprintln!(
+                "t={:>4}s started={st} completed={done_n} failed={failed_n} outstanding={outstanding}",
+                now / 1_000_000
+            );
+        }
+        if done {
+            return false;
+        }
+        if now > drain_limit_us {
+            return true;
+        }
+    }
+}
+
 /// Runs the UAC; returns its JSON result (also written to `--json`).
 ///
 /// # Errors
@@ -267,14 +351,12 @@ async fn uac_async(a: &UacArgs) -> Result<Value, Error> {
         ));
         conns.push((c, dest));
     }
-    let first_local = locals.first().map(|l| format!("{l:?}")).unwrap_or_default();
-    let _ = first_local;
     let cfg = UacConfig {
         scenario: a.scenario,
         transport: a.common.transport,
-        t1_us: a.t1_ms * 1000,
-        timeout_us: a.timeout_ms * 1000,
-        hold_us: a.hold_ms * 1000,
+        t1_us: a.t1_ms.saturating_mul(1000),
+        timeout_us: a.timeout_ms.saturating_mul(1000),
+        hold_us: a.hold_ms.saturating_mul(1000),
         max_outstanding: a.max_outstanding,
     };
     let schedule = steps(&a.rate, a.step_secs);
@@ -325,45 +407,19 @@ async fn uac_async(a: &UacArgs) -> Result<Value, Error> {
         });
     }
 
-    // The ticker: every millisecond, timers and due transactions.
-    let mut ticker = tokio::time::interval(Duration::from_millis(1));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut out = Outbox::default();
-    let mut failed = Vec::new();
-    let mut last_report = 0u64;
     // After the schedule, open transactions get their full timeout (a BYE may start late).
-    let drain_limit_us = end_us + 2 * a.timeout_ms * 1000 + a.hold_ms * 1000 + 1_000_000;
-    let mut timed_out_drain = false;
-    loop {
-        ticker.tick().await;
-        let (now, done, outstanding) = {
-            let mut u = lock(&shared.uac);
-            let now = shared.now_us();
-            u.tick(now, &mut out);
-            (now, u.done(now), u.outstanding())
-        };
-        flush(&conns, &out, &mut failed);
-        out.clear();
-        shared.fail(&mut failed);
-        if !a.common.quiet && now >= last_report + 1_000_000 {
-            last_report = now - now % 1_000_000;
-            let u = lock(&shared.uac);
-            let st: u64 = u.stats().iter().map(|s| s.started).sum();
-            let done_n: u64 = u.stats().iter().map(|s| s.completed).sum();
-            let failed_n: u64 = u.stats().iter().map(StepStats::failed_total).sum();
-            eprintln!(
-                "t={:>4}s started={st} completed={done_n} failed={failed_n} outstanding={outstanding}",
-                now / 1_000_000
-            );
-        }
-        if done {
-            break;
-        }
-        if now > drain_limit_us {
-            timed_out_drain = true;
-            break;
-        }
-    }
+    let drain_limit_us = end_us
+        .saturating_add(cfg_drain_us(a))
+        .saturating_add(1_000_000);
+    // The ticker runs on the runtime's workers like the readers (so `--workers 1` is one
+    // thread doing everything).
+    let ticker = tokio::spawn(ticker(
+        shared.clone(),
+        conns.clone(),
+        drain_limit_us,
+        a.common.quiet,
+    ));
+    let timed_out_drain = ticker.await.unwrap_or(true);
     let elapsed = shared.start.elapsed().as_secs_f64();
     let mut u = lock(&shared.uac);
     if timed_out_drain {
@@ -498,19 +554,21 @@ async fn uas_async(a: &UasArgs) -> Result<Value, Error> {
     let readers = usize::from(a.common.workers);
     let bound = match (t, a.common.sctp_style) {
         (Transport::Udp, _) => {
-            let s = UdpSocket::bind(listen).await.map_err(|e| sock_err("bind", e))?;
+            let s = udp_socket(listen).map_err(|e| sock_err("bind", e))?;
             let conn = Conn::new(Socket::Udp(s));
             let bound = conn.local_addr().map_err(|e| sock_err("getsockname", e))?;
             spawn_conn(conn, sh.config(&contact(bound), t), sh.clone(), readers);
             bound
         }
         (Transport::Sctp, SctpStyle::OneToMany) => {
-            let s = sipsctp_sctp::SctpSocket::bind(&[listen], &sctp_config(true))
-                .map_err(|source| Error::Sctp {
-                    addr: listen,
-                    source,
+            let s =
+                sipsctp_sctp::SctpSocket::bind(&[listen], &sctp_config()).map_err(|source| {
+                    Error::Sctp {
+                        addr: listen,
+                        source,
+                    }
                 })?;
-            let conn = Conn::new(Socket::SctpMany(s));
+            let conn = Conn::new(Socket::SctpMany(Box::new(s)));
             let bound = conn.local_addr().map_err(|e| sock_err("getsockname", e))?;
             spawn_conn(conn, sh.config(&contact(bound), t), sh.clone(), readers);
             bound
@@ -553,7 +611,8 @@ async fn uas_async(a: &UasArgs) -> Result<Value, Error> {
 
     let started = Instant::now();
     let stop = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let term = async {
             match term.as_mut() {
                 Some(t) => {

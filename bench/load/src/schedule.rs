@@ -152,7 +152,13 @@ mod tests {
         assert_eq!(late[9].due_us, 11_000);
         // The whole first step, then the second at twice the rate.
         assert_eq!(drain(&mut s, 999_999).len(), 1000 - 12);
-        assert_eq!(drain(&mut s, 1_000_000), [Due { step: 1, due_us: 1_000_000 }]);
+        assert_eq!(
+            drain(&mut s, 1_000_000),
+            [Due {
+                step: 1,
+                due_us: 1_000_000
+            }]
+        );
         assert!(!s.finished(1_500_000));
         let rest = drain(&mut s, 5_000_000);
         assert_eq!(rest.len(), 1999);

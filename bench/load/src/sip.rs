@@ -201,7 +201,9 @@ fn take_line(b: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Skips CR LF keep-alives before a message; returns how many bytes they take.
 pub fn leading_crlf(buf: &[u8]) -> usize {
-    buf.iter().take_while(|&&c| c == b'\r' || c == b'\n').count()
+    buf.iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .count()
 }
 
 fn parse_u32(b: &[u8]) -> Option<u32> {
@@ -209,8 +211,7 @@ fn parse_u32(b: &[u8]) -> Option<u32> {
         return None;
     }
     b.iter().try_fold(0u32, |acc, &c| {
-        c.is_ascii_digit()
-            .then(|| acc * 10 + u32::from(c - b'0'))
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
     })
 }
 
@@ -314,7 +315,10 @@ impl<'a> Iterator for Headers<'a> {
         let mut end = 0;
         let mut next = all.len();
         let mut i = 0;
-        while let Some(off) = all.get(i..).and_then(|r| r.iter().position(|&c| c == b'\n')) {
+        while let Some(off) = all
+            .get(i..)
+            .and_then(|r| r.iter().position(|&c| c == b'\n'))
+        {
             let lf = i + off;
             let continued = matches!(all.get(lf + 1), Some(b' ' | b'\t'));
             if !continued {
@@ -569,7 +573,10 @@ l: 3\r\n\r\nabc";
 
     #[test]
     fn refuses_what_it_cannot_match() {
-        assert_eq!(Response::parse(b"SIP/2.0 200 OK\r\n").unwrap_err(), ParseError::Truncated);
+        assert_eq!(
+            Response::parse(b"SIP/2.0 200 OK\r\n").unwrap_err(),
+            ParseError::Truncated
+        );
         assert_eq!(
             Response::parse(b"SIP/2.0 2000 OK\r\n\r\n").unwrap_err(),
             ParseError::StartLine
@@ -587,8 +594,7 @@ l: 3\r\n\r\nabc";
             ParseError::Missing("Call-ID")
         );
         assert_eq!(
-            Response::parse(b"SIP/2.0 200 OK\r\ni: a\r\nCSeq: x BYE\r\nTo: x\r\n\r\n")
-                .unwrap_err(),
+            Response::parse(b"SIP/2.0 200 OK\r\ni: a\r\nCSeq: x BYE\r\nTo: x\r\n\r\n").unwrap_err(),
             ParseError::Invalid("CSeq")
         );
         assert_eq!(
@@ -636,7 +642,10 @@ l: 3\r\n\r\nabc";
             Err(ParseError::Invalid("Content-Length"))
         );
         // A body shorter than announced waits for more.
-        assert_eq!(frame(b"SIP/2.0 200 OK\r\nl: 5\r\n\r\nab", 100).unwrap(), None);
+        assert_eq!(
+            frame(b"SIP/2.0 200 OK\r\nl: 5\r\n\r\nab", 100).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -644,7 +653,11 @@ l: 3\r\n\r\nabc";
         let v: Vec<_> = split_list(b" <sip:a,b@x>, \"c,\\\"d\" <sip:e>;x=\"1,2\" ,sip:f").collect();
         assert_eq!(
             v,
-            [&b"<sip:a,b@x>"[..], b"\"c,\\\"d\" <sip:e>;x=\"1,2\"", b"sip:f"]
+            [
+                &b"<sip:a,b@x>"[..],
+                b"\"c,\\\"d\" <sip:e>;x=\"1,2\"",
+                b"sip:f"
+            ]
         );
         assert_eq!(uri_of(b"sip:a@b;tag=1"), Some(&b"sip:a@b"[..]));
         assert_eq!(uri_of(b"x <sip:a@b;lr>"), Some(&b"sip:a@b;lr"[..]));

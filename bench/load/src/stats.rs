@@ -123,10 +123,10 @@ impl StepStats {
 
     /// Counts a failure.
     pub fn fail(&mut self, kind: FailKind) {
-        if let Some(i) = FailKind::ALL.iter().position(|&k| k == kind) {
-            if let Some(c) = self.failed.get_mut(i) {
-                *c += 1;
-            }
+        if let Some(i) = FailKind::ALL.iter().position(|&k| k == kind)
+            && let Some(c) = self.failed.get_mut(i)
+        {
+            *c += 1;
         }
     }
 
@@ -260,8 +260,18 @@ pub fn table(steps: &[StepStats]) -> String {
     let _ = writeln!(
         out,
         "{:>5} {:>9} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "step", "rate/s", "started", "done", "failed", "retrans", "late", "done/s",
-        "setup50", "setup99", "txn99", "txn_max"
+        "step",
+        "rate/s",
+        "started",
+        "done",
+        "failed",
+        "retrans",
+        "late",
+        "done/s",
+        "setup50",
+        "setup99",
+        "txn99",
+        "txn_max"
     );
     let t = totals(steps);
     for (i, s) in steps
@@ -350,7 +360,10 @@ mod tests {
         assert!((990..=991).contains(&s["p99"].as_u64().unwrap()));
         assert_eq!(s["max"], 1000);
         assert_eq!(j["latency_us"]["transaction"]["min"], 2);
-        assert_eq!(StepStats::new(1.0, 1.0, 1).to_json()["latency_us"]["setup"]["count"], 0);
+        assert_eq!(
+            StepStats::new(1.0, 1.0, 1).to_json()["latency_us"]["setup"]["count"],
+            0
+        );
 
         let tab = table(&[a, b]);
         assert_eq!(tab.lines().count(), 5);

@@ -315,13 +315,13 @@ impl Uac {
             epoch: s.epoch,
         };
         self.timeouts.push_back(t);
-        if !self.cfg.transport.reliable() {
-            if let Some(q) = self.retrans.first_mut() {
-                q.push_back(Timer {
-                    at_us: now + self.cfg.t1_us,
-                    ..t
-                });
-            }
+        if !self.cfg.transport.reliable()
+            && let Some(q) = self.retrans.first_mut()
+        {
+            q.push_back(Timer {
+                at_us: now + self.cfg.t1_us,
+                ..t
+            });
         }
     }
 
@@ -434,14 +434,14 @@ impl Uac {
                 if let Some(st) = self.stats.get_mut(step) {
                     st.retransmissions += 1;
                 }
-                let interval = self.cfg.t1_us << next;
-                if next < RETRANS_QUEUES && interval < self.cfg.timeout_us {
-                    if let Some(q) = self.retrans.get_mut(next) {
-                        q.push_back(Timer {
-                            at_us: now + interval,
-                            ..t
-                        });
-                    }
+                let interval = self.cfg.t1_us.saturating_mul(1 << next);
+                if interval < self.cfg.timeout_us
+                    && let Some(q) = self.retrans.get_mut(next)
+                {
+                    q.push_back(Timer {
+                        at_us: now + interval,
+                        ..t
+                    });
                 }
             }
         }
@@ -506,10 +506,8 @@ impl Uac {
         match (phase, r.method, r.cseq) {
             (Phase::Invite { provisional }, Method::Invite, 1) => {
                 if !final_ {
-                    if !provisional {
-                        if let Some(s) = self.slots.get_mut(c.slot as usize) {
-                            s.phase = Phase::Invite { provisional: true };
-                        }
+                    if !provisional && let Some(s) = self.slots.get_mut(c.slot as usize) {
+                        s.phase = Phase::Invite { provisional: true };
                     }
                 } else if ok {
                     self.on_invite_2xx(c, now, &r, out);
@@ -524,10 +522,11 @@ impl Uac {
                 self.ack_2xx(c, out);
             }
             (Phase::Bye, Method::Bye, 2) | (Phase::Options, Method::Options, 1) if final_ => {
-                if phase == Phase::Options {
-                    if let (Some(st), Some(s)) = (self.stats.get_mut(step), self.slots.get(c.slot as usize)) {
-                        StepStats::record(&mut st.setup, now - s.started_us);
-                    }
+                if phase == Phase::Options
+                    && let (Some(st), Some(s)) =
+                        (self.stats.get_mut(step), self.slots.get(c.slot as usize))
+                {
+                    StepStats::record(&mut st.setup, now - s.started_us);
                 }
                 let fail = (!ok).then(|| FailKind::of_status(r.status));
                 self.finish(c.slot, now, fail);
@@ -550,9 +549,7 @@ impl Uac {
     /// A message [`Response::parse`] refused: a request, or a response to fail its call
     /// with `bad_response` if its `Call-ID` can still be read.
     fn on_unreadable(&mut self, now: u64, msg: &[u8]) {
-        let msg = msg
-            .get(crate::sip::leading_crlf(msg)..)
-            .unwrap_or_default();
+        let msg = msg.get(crate::sip::leading_crlf(msg)..).unwrap_or_default();
         let head = Head::parse(msg).ok();
         if let Some(Start::Request { .. }) = head.map(|h| h.start) {
             self.counters.unexpected_requests += 1;
@@ -722,8 +719,14 @@ mod tests {
         }
         assert!(u.done(2000 * MS));
         let st = u.stats();
-        assert_eq!((st[0].offered, st[0].started, st[0].completed), (100, 100, 100));
-        assert_eq!((st[1].offered, st[1].started, st[1].completed), (200, 200, 200));
+        assert_eq!(
+            (st[0].offered, st[0].started, st[0].completed),
+            (100, 100, 100)
+        );
+        assert_eq!(
+            (st[1].offered, st[1].started, st[1].completed),
+            (200, 200, 200)
+        );
         assert_eq!(st[0].failed_total() + st[0].retransmissions, 0);
         assert_eq!(st[1].setup.max(), 300);
         assert_eq!(st[1].transaction.len(), 200);
@@ -805,7 +808,9 @@ mod tests {
         }
         assert_eq!(
             at,
-            [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+            [
+                0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+            ]
         );
     }
 
@@ -865,10 +870,7 @@ Contact: <sip:uas@10.0.0.9:5099>\r\nContent-Length: 0\r\n\r\n",
         assert_eq!(msgs.len(), 2);
         for m in &msgs {
             assert_eq!(m.request_uri(), Some("sip:uas@10.0.0.9:5099"));
-            let routes: Vec<_> = m
-                .routes()
-                .map(|r| r.unwrap().uri.to_owned())
-                .collect();
+            let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri.to_owned()).collect();
             assert_eq!(routes, ["sip:p3;lr", "sip:p2;lr", "sip:p1;lr"]);
             assert_eq!(m.to_tag().unwrap(), Some("uas1"));
         }
@@ -889,8 +891,13 @@ Contact: <sip:uas@10.0.0.9:5099>\r\nContent-Length: 0\r\n\r\n",
         let mut out = Outbox::default();
         u.tick(0, &mut out);
         let mut ans = Batch::default();
-        answer(out.batch.iter().next().unwrap(), &uas(), &mut UasCounters::default(), &mut ans)
-            .unwrap();
+        answer(
+            out.batch.iter().next().unwrap(),
+            &uas(),
+            &mut UasCounters::default(),
+            &mut ans,
+        )
+        .unwrap();
         out.clear();
         for m in ans.iter() {
             u.on_message(MS, m, &mut out);
@@ -928,7 +935,10 @@ Contact: <sip:uas@10.0.0.9:5099>\r\nContent-Length: 0\r\n\r\n",
             &mut out,
         ); // another run
         let c = u.counters();
-        assert_eq!((c.bad_messages, c.unexpected_requests, c.unmatched), (1, 1, 2));
+        assert_eq!(
+            (c.bad_messages, c.unexpected_requests, c.unmatched),
+            (1, 1, 2)
+        );
         assert_eq!(u.outstanding(), 1);
         // Readable Call-ID, broken CSeq: the call fails as bad_response.
         u.on_message(
