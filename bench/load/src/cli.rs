@@ -21,10 +21,26 @@ pub struct Cli {
     pub role: Role,
 }
 
+const UAC_AFTER_HELP: &str = "\
+Results (stdout table; --json object):
+  steps[]: one object per rate step, and totals (all steps): rate, secs, offered,
+    started, completed, failed {timeout, status_3xx, status_4xx, status_5xx,
+    status_6xx, send_error, bad_response}, failed_total, retransmissions (UDP Timer
+    A/E resends), duplicate_responses, late_starts (started >= 10 ms after due),
+    max_start_lag_us, achieved_rate (completed per second of the step), latency_us
+    {setup: INVITE (or OPTIONS) to 200, transaction: first request to last final
+    response} each with count, min, mean, p50, p90, p99, p99_9, max (HDR histogram).
+  A transaction belongs to the step it started in; after the run started = completed
+    + failed_total. counters: sent, received, unmatched (responses for no open
+    transaction), bad_messages, unexpected_requests, not_started.
+The run ends when every step is over and every transaction has ended (at most 2 x
+--timeout-ms + --hold-ms after the last step).";
+
 /// The two roles.
 #[derive(Debug, Subcommand)]
 pub enum Role {
     /// Send calls (INVITE/ACK/BYE) or OPTIONS at fixed rates and measure them.
+    #[command(after_long_help = UAC_AFTER_HELP)]
     Uac(UacArgs),
     /// Answer calls and OPTIONS (stateless; prints what it received when stopped).
     Uas(UasArgs),
@@ -33,8 +49,9 @@ pub enum Role {
 /// How SCTP sockets are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SctpStyle {
-    /// One-to-many (SOCK_SEQPACKET, the project's sipsctp-sctp socket): the UAC opens one
-    /// socket per connection, each carrying one association to the target (so
+    /// One-to-many (SOCK_SEQPACKET, through the project's sipsctp-sctp crate, as tokio-sctp
+    /// has no one-to-many type): the UAC opens one socket per connection, each carrying one
+    /// association to the target, set up by the kernel with the first INVITE (so
     /// `--connections 1` is a single trunk association); the UAS takes every association
     /// on its one listening socket.
     OneToMany,
@@ -134,8 +151,9 @@ pub struct UasArgs {
     /// `listening <transport> <addr>`).
     #[arg(long, value_name = "IP:PORT")]
     pub listen: SocketAddr,
-    /// Host:port put into Contact (and the SDP). Default: the listening address, or for
-    /// the wildcard address the local address of each TCP/SCTP connection (UDP: 127.0.0.1).
+    /// Host:port put into Contact (and the SDP). Default: TCP and one-to-one SCTP: the
+    /// local address of each connection; UDP and one-to-many SCTP: the listening address
+    /// (127.0.0.1 for the wildcard address).
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<String>,
     /// Send 180 Ringing (with Contact) between 100 Trying and the final response.

@@ -235,10 +235,13 @@ impl Conn {
     }
 
     /// Drains the backlog whenever [`send`](Self::send) leaves messages in it. Runs until
-    /// the connection fails; `on_error` gets each message it could not send.
+    /// the connection is closed or fails; `on_error` gets each message it could not send.
     pub async fn run_writer(self: Arc<Self>, mut on_error: impl FnMut(&[u8], io::Error)) {
         loop {
             self.wake_writer.notified().await;
+            if self.lock().closed {
+                return;
+            }
             loop {
                 let item = {
                     let mut bl = self.lock();
@@ -269,9 +272,10 @@ impl Conn {
         }
     }
 
-    /// Marks the connection closed: later sends fail.
+    /// Marks the connection closed: later sends fail, the writer stops.
     pub fn close(&self) {
         self.lock().closed = true;
+        self.wake_writer.notify_one();
     }
 }
 
@@ -511,7 +515,7 @@ mod tests {
             assert!(a.send(b"ping", Dest::Peer).is_err());
             let mut n = 0;
             let r = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
+                std::time::Duration::from_millis(500),
                 read_loop(&b, |rx| {
                     for (m, f) in rx.msgs.iter().zip(&rx.from) {
                         assert_eq!(m, b"ping");
