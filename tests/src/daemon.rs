@@ -29,6 +29,11 @@ pub fn exporter_binary() -> PathBuf {
     workspace_binary("sipsctp-exporter")
 }
 
+/// The `sipsctp-load` generator next to the test binaries (built by `cargo xtask test`).
+pub fn load_binary() -> PathBuf {
+    workspace_binary("sipsctp-load")
+}
+
 /// A binary of the workspace in `target/<profile>/`.
 fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
@@ -37,7 +42,7 @@ fn workspace_binary(name: &str) -> PathBuf {
     assert!(
         bin.is_file(),
         "the binary {} is missing: `cargo xtask test` builds it (cargo build -p sipsctpd -p \
-         sipsctp-exporter) before running the integration tests",
+         sipsctp-exporter -p sipsctp-load) before running the integration tests",
         bin.display()
     );
     bin

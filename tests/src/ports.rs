@@ -268,6 +268,18 @@ ports! {
         NOBODY_ADMIN = 9486;
     }
 
+    /// `load_generator.rs`: sipsctp-load over SCTP, direct and through sipsctpd.
+    load_generator {
+        MANY_UAS = 6450;
+        MANY_UAC = 6451, count 2;
+        ONE_UAS = 6455;
+        ONE_UAC = 6456, count 2;
+        RELAY_ADMIN = 9487;
+        RELAY = 6460;
+        RELAY_UAS = 6465;
+        RELAY_UAC = 6466, count 2;
+    }
+
     /// `sctp_endpoint.rs`: a peer restarted on the same port.
     sctp_endpoint {
         RESTARTED_PEER = 6560;

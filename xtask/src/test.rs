@@ -94,9 +94,17 @@ fn checks_and_tests(o: &Options) -> Result<u8> {
         ]))?;
     }
     step("building the daemon and the integration tests");
-    // The daemon tests start target/<profile>/sipsctpd (and sipsctp-exporter) next to the
-    // test binaries.
-    exec(cargo().args(["build", "-p", "sipsctpd", "-p", "sipsctp-exporter"]))?;
+    // The daemon tests start target/<profile>/sipsctpd (and sipsctp-exporter, sipsctp-load)
+    // next to the test binaries.
+    exec(cargo().args([
+        "build",
+        "-p",
+        "sipsctpd",
+        "-p",
+        "sipsctp-exporter",
+        "-p",
+        "sipsctp-load",
+    ]))?;
     let bins = test_executables(INTEGRATION_CRATE)?;
     if bins.is_empty() {
         bail!("{INTEGRATION_CRATE} produced no test executables");
