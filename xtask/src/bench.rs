@@ -21,9 +21,25 @@ use crate::{
     util::{exec, step, workspace_root},
 };
 
+/// Which benchmarks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    /// The criterion benchmarks on the host (the default).
+    Criterion,
+    /// The system benchmark in the VM: sipsctpd against Kamailio and the raw kernel limit.
+    System,
+}
+
 /// `cargo xtask bench` options.
 #[derive(clap::Args, Debug)]
 pub struct Options {
+    /// `system` runs the system benchmark in the VM (see its flags below); without it, the
+    /// criterion benchmarks.
+    #[arg(value_enum)]
+    pub suite: Option<Suite>,
+    /// The system benchmark's settings.
+    #[command(flatten)]
+    pub system: crate::bench_system::Options,
     /// Criterion's arguments, e.g. a benchmark-name filter (a regex): `-- decode`.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -31,6 +47,9 @@ pub struct Options {
 
 /// Runs the benchmarks and prints the summary.
 pub fn run(o: &Options) -> Result<()> {
+    if o.suite == Some(Suite::System) {
+        return crate::bench_system::run(&o.system);
+    }
     let start = SystemTime::now();
     for package in ["sipsctp-sctp", "sipsctp-ebpf-events", "sipsctp-correlate"] {
         step(format!("cargo bench -p {package}"));

@@ -15,6 +15,7 @@
 //!   previews rendered from a live run.
 
 mod bench;
+mod bench_system;
 mod cache;
 mod dashboards;
 mod demo;
@@ -48,7 +49,8 @@ enum Task {
     Test(test::Options),
     /// The main job: sipp -> sipsctpd (SCTP) -> sipp (UDP) inside the VM, then its metrics.
     Demo(demo::Options),
-    /// The transport's criterion benchmarks (host, no sockets), then a summary.
+    /// The criterion benchmarks (host, no sockets), then a summary; `bench system`: sipsctpd
+    /// against Kamailio and the raw kernel limit in the VM (table, JSON, PNG in target/bench/).
     Bench(bench::Options),
     /// Every fuzz target (SIP, SCTP notifications, kernel event records, BTF) for S seconds
     /// each; exit 1 and the crashing input's path when one crashes.

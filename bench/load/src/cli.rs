@@ -44,6 +44,27 @@ pub enum Role {
     Uac(UacArgs),
     /// Answer calls and OPTIONS (stateless; prints what it received when stopped).
     Uas(UasArgs),
+    /// Relay SCTP messages between one client association and an upstream without any SIP
+    /// work: the physical limit of an SCTP relay, the system benchmark's baseline.
+    Forward(ForwardArgs),
+}
+
+/// Flags of the raw forwarder.
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Address to listen on for the client (IP:PORT).
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+    /// Where every client message goes (IP:PORT); what comes back goes to the client heard
+    /// from last.
+    #[arg(long, value_name = "IP:PORT")]
+    pub upstream: SocketAddr,
+    /// Stop after this many seconds (default: at SIGINT or SIGTERM).
+    #[arg(long, value_name = "S")]
+    pub duration_secs: Option<f64>,
+    /// Write what it forwarded as JSON to this file ("-" for stdout) when it stops.
+    #[arg(long, value_name = "OUT")]
+    pub json: Option<PathBuf>,
 }
 
 /// How SCTP sockets are used.

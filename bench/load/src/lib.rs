@@ -13,9 +13,11 @@
 //!   timers and retransmissions; [`stats`]: per-step accounting and JSON.
 //! - [`net`]: non-blocking sends with a per-connection backlog, batched reads;
 //!   [`run`]: the two roles wired to tokio; [`cli`]: the flags.
+//! - [`forward`]: a third role for the system benchmark, the raw SCTP relay (no SIP work).
 
 pub mod answer;
 pub mod cli;
+pub mod forward;
 pub mod msg;
 pub mod net;
 pub mod run;

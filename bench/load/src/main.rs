@@ -1,4 +1,5 @@
-//! `sipsctp-load`: parses the flags and runs the UAC or the UAS (see `--help`).
+//! `sipsctp-load`: parses the flags and runs the UAC, the UAS or the raw forwarder (see
+//! `--help`).
 
 use clap::Parser as _;
 use sipsctp_load::{
@@ -11,6 +12,11 @@ fn main() -> std::process::ExitCode {
     let r = match &cli.role {
         Role::Uac(a) => run::uac(a),
         Role::Uas(a) => run::uas(a),
+        Role::Forward(a) => sipsctp_load::forward::run(a.listen, a.upstream, a.duration_secs)
+            .and_then(|v| match &a.json {
+                Some(p) => run::write_json(p, &v).map(|()| v),
+                None => Ok(v),
+            }),
     };
     match r {
         Ok(_) => std::process::ExitCode::SUCCESS,

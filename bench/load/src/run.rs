@@ -82,7 +82,7 @@ fn runtime(workers: u16) -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// Writes `v` to `path` ("-": stdout).
-fn write_json(path: &Path, v: &Value) -> Result<(), Error> {
+pub fn write_json(path: &Path, v: &Value) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
     let err = |source| Error::Output {
         path: path.display().to_string(),

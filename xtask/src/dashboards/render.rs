@@ -41,7 +41,7 @@ const PALETTE: [RGBColor; 10] = [
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 const FONT_BOLD: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
 
-fn fonts() -> Result<()> {
+pub(crate) fn fonts() -> Result<()> {
     for (path, style) in [(FONT, FontStyle::Normal), (FONT_BOLD, FontStyle::Bold)] {
         let bytes = std::fs::read(path).with_context(|| {
             format!("reading {path} (Debian fonts-dejavu-core; setup installs it)")
