@@ -29,6 +29,7 @@ pub const CLEAN_P99_US: f64 = 200_000.0;
 
 /// `cargo xtask bench system` options.
 #[derive(clap::Args, Debug, Clone)]
+#[group(id = "system_bench")]
 pub struct Options {
     /// Guest kernel series.
     #[arg(long, value_enum, default_value = "6.12")]
@@ -58,10 +59,9 @@ pub fn run(o: &Options) -> Result<()> {
             "--release",
             "-p",
             "sipsctpd",
-            "--bin",
-            "sipsctpd",
             "-p",
             "sipsctp-load",
+            "--bins",
         ]),
         false,
     )?;

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub transactions_expired: IntCounter,
     /// `sipsctp_sip_transactions_untracked_total` (table full).
     pub transactions_untracked: IntCounter,
+    /// `sipsctp_sip_shedding`: 1 while new requests are answered 503 (overload).
+    pub shedding: IntGauge,
     /// `sipsctp_sip_retransmissions_total{leg}`: what the relay retransmitted itself where UDP
     /// meets a reliable transport.
     pub retransmissions: IntCounterVec,
@@ -251,6 +253,12 @@ impl Metrics {
             "sipsctp_sip_transactions_untracked_total",
             "Relayed requests not tracked because the transaction table was full",
         )?;
+        let shedding = IntGauge::new(
+            "sipsctp_sip_shedding",
+            "1 while the relay is overloaded and answers new requests 503 + Retry-After (each \
+             counted in sipsctp_sip_messages_dropped_total{reason=\"overload\"}); \
+             responses, ACK, CANCEL and in-dialog requests are still relayed",
+        )?;
         let retransmissions = IntCounterVec::new(
             Opts::new(
                 "sipsctp_sip_retransmissions_total",
@@ -281,6 +289,7 @@ impl Metrics {
             Box::new(dropped.clone()),
             Box::new(transactions_expired.clone()),
             Box::new(transactions_untracked.clone()),
+            Box::new(shedding.clone()),
         ] {
             registry.register(c)?;
         }
@@ -304,6 +313,7 @@ impl Metrics {
             dropped,
             transactions_expired,
             transactions_untracked,
+            shedding,
             retransmissions,
             bridge_untracked,
         })

@@ -15,6 +15,7 @@ use sipsctp_sctp::{assoc::SocketId, endpoint::SctpEndpoint};
 use sipsctp_sip::{
     Limits, Relay as Core, RelayConfig, RelayDriver, SipEvent, Transport,
     driver::{DriverConfig, DropCause, SendDrop, SendResult, Transmit},
+    overload::Overload,
     relay::{HostMatch, Listener, RouteRule, RouteTarget, Upstream},
 };
 use tokio::sync::mpsc;
@@ -247,6 +248,14 @@ fn sctp_drop(e: &sipsctp_sctp::endpoint::SendError) -> SendDrop {
     }
 }
 
+/// Messages waiting in the inbound queues (of 3 x 4096) at which the relay sheds new work
+/// ([`sipsctp_sip::overload`]): about a second behind at the emulated VM's rate.
+pub const OVERLOAD_HIGH: usize = 1024;
+/// ... and at which it takes new work again.
+pub const OVERLOAD_LOW: usize = 128;
+/// The `Retry-After` of its 503s, seconds.
+pub const RETRY_AFTER_S: u32 = 5;
+
 /// Runs the relay until every inbound queue closes. The queues (one per transport) are served
 /// in turn, a batch at a time, so that a flood on one cannot hold up the others. When `stop`
 /// is notified the queues are closed to new messages and what they already hold is relayed
@@ -266,6 +275,7 @@ pub async fn run(
     let mut rules = current(&relay);
     let mut driver = RelayDriver::new(rules.core.clone(), rules.driver);
     let mut logs = Logs::new();
+    let mut overload = Overload::new(OVERLOAD_HIGH, OVERLOAD_LOW, RETRY_AFTER_S);
     let mut closing = false;
     loop {
         if closing && queues.iter().all(|q| q.is_closed() && q.is_empty()) {
@@ -323,6 +333,24 @@ pub async fn run(
             }
             if !any {
                 break;
+            }
+        }
+        // How far behind its inputs the relay is: past a backlog it sheds new work.
+        let backlog: usize = queues.iter().map(|q| q.len()).sum();
+        if let Some(on) = overload.update(backlog) {
+            driver.set_shedding(on.then_some(overload.retry_after));
+            shared.metrics.shedding.set(i64::from(on));
+            if on {
+                tracing::warn!(
+                    backlog,
+                    threshold = overload.high,
+                    retry_after_s = overload.retry_after,
+                    "overloaded: answering new requests 503 (counted in \
+                     sipsctp_sip_messages_dropped_total{{reason=\"overload\"}}); calls already \
+                     accepted go on"
+                );
+            } else {
+                tracing::info!(backlog, "no longer overloaded: taking new requests again");
             }
         }
         // Timers run on every wake-up once due, so a busy relay still retransmits and expires.

@@ -347,6 +347,8 @@ pub struct RelayDriver {
     bridge: Bridge,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SipEvent>,
+    /// `Some(retry_after)` while new work is shed ([`RelayDriver::set_shedding`]).
+    shedding: Option<u32>,
 }
 
 impl RelayDriver {
@@ -359,7 +361,16 @@ impl RelayDriver {
             config,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            shedding: None,
         }
+    }
+
+    /// Sheds new work from now on (`Some(retry_after)`, see [`crate::overload`]) or takes it
+    /// again (`None`): a new request (no `To` tag; not `CANCEL`, not `ACK`) that is not a
+    /// retransmission of a transaction being relayed is answered `503` with `Retry-After`
+    /// and counted as dropped for [`DropReason::Overload`]; everything else is relayed.
+    pub const fn set_shedding(&mut self, retry_after: Option<u32>) {
+        self.shedding = retry_after;
     }
 
     /// Replaces the rules (a reload); transactions in flight stay tracked.
@@ -471,6 +482,20 @@ impl RelayDriver {
                 self.dropped(now, to, kind, DropCause::Send(SendDrop::TooLarge));
                 return;
             }
+        }
+        if let Some(retry_after) = self.shedding
+            && let Decision::Forward { tx: Some(key), .. } = &decision
+            && method != Method::Cancel
+            && m.to().is_ok_and(|t| t.tag.is_none())
+            && self.table.get(key).is_none()
+        {
+            decision = self.relay.shed(m, from, retry_after);
+            self.dropped(
+                now,
+                from.addr,
+                kind.clone(),
+                DropCause::Relay(DropReason::Overload),
+            );
         }
         match decision {
             Decision::Forward { to, bytes, tx } => {

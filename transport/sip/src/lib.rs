@@ -118,6 +118,7 @@ mod host;
 mod limits;
 mod message;
 mod method;
+pub mod overload;
 mod params;
 pub mod relay;
 mod response;

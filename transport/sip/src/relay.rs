@@ -267,11 +267,14 @@ pub enum DropReason {
     UnresolvableVia,
     /// A response whose next `Via` has a transport the relay lacks (`unsupported_transport`).
     UnsupportedTransport,
+    /// A new request refused with `503` + `Retry-After` while the relay is overloaded
+    /// (`overload`).
+    Overload,
 }
 
 impl DropReason {
     /// Every reason, for pre-setting counters to 0.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Malformed,
         Self::TooManyHops,
         Self::Loop,
@@ -281,6 +284,7 @@ impl DropReason {
         Self::ResponseForSelf,
         Self::UnresolvableVia,
         Self::UnsupportedTransport,
+        Self::Overload,
     ];
 
     /// The counter label.
@@ -295,6 +299,7 @@ impl DropReason {
             Self::ResponseForSelf => "response_for_self",
             Self::UnresolvableVia => "unresolvable_via",
             Self::UnsupportedTransport => "unsupported_transport",
+            Self::Overload => "overload",
         }
     }
 }
@@ -694,6 +699,18 @@ impl Relay {
     }
 
     fn respond(&self, req: &Req<'_, '_>, status: u16, reason: &str, ack: DropReason) -> Decision {
+        self.respond_with(req, status, reason, None, ack)
+    }
+
+    /// As `respond`, with a `Retry-After` when given.
+    fn respond_with(
+        &self,
+        req: &Req<'_, '_>,
+        status: u16,
+        reason: &str,
+        retry_after: Option<u32>,
+        ack: DropReason,
+    ) -> Decision {
         if req.is_ack {
             return drop(ack);
         }
@@ -718,6 +735,7 @@ impl Relay {
             to_tag: Some(&tag),
             received: req.fix.received,
             rport: req.fix.rport,
+            retry_after,
         };
         match build_response(req.msg, &spec) {
             Ok(bytes) => Decision::Respond {
@@ -756,6 +774,22 @@ impl Relay {
     pub fn reject(&self, msg: &Message<'_>, from: Peer, status: u16, reason: &str) -> Decision {
         match Self::req(msg, from) {
             Some(req) => self.respond(&req, status, reason, DropReason::Malformed),
+            None => drop(DropReason::Malformed),
+        }
+    }
+
+    /// Refuses new request `msg` from `from` because the relay is overloaded: `503 Service
+    /// Unavailable` with `Retry-After: retry_after` (RFC 3261 21.5.4), sent where any other
+    /// local response would go.
+    pub fn shed(&self, msg: &Message<'_>, from: Peer, retry_after: u32) -> Decision {
+        match Self::req(msg, from) {
+            Some(req) => self.respond_with(
+                &req,
+                503,
+                "Service Unavailable",
+                Some(retry_after),
+                DropReason::Overload,
+            ),
             None => drop(DropReason::Malformed),
         }
     }

@@ -29,6 +29,8 @@ pub struct ResponseSpec<'s> {
     pub received: Option<IpAddr>,
     /// `rport=` to set on the top `Via` (the request's source port).
     pub rport: Option<u16>,
+    /// `Retry-After:` seconds (RFC 3261 20.33; a 503 when shedding load).
+    pub retry_after: Option<u32>,
 }
 
 impl<'s> ResponseSpec<'s> {
@@ -40,6 +42,7 @@ impl<'s> ResponseSpec<'s> {
             to_tag: None,
             received: None,
             rport: None,
+            retry_after: None,
         }
     }
 }
@@ -105,6 +108,9 @@ pub fn build_response(req: &Message<'_>, spec: &ResponseSpec<'_>) -> Result<Vec<
         ) {
             e.write_range(h.line(), &mut out);
         }
+    }
+    if let Some(s) = spec.retry_after {
+        out.extend_from_slice(format!("Retry-After: {s}\r\n").as_bytes());
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     Ok(out)

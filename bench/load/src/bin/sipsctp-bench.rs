@@ -321,6 +321,9 @@ fn sipsctpd_config(s: &System, ebpf: bool, otlp: bool) -> String {
     c
 }
 
+/// Kamailio's configuration: 2 UDP and 2 SCTP worker processes (one per vCPU of the VM), the
+/// kernel's default socket buffers (the sctp module's `socket_*buf` parameters are not
+/// module parameters in 5.6), stateless forward.
 fn kamailio_config(s: &System) -> String {
     format!(
         "#!KAMAILIO\n\
@@ -330,8 +333,6 @@ fn kamailio_config(s: &System) -> String {
          {}\
          loadmodule \"sctp.so\"\nloadmodule \"sl.so\"\nloadmodule \"textops.so\"\n\
          loadmodule \"pv.so\"\n\
-         modparam(\"sctp\", \"socket_rcvbuf\", 4194304)\n\
-         modparam(\"sctp\", \"socket_sndbuf\", 4194304)\n\
          request_route {{\n\
          \x20   $du = \"sip:127.0.0.1:{UAS};transport={}\";\n\
          \x20   forward();\n\

@@ -1229,3 +1229,104 @@ fn without_a_tcp_listener_a_request_too_large_for_udp_is_dropped() {
     assert!(net.inbox.is_empty());
     assert_eq!(too_large_drops(&net.events(0)), 1);
 }
+
+// --- overload --------------------------------------------------------------------------------
+
+#[test]
+fn while_shedding_new_requests_get_503_and_accepted_work_goes_on() {
+    let mut net = Net::two_relays();
+    // c1: a call set up before the overload; c3: an INVITE forwarded, not yet answered.
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c1", 70));
+    net.drive();
+    let inv1 = net.take(UAS).pop().unwrap();
+    net.send(Transport::Udp, UAS, B_UDP, &answer(&inv1, 200, "OK"));
+    net.drive();
+    let ok1 = net.take(UAC).pop().unwrap();
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c3", 70));
+    net.drive();
+    assert_eq!(net.take(UAS).len(), 1);
+    net.events(0);
+
+    net.relays[0].driver.set_shedding(Some(5));
+    // A new call: 503 with Retry-After from relay A, nothing reaches the UAS.
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c2", 70));
+    net.drive();
+    assert!(
+        net.take(UAS).is_empty(),
+        "a new INVITE went on while shedding"
+    );
+    let at_uac = net.take(UAC);
+    assert_eq!(at_uac.len(), 1, "{at_uac:?}");
+    assert_eq!(status_of(&at_uac[0]), 503);
+    assert!(
+        at_uac[0].contains("\r\nRetry-After: 5\r\n"),
+        "{}",
+        at_uac[0]
+    );
+    assert!(at_uac[0].contains("Call-ID: c2\r\n"));
+    let ev = net.events(0);
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(
+                e,
+                SipEvent::Dropped {
+                    cause: DropCause::Relay(DropReason::Overload),
+                    ..
+                }
+            ))
+            .count(),
+        1,
+        "{ev:?}"
+    );
+    // Accepted work goes on: c3's retransmission (absorbed by relay A's bridge, which
+    // keeps the UDP -> SCTP transaction, as without overload; not refused), its CANCEL, c1's
+    // ACK and BYE.
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c3", 70));
+    let cancel = invite("c3", 70)
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    net.send(Transport::Udp, UAC, A_UDP, &cancel);
+    net.send(
+        Transport::Udp,
+        UAC,
+        A_UDP,
+        &in_dialog(&ok1, "ACK", 1, "ack1"),
+    );
+    net.send(
+        Transport::Udp,
+        UAC,
+        A_UDP,
+        &in_dialog(&ok1, "BYE", 2, "bye1"),
+    );
+    net.drive();
+    let methods: Vec<String> = net
+        .take(UAS)
+        .iter()
+        .map(|m| m.split(' ').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(methods, ["CANCEL", "ACK", "BYE"]);
+    assert!(net.take(UAC).is_empty(), "nothing of that was refused");
+    let ev = net.events(0);
+    assert!(
+        !ev.iter().any(|e| matches!(
+            e,
+            SipEvent::Dropped {
+                cause: DropCause::Relay(DropReason::Overload),
+                ..
+            }
+        )),
+        "{ev:?}"
+    );
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        SipEvent::Dropped {
+            cause: DropCause::Absorbed,
+            ..
+        }
+    )));
+    // Taking work again: a new call goes through.
+    net.relays[0].driver.set_shedding(None);
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c4", 70));
+    net.drive();
+    assert_eq!(net.take(UAS).len(), 1);
+}

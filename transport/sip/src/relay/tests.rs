@@ -884,7 +884,8 @@ fn drop_reasons_have_labels() {
             "stale_response",
             "response_for_self",
             "unresolvable_via",
-            "unsupported_transport"
+            "unsupported_transport",
+            "overload"
         ]
     );
     assert_eq!(DropReason::Loop.to_string(), "loop");
