@@ -45,10 +45,21 @@ pub struct Options {
     /// sipsctpd-udp-sctp).
     #[arg(long)]
     pub only: Option<String>,
+    /// Report again from a results file of an earlier run (no VM).
+    #[arg(long, value_name = "JSON")]
+    pub from: Option<std::path::PathBuf>,
 }
 
 /// Builds, runs the VM part, reports.
 pub fn run(o: &Options) -> Result<()> {
+    if let Some(json) = &o.from {
+        let doc: Value = serde_json::from_str(
+            &std::fs::read_to_string(json)
+                .with_context(|| format!("reading {}", json.display()))?,
+        )?;
+        print!("{}", report(&doc));
+        return Ok(());
+    }
     setup::run(&setup::Options {
         kernel: Some(o.kernel),
     })?;
@@ -184,8 +195,9 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// The table: per system its highest clean rate, its latency and CPU at half of Kamailio's
-/// highest clean rate, and the ratios.
+/// The table: per system its highest clean rate, its latency at half of Kamailio's highest
+/// clean rate, its CPU per call at Kamailio's highest clean rate (where every system that
+/// reaches it is clean; at low rates idle wake-ups dominate), and the ratios.
 pub fn report(doc: &Value) -> String {
     let systems: Vec<(&str, &str, Vec<Step>)> = doc["systems"]
         .as_array()
@@ -219,10 +231,11 @@ pub fn report(doc: &Value) -> String {
         CLEAN_COMPLETED * 100.0,
         CLEAN_P99_US / 1000.0
     );
+    let full = kam.map_or(100.0, |k| k.rate);
     let _ = writeln!(
         t,
-        "latency and CPU at {half:.0} calls/s (half of Kamailio's highest clean rate, nearest \
-         step below)\n"
+        "latency at {half:.0} calls/s (half of Kamailio's highest clean rate), CPU per call at \
+         {full:.0} calls/s (Kamailio's highest clean rate); the nearest step at or below\n"
     );
     let _ = writeln!(
         t,
@@ -232,12 +245,12 @@ pub fn report(doc: &Value) -> String {
     let kam_cpu = systems
         .iter()
         .find(|(n, _, _)| *n == "kamailio")
-        .and_then(|(_, _, s)| near(s, half))
+        .and_then(|(_, _, s)| near(s, full))
         .and_then(|s| s.cpu_per_1000());
     for (name, _, st) in &systems {
         let m = max_clean(st);
         let at = near(st, half);
-        let cpu = at.and_then(|s| s.cpu_per_1000());
+        let cpu = near(st, full).and_then(|s| s.cpu_per_1000());
         let _ = writeln!(
             t,
             "| {name} | {} | {} | {} | {} | {} | {} |",
@@ -383,8 +396,8 @@ mod tests {
         // 100 (its 200 step is too slow).
         assert!(t.contains("| raw | 400 | 4.00x | 1.00x |"), "{t}");
         assert!(t.contains("| kamailio | 100 | 1.00x | 0.25x |"), "{t}");
-        // At half of Kamailio's 100 (nearest step: the first), sipsctpd spends 1.0 s per
-        // 1000 calls against Kamailio's 2.0.
+        // At Kamailio's 100 (and half of it: the nearest step is the first), sipsctpd
+        // spends 1.0 s per 1000 calls against Kamailio's 2.0.
         assert!(
             t.contains("| sipsctpd | 100 | 1.00x | 0.25x | 1.0 / 2.0 | 1.00 | 0.50x |"),
             "{t}"
