@@ -6,7 +6,9 @@
 //! limit) into `target/bench/system.txt` and plots `target/bench/system.png` (completed calls/s
 //! and setup p99 against the offered rate, one line per system).
 //!
-//! The VM's CPUs are emulated (TCG): compare the ratios, not the absolute numbers.
+//! The VM's CPUs are emulated (TCG): compare the ratios, not the absolute numbers. With
+//! `--host` the UDP -> UDP systems run on this host instead (real CPUs; no kernel SCTP
+//! needed), into `target/bench/host.*`.
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
@@ -45,6 +47,10 @@ pub struct Options {
     /// sipsctpd-udp-sctp).
     #[arg(long)]
     pub only: Option<String>,
+    /// On this host instead of the VM (real CPUs, no kernel SCTP): the UDP -> UDP relay,
+    /// sipsctpd against Kamailio; results in target/bench/host.{json,txt,png}.
+    #[arg(long)]
+    pub host: bool,
     /// Report again from a results file of an earlier run (no VM).
     #[arg(long, value_name = "JSON")]
     pub from: Option<std::path::PathBuf>,
@@ -90,7 +96,8 @@ pub fn run(o: &Options) -> Result<()> {
     let root = workspace_root();
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
-    let json = out_dir.join("system.json");
+    let name = if o.host { "host" } else { "system" };
+    let json = out_dir.join(format!("{name}.json"));
     let _ = std::fs::remove_file(&json);
     let q = |p: &Path| vm::sh_quote(&p.to_string_lossy());
     let mut cmd = format!(
@@ -101,31 +108,47 @@ pub fn run(o: &Options) -> Result<()> {
         q(&root.join("tools/bin/rotel-agent")),
         vm::sh_quote(&o.rates),
         o.step_secs,
-        q(&root.join("target/tmp/bench-system")),
+        q(&root.join(format!("target/tmp/bench-{name}"))),
         q(&json)
     );
-    if let Some(only) = &o.only {
+    let only = match (&o.only, o.host) {
+        (Some(only), _) => Some(only.clone()),
+        (None, true) => Some("sipsctpd-udp-udp,kamailio-udp-udp".to_owned()),
+        (None, false) => None,
+    };
+    if let Some(only) = &only {
         write!(cmd, " --only {}", vm::sh_quote(only))?;
     }
-    let mut r = vm::Run::new(o.kernel, vec![cmd]);
-    r.timeout = Duration::from_secs(3600);
-    vm::announce(&r);
-    let code = vm::run(&r)?;
-    if code != 0 {
-        bail!("the benchmark in the VM exited {code}");
+    if o.host {
+        step(format!("on this host: {cmd}"));
+        let status = std::process::Command::new("sh")
+            .args(["-c", &cmd])
+            .status()
+            .context("running sipsctp-bench")?;
+        if !status.success() {
+            bail!("the benchmark on the host exited {status}");
+        }
+    } else {
+        let mut r = vm::Run::new(o.kernel, vec![cmd]);
+        r.timeout = Duration::from_secs(3600);
+        vm::announce(&r);
+        let code = vm::run(&r)?;
+        if code != 0 {
+            bail!("the benchmark in the VM exited {code}");
+        }
     }
     let doc: Value = serde_json::from_str(
         &std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?,
     )?;
     let table = report(&doc);
     print!("{table}");
-    std::fs::write(out_dir.join("system.txt"), &table)?;
-    let png = out_dir.join("system.png");
+    std::fs::write(out_dir.join(format!("{name}.txt")), &table)?;
+    let png = out_dir.join(format!("{name}.png"));
     plot(&doc, &png)?;
     step(format!(
         "results: {}, {}, {}",
         json.display(),
-        out_dir.join("system.txt").display(),
+        out_dir.join(format!("{name}.txt")).display(),
         png.display()
     ));
     Ok(())
@@ -217,7 +240,12 @@ pub fn report(doc: &Value) -> String {
             .find(|(n, _, _)| *n == name)
             .and_then(|(_, _, s)| max_clean(s))
     };
-    let kam = max("kamailio");
+    // The reference: Kamailio on SCTP -> SCTP, or on UDP -> UDP for a host run.
+    let reference = ["kamailio", "kamailio-udp-udp"]
+        .into_iter()
+        .find(|r| systems.iter().any(|(n, _, _)| n == r))
+        .unwrap_or("kamailio");
+    let kam = max(reference);
     let raw = max("raw");
     let half = kam.map_or(100.0, |k| k.rate / 2.0);
     let mut t = String::new();
@@ -244,7 +272,7 @@ pub fn report(doc: &Value) -> String {
     let _ = writeln!(t, "|---|---|---|---|---|---|---|");
     let kam_cpu = systems
         .iter()
-        .find(|(n, _, _)| *n == "kamailio")
+        .find(|(n, _, _)| *n == reference)
         .and_then(|(_, _, s)| near(s, full))
         .and_then(|s| s.cpu_per_1000());
     for (name, _, st) in &systems {

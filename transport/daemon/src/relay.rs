@@ -276,6 +276,9 @@ pub async fn run(
     let mut driver = RelayDriver::new(rules.core.clone(), rules.driver);
     let mut logs = Logs::new();
     let mut overload = Overload::new(OVERLOAD_HIGH, OVERLOAD_LOW, RETRY_AFTER_S);
+    // Shedding may start and stop several times a second under sustained overload: a line
+    // per kind every 10 s at most, with how many were held back.
+    let mut overload_log = LogLimit::new(Duration::from_secs(10), 2);
     let mut closing = false;
     loop {
         if closing && queues.iter().all(|q| q.is_closed() && q.is_empty()) {
@@ -340,17 +343,22 @@ pub async fn run(
         if let Some(on) = overload.update(backlog) {
             driver.set_shedding(on.then_some(overload.retry_after));
             shared.metrics.shedding.set(i64::from(on));
-            if on {
-                tracing::warn!(
+            match overload_log.check(on, Instant::now()) {
+                Some(n) if on => tracing::warn!(
                     backlog,
                     threshold = overload.high,
                     retry_after_s = overload.retry_after,
+                    not_logged_since_last = n,
                     "overloaded: answering new requests 503 (counted in \
                      sipsctp_sip_messages_dropped_total{{reason=\"overload\"}}); calls already \
                      accepted go on"
-                );
-            } else {
-                tracing::info!(backlog, "no longer overloaded: taking new requests again");
+                ),
+                Some(n) => tracing::info!(
+                    backlog,
+                    not_logged_since_last = n,
+                    "no longer overloaded: taking new requests again"
+                ),
+                None => {}
             }
         }
         // Timers run on every wake-up once due, so a busy relay still retransmits and expires.

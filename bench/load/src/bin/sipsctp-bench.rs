@@ -153,6 +153,23 @@ const SYSTEMS: &[System] = &[
         kind: Kind::Kamailio,
     },
     System {
+        name: "sipsctpd-udp-udp",
+        what: "sipsctpd UDP -> UDP, eBPF off (runs on a host without SCTP: --host)",
+        inbound: Leg::Udp,
+        outbound: Leg::Udp,
+        kind: Kind::Sipsctpd {
+            ebpf: false,
+            otlp: false,
+        },
+    },
+    System {
+        name: "kamailio-udp-udp",
+        what: "Kamailio 5.6 UDP -> UDP, stateless forward (runs on a host without SCTP: --host)",
+        inbound: Leg::Udp,
+        outbound: Leg::Udp,
+        kind: Kind::Kamailio,
+    },
+    System {
         name: "sipsctpd-udp-sctp",
         what: "sipsctpd UDP -> SCTP, eBPF off",
         inbound: Leg::Udp,
@@ -321,27 +338,36 @@ fn sipsctpd_config(s: &System, ebpf: bool, otlp: bool) -> String {
     c
 }
 
-/// Kamailio's configuration: 2 UDP and 2 SCTP worker processes (one per vCPU of the VM), the
+/// Kamailio's configuration: 2 UDP (and 2 SCTP) worker processes (one per vCPU of the VM), the
 /// kernel's default socket buffers (the sctp module's `socket_*buf` parameters are not
-/// module parameters in 5.6), stateless forward.
+/// module parameters in 5.6), stateless forward; no sctp module without an SCTP leg.
 fn kamailio_config(s: &System) -> String {
+    let sctp = s.inbound == Leg::Sctp || s.outbound == Leg::Sctp;
+    let mut listen = format!("listen={}:127.0.0.1:{SUT}\n", s.inbound.name());
+    if s.outbound != s.inbound {
+        listen.push_str(&format!(
+            "listen={}:127.0.0.1:{}\n",
+            s.outbound.name(),
+            SUT + 1
+        ));
+    }
     format!(
         "#!KAMAILIO\n\
-         debug=1\nlog_stderror=yes\nchildren=2\nenable_sctp=yes\nsctp_children=2\n\
+         debug=1\nlog_stderror=yes\nchildren=2\n{}\
          disable_tcp=yes\nauto_aliases=no\n\
-         listen=sctp:127.0.0.1:{SUT}\n\
-         {}\
-         loadmodule \"sctp.so\"\nloadmodule \"sl.so\"\nloadmodule \"textops.so\"\n\
+         {listen}\
+         {}loadmodule \"sl.so\"\nloadmodule \"textops.so\"\n\
          loadmodule \"pv.so\"\n\
          request_route {{\n\
          \x20   $du = \"sip:127.0.0.1:{UAS};transport={}\";\n\
          \x20   forward();\n\
          }}\n",
-        if s.outbound == Leg::Udp {
-            format!("listen=udp:127.0.0.1:{}\n", SUT + 1)
+        if sctp {
+            "enable_sctp=yes\nsctp_children=2\n"
         } else {
-            String::new()
+            "enable_sctp=no\n"
         },
+        if sctp { "loadmodule \"sctp.so\"\n" } else { "" },
         s.outbound.name()
     )
 }
