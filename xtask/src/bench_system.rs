@@ -137,9 +137,11 @@ pub fn run(o: &Options) -> Result<()> {
             bail!("the benchmark in the VM exited {code}");
         }
     }
-    let doc: Value = serde_json::from_str(
+    let mut doc: Value = serde_json::from_str(
         &std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?,
     )?;
+    doc["host"] = Value::Bool(o.host);
+    std::fs::write(&json, serde_json::to_string_pretty(&doc)?)?;
     let table = report(&doc);
     print!("{table}");
     std::fs::write(out_dir.join(format!("{name}.txt")), &table)?;
@@ -251,10 +253,15 @@ pub fn report(doc: &Value) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "System benchmark, kernel {}, {} vCPUs (emulated: compare ratios), {} s per step; \
+        "System benchmark, kernel {}, {} {}, {} s per step; \
          clean = >= {:.1} % of calls completed and setup p99 < {} ms",
         doc["kernel"].as_str().unwrap_or("?"),
         doc["vcpus"],
+        if doc["host"] == true {
+            "CPUs of this host (the load generator shares them)"
+        } else {
+            "vCPUs (emulated: compare ratios)"
+        },
         doc["step_secs"],
         CLEAN_COMPLETED * 100.0,
         CLEAN_P99_US / 1000.0
