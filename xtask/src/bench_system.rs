@@ -47,6 +47,10 @@ pub struct Options {
     /// sipsctpd-udp-sctp).
     #[arg(long)]
     pub only: Option<String>,
+    /// Also hold this many idle associations open to sipsctpd and to Kamailio and report the
+    /// memory each costs (RSS, kernel slab); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    pub assocs: usize,
     /// On this host instead of the VM (real CPUs, no kernel SCTP): the UDP -> UDP relay,
     /// sipsctpd against Kamailio; results in target/bench/host.{json,txt,png}.
     #[arg(long)]
@@ -118,6 +122,14 @@ pub fn run(o: &Options) -> Result<()> {
     };
     if let Some(only) = &only {
         write!(cmd, " --only {}", vm::sh_quote(only))?;
+    }
+    if o.assocs > 0 {
+        // One client socket per association.
+        cmd = format!(
+            "ulimit -n {} && {cmd} --assocs {}",
+            o.assocs * 2 + 1024,
+            o.assocs
+        );
     }
     if o.host {
         step(format!("on this host: {cmd}"));
@@ -300,6 +312,27 @@ pub fn report(doc: &Value) -> String {
             cpu.map_or("-".into(), |c| format!("{c:.2}")),
             ratio(cpu, kam_cpu),
         );
+    }
+    if let Some(mem) = doc["memory"].as_array() {
+        let _ = writeln!(
+            t,
+            "\nMemory per idle association (kernel slab: both ends and the client's socket):\n"
+        );
+        let _ = writeln!(
+            t,
+            "| system | associations | RSS per association | kernel slab per association |"
+        );
+        let _ = writeln!(t, "|---|---|---|---|");
+        for m in mem {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {:.0} B | {:.0} B |",
+                m["name"].as_str().unwrap_or("?"),
+                m["associations"],
+                m["rss_per_assoc"].as_f64().unwrap_or(0.0),
+                m["slab_per_assoc"].as_f64().unwrap_or(0.0)
+            );
+        }
     }
     let _ = writeln!(
         t,

@@ -48,6 +48,10 @@ struct Cli {
     /// Scratch directory (configs, logs).
     #[arg(long)]
     dir: PathBuf,
+    /// Also measure memory per association: this many idle associations held open to
+    /// sipsctpd and to Kamailio (0: skip). Needs as many descriptors (`ulimit -n`).
+    #[arg(long, default_value_t = 0)]
+    assocs: usize,
     /// Where the results go.
     #[arg(long)]
     out: PathBuf,
@@ -359,6 +363,7 @@ fn kamailio_config(s: &System) -> String {
          {}loadmodule \"sl.so\"\nloadmodule \"textops.so\"\n\
          loadmodule \"pv.so\"\n\
          request_route {{\n\
+         \x20   if (is_method(\"OPTIONS\")) {{ sl_send_reply(\"200\", \"OK\"); exit; }}\n\
          \x20   $du = \"sip:127.0.0.1:{UAS};transport={}\";\n\
          \x20   forward();\n\
          }}\n",
@@ -475,6 +480,152 @@ fn step(cli: &Cli, s: &System, rate: u32, dir: &Path, pids: &[u32]) -> Value {
     })
 }
 
+/// Resident memory of `pids`, bytes (`VmRSS`).
+fn rss(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/status"))
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .sum::<u64>()
+        * 1024
+}
+
+/// The kernel's slab memory, bytes (`Slab` of `/proc/meminfo`).
+fn slab() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Slab:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Associations whose local port is `port` (`/proc/net/sctp/assocs`).
+fn assocs_on(port: u16) -> usize {
+    std::fs::read_to_string("/proc/net/sctp/assocs")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(11) == Some(port.to_string().as_str()))
+        .count()
+}
+
+/// An OPTIONS to the system under test itself, which it answers (a keep-alive).
+fn options(local: SocketAddr, n: usize) -> String {
+    format!(
+        "OPTIONS sip:127.0.0.1:{SUT} SIP/2.0\r\n\
+         Via: SIP/2.0/SCTP {local};branch=z9hG4bK-mem-{n}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:mem@127.0.0.1>;tag=m{n}\r\n\
+         To: <sip:127.0.0.1:{SUT}>\r\n\
+         Call-ID: mem-{n}@127.0.0.1\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Opens `n` idle associations to [`SUT`] (one client socket each, an OPTIONS on each) and
+/// returns the sockets once the system has them all (or after a minute).
+fn hold_assocs(rt: &tokio::runtime::Runtime, n: usize) -> Vec<sipsctp_sctp::SctpSocket> {
+    rt.block_on(async {
+        let config = sipsctp_sctp::SocketConfig {
+            backlog: None,
+            ..sipsctp_sctp::SocketConfig::default()
+        };
+        let mut socks = Vec::with_capacity(n);
+        for i in 0..n {
+            let s = match sipsctp_sctp::SctpSocket::bind(&[lo(0)], &config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("  association {i}: {e}; holding {} instead", socks.len());
+                    break;
+                }
+            };
+            let local = s.local_addr().unwrap_or(lo(0));
+            let msg = options(local, i);
+            let _ = s
+                .send(
+                    msg.as_bytes(),
+                    sipsctp_sctp::SendTarget::Addr(lo(SUT)),
+                    &sipsctp_sctp::SendOptions::default(),
+                )
+                .await;
+            socks.push(s);
+            if i % 500 == 499 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let t = Instant::now();
+        while assocs_on(SUT) < socks.len() && t.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        socks
+    })
+}
+
+/// Memory per idle association of sipsctpd and Kamailio: RSS and kernel slab before and after
+/// `n` associations are opened to each.
+fn memory(cli: &Cli, n: usize) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut out = Vec::new();
+    for name in ["sipsctpd", "kamailio"] {
+        let s = SYSTEMS
+            .iter()
+            .find(|s| s.name == name)
+            .expect("a known system");
+        let dir = cli.dir.join(format!("memory-{name}"));
+        std::fs::create_dir_all(&dir).expect("create a directory");
+        let (sut, helper) = start_system(cli, s, &dir);
+        wait_for(
+            &format!("{name} listening"),
+            Duration::from_secs(60),
+            || listens(Leg::Sctp, SUT),
+        );
+        thread::sleep(Duration::from_secs(1));
+        let pids = system_pids(s, &sut);
+        let (rss0, slab0) = (rss(&pids), slab());
+        let socks = hold_assocs(&rt, n);
+        thread::sleep(Duration::from_secs(2));
+        let held = assocs_on(SUT);
+        let (rss1, slab1) = (rss(&pids), slab());
+        let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / held.max(1) as f64;
+        eprintln!(
+            "  {name}: {held} associations held; RSS {:.0} B/association, kernel slab {:.0} B/association (both ends and the client's socket)",
+            per(rss0, rss1),
+            per(slab0, slab1)
+        );
+        out.push(json!({
+            "name": name,
+            "associations": held,
+            "rss_before": rss0,
+            "rss_after": rss1,
+            "rss_per_assoc": per(rss0, rss1),
+            "slab_before": slab0,
+            "slab_after": slab1,
+            "slab_per_assoc": per(slab0, slab1),
+        }));
+        drop(socks);
+        sut.stop(Duration::from_secs(10));
+        if let Some(h) = helper {
+            h.stop(Duration::from_secs(2));
+        }
+        // The closed client sockets' associations shut down before the next system.
+        let t = Instant::now();
+        while assocs_on(SUT) > 0 && t.elapsed() < Duration::from_secs(30) {
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Value::Array(out)
+}
+
 fn main() {
     let cli = Cli::parse();
     std::fs::create_dir_all(&cli.dir).expect("create the scratch directory");
@@ -525,6 +676,13 @@ fn main() {
             "steps": steps,
         }));
     }
+    let memory = (cli.assocs > 0).then(|| {
+        eprintln!(
+            "sipsctp-bench: memory with {} idle associations",
+            cli.assocs
+        );
+        memory(&cli, cli.assocs)
+    });
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     let doc = json!({
@@ -533,6 +691,7 @@ fn main() {
         "step_secs": cli.step_secs,
         "rates": cli.rates,
         "systems": results,
+        "memory": memory,
     });
     std::fs::write(
         &cli.out,
