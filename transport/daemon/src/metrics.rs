@@ -4,7 +4,9 @@
 //! events in one place, [`Metrics::observe`]; transaction durations are the exporter's
 //! (`sipsctp_agent::metrics`), observed once joined with the kernel's events.
 
-use prometheus::{Encoder as _, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder as _, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use sipsctp_sctp::{
     counters::{CounterSnapshot, DropCause, SendDropCause},
     endpoint::EndpointInfo,
@@ -56,8 +58,9 @@ pub struct Metrics {
     pub transactions_expired: IntCounter,
     /// `sipsctp_sip_transactions_untracked_total` (table full).
     pub transactions_untracked: IntCounter,
-    /// `sipsctp_sip_shedding`: 1 while new requests are answered 503 (overload).
-    pub shedding: IntGauge,
+    /// `sipsctp_sip_shedding{transport}`: 1 while new requests over that transport are
+    /// answered 503 (overload).
+    pub shedding: IntGaugeVec,
     /// `sipsctp_sip_retransmissions_total{leg}`: what the relay retransmitted itself where UDP
     /// meets a reliable transport.
     pub retransmissions: IntCounterVec,
@@ -253,12 +256,19 @@ impl Metrics {
             "sipsctp_sip_transactions_untracked_total",
             "Relayed requests not tracked because the transaction table was full",
         )?;
-        let shedding = IntGauge::new(
-            "sipsctp_sip_shedding",
-            "1 while the relay is overloaded and answers new requests 503 + Retry-After (each \
-             counted in sipsctp_sip_messages_dropped_total{reason=\"overload\"}); \
-             responses, ACK, CANCEL and in-dialog requests are still relayed",
+        let shedding = IntGaugeVec::new(
+            Opts::new(
+                "sipsctp_sip_shedding",
+                "1 while the relay is behind on a transport's inbound queue and answers new \
+                 requests over it 503 + Retry-After (each counted in \
+                 sipsctp_sip_messages_dropped_total{reason=\"overload\"}); responses, ACK, \
+                 CANCEL and in-dialog requests are still relayed",
+            ),
+            &["transport"],
         )?;
+        for t in ["udp", "tcp", "sctp"] {
+            shedding.with_label_values(&[t]);
+        }
         let retransmissions = IntCounterVec::new(
             Opts::new(
                 "sipsctp_sip_retransmissions_total",

@@ -248,13 +248,15 @@ fn sctp_drop(e: &sipsctp_sctp::endpoint::SendError) -> SendDrop {
     }
 }
 
-/// Messages waiting in the inbound queues (of 3 x 4096) at which the relay sheds new work
+/// Messages waiting in one inbound queue (of 4096) at which the relay sheds its new work
 /// ([`sipsctp_sip::overload`]): about a second behind at the emulated VM's rate.
 pub const OVERLOAD_HIGH: usize = 1024;
 /// ... and at which it takes new work again.
 pub const OVERLOAD_LOW: usize = 128;
 /// The `Retry-After` of its 503s, seconds.
 pub const RETRY_AFTER_S: u32 = 5;
+/// The transports of the inbound queues, in their order.
+const QUEUE_TRANSPORTS: [Transport; 3] = [Transport::Sctp, Transport::Udp, Transport::Tcp];
 
 /// Runs the relay until every inbound queue closes. The queues (one per transport) are served
 /// in turn, a batch at a time, so that a flood on one cannot hold up the others. When `stop`
@@ -275,10 +277,12 @@ pub async fn run(
     let mut rules = current(&relay);
     let mut driver = RelayDriver::new(rules.core.clone(), rules.driver);
     let mut logs = Logs::new();
-    let mut overload = Overload::new(OVERLOAD_HIGH, OVERLOAD_LOW, RETRY_AFTER_S);
+    // One per inbound queue (their order: SCTP, UDP, TCP), so that a flood on one transport
+    // does not make the relay refuse the others' calls.
+    let mut overload = [Overload::new(OVERLOAD_HIGH, OVERLOAD_LOW, RETRY_AFTER_S); 3];
     // Shedding may start and stop several times a second under sustained overload: a line
     // per kind every 10 s at most, with how many were held back.
-    let mut overload_log = LogLimit::new(Duration::from_secs(10), 2);
+    let mut overload_log = LogLimit::new(Duration::from_secs(10), 6);
     let mut closing = false;
     loop {
         if closing && queues.iter().all(|q| q.is_closed() && q.is_empty()) {
@@ -338,22 +342,33 @@ pub async fn run(
                 break;
             }
         }
-        // How far behind its inputs the relay is: past a backlog it sheds new work.
-        let backlog: usize = queues.iter().map(|q| q.len()).sum();
-        if let Some(on) = overload.update(backlog) {
-            driver.set_shedding(on.then_some(overload.retry_after));
-            shared.metrics.shedding.set(i64::from(on));
-            match overload_log.check(on, Instant::now()) {
+        // How far behind each input the relay is: past a backlog it sheds that input's new
+        // work.
+        for ((q, o), transport) in queues.iter().zip(&mut overload).zip(QUEUE_TRANSPORTS) {
+            let backlog = q.len();
+            let Some(on) = o.update(backlog) else {
+                continue;
+            };
+            driver.set_shedding(transport, on.then_some(o.retry_after));
+            let label = transport.uri_param();
+            shared
+                .metrics
+                .shedding
+                .with_label_values(&[label])
+                .set(i64::from(on));
+            match overload_log.check((label, on), Instant::now()) {
                 Some(n) if on => tracing::warn!(
+                    transport = label,
                     backlog,
-                    threshold = overload.high,
-                    retry_after_s = overload.retry_after,
+                    threshold = o.high,
+                    retry_after_s = o.retry_after,
                     not_logged_since_last = n,
                     "overloaded: answering new requests 503 (counted in \
                      sipsctp_sip_messages_dropped_total{{reason=\"overload\"}}); calls already \
                      accepted go on"
                 ),
                 Some(n) => tracing::info!(
+                    transport = label,
                     backlog,
                     not_logged_since_last = n,
                     "no longer overloaded: taking new requests again"

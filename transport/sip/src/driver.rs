@@ -338,6 +338,24 @@ fn limits_of(relay: &Relay) -> crate::limits::Limits {
     relay.config().limits
 }
 
+/// Per inbound transport: `Some(retry_after)` while its new work is shed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shedding {
+    udp: Option<u32>,
+    tcp: Option<u32>,
+    sctp: Option<u32>,
+}
+
+impl Shedding {
+    const fn of(&mut self, t: Transport) -> &mut Option<u32> {
+        match t {
+            Transport::Udp => &mut self.udp,
+            Transport::Tcp => &mut self.tcp,
+            Transport::Sctp => &mut self.sctp,
+        }
+    }
+}
+
 /// The relay driver; see the module documentation.
 #[derive(Debug)]
 pub struct RelayDriver {
@@ -347,8 +365,9 @@ pub struct RelayDriver {
     bridge: Bridge,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SipEvent>,
-    /// `Some(retry_after)` while new work is shed ([`RelayDriver::set_shedding`]).
-    shedding: Option<u32>,
+    /// Per inbound transport (UDP, TCP, SCTP): `Some(retry_after)` while its new work is shed
+    /// ([`RelayDriver::set_shedding`]).
+    shedding: Shedding,
 }
 
 impl RelayDriver {
@@ -361,16 +380,18 @@ impl RelayDriver {
             config,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            shedding: None,
+            shedding: Shedding::default(),
         }
     }
 
-    /// Sheds new work from now on (`Some(retry_after)`, see [`crate::overload`]) or takes it
-    /// again (`None`): a new request (no `To` tag; not `CANCEL`, not `ACK`) that is not a
-    /// retransmission of a transaction being relayed is answered `503` with `Retry-After`
-    /// and counted as dropped for [`DropReason::Overload`]; everything else is relayed.
-    pub const fn set_shedding(&mut self, retry_after: Option<u32>) {
-        self.shedding = retry_after;
+    /// Sheds new work that arrives over `transport` from now on (`Some(retry_after)`, see
+    /// [`crate::overload`]) or takes it again (`None`): a new request (no `To` tag; not
+    /// `CANCEL`, not `ACK`) that is not a retransmission of a transaction being relayed is
+    /// answered `503` with `Retry-After` and counted as dropped for [`DropReason::Overload`];
+    /// everything else is relayed. Per transport, because each has its own inbound queue: a
+    /// flood on one does not make the relay refuse the others' calls.
+    pub const fn set_shedding(&mut self, transport: Transport, retry_after: Option<u32>) {
+        *self.shedding.of(transport) = retry_after;
     }
 
     /// Replaces the rules (a reload); transactions in flight stay tracked.
@@ -483,7 +504,7 @@ impl RelayDriver {
                 return;
             }
         }
-        if let Some(retry_after) = self.shedding
+        if let Some(retry_after) = *self.shedding.of(from.transport)
             && let Decision::Forward { tx: Some(key), .. } = &decision
             && method != Method::Cancel
             && m.to().is_ok_and(|t| t.tag.is_none())

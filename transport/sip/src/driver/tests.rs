@@ -1247,7 +1247,19 @@ fn while_shedding_new_requests_get_503_and_accepted_work_goes_on() {
     assert_eq!(net.take(UAS).len(), 1);
     net.events(0);
 
-    net.relays[0].driver.set_shedding(Some(5));
+    // Shedding on another transport than the calls' changes nothing.
+    net.relays[0].driver.set_shedding(Transport::Tcp, Some(5));
+    net.send(Transport::Udp, UAC, A_UDP, &invite("c5", 70));
+    net.drive();
+    assert_eq!(
+        net.take(UAS).len(),
+        1,
+        "a UDP call refused for TCP's overload"
+    );
+    net.relays[0].driver.set_shedding(Transport::Tcp, None);
+    net.events(0);
+
+    net.relays[0].driver.set_shedding(Transport::Udp, Some(5));
     // A new call: 503 with Retry-After from relay A, nothing reaches the UAS.
     net.send(Transport::Udp, UAC, A_UDP, &invite("c2", 70));
     net.drive();
@@ -1325,7 +1337,7 @@ fn while_shedding_new_requests_get_503_and_accepted_work_goes_on() {
         }
     )));
     // Taking work again: a new call goes through.
-    net.relays[0].driver.set_shedding(None);
+    net.relays[0].driver.set_shedding(Transport::Udp, None);
     net.send(Transport::Udp, UAC, A_UDP, &invite("c4", 70));
     net.drive();
     assert_eq!(net.take(UAS).len(), 1);
