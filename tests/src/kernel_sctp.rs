@@ -100,6 +100,46 @@ pub async fn wait_sctp_idle(limit: Duration) {
     );
 }
 
+/// The kernel's SCTP RTO defaults of this namespace (`net.sctp.rto_min/initial/max`) lowered
+/// for the peers a test starts (sipp and others take the kernel's defaults, unlike sipsctpd,
+/// whose `[sctp] sctp_srto_*` the tests set), put back on drop. Under netem loss a peer with
+/// the defaults (initial 3 s, max 60 s) backs a chunk lost three times in a row off for tens
+/// of seconds, and on an ordered stream every later message waits behind it: a test's
+/// transactions then time out for a reason that is not the one it checks.
+pub struct QuickRto {
+    saved: Vec<(&'static str, String)>,
+}
+
+impl QuickRto {
+    /// rto_min 100 ms, rto_initial 200 ms, rto_max 1000 ms.
+    pub fn set() -> QuickRto {
+        let mut saved = Vec::new();
+        // In an order that keeps min <= initial <= max at every step from the defaults.
+        for (key, value) in [
+            ("rto_min", "100"),
+            ("rto_initial", "200"),
+            ("rto_max", "1000"),
+        ] {
+            let path = format!("/proc/sys/net/sctp/{key}");
+            if let Ok(old) = std::fs::read_to_string(&path)
+                && std::fs::write(&path, value).is_ok()
+            {
+                saved.push((key, old.trim().to_owned()));
+            }
+        }
+        QuickRto { saved }
+    }
+}
+
+impl Drop for QuickRto {
+    fn drop(&mut self) {
+        // Back in the reverse order (max first), keeping min <= initial <= max.
+        for (key, old) in self.saved.iter().rev() {
+            let _ = std::fs::write(format!("/proc/sys/net/sctp/{key}"), old);
+        }
+    }
+}
+
 /// Packet loss on `lo` through netem, removed on drop (also when the test panics).
 pub struct NetemOnLo {
     _private: (),

@@ -24,7 +24,7 @@ use sipsctp_tests::{
         Daemon, Metrics, daemon_binary, data_file, require_tool, scratch, thread_capabilities,
         try_http,
     },
-    kernel_sctp::{NetemOnLo, delta, snmp},
+    kernel_sctp::{NetemOnLo, QuickRto, delta, snmp},
     ports::{daemon_kernel as ports, lo},
     vm_kernel,
 };
@@ -149,6 +149,7 @@ fn ebpf_on_shows_the_daemons_own_retransmissions_and_association() {
     let before = snmp();
     {
         let _loss = NetemOnLo::add(&["loss", "10%"]);
+        let _rto = QuickRto::set();
         options_over_sctp("kernel_on", port, 150);
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -245,6 +246,7 @@ fn ebpf_off_polls_the_kernel_counters() {
     let before = snmp();
     {
         let _loss = NetemOnLo::add(&["loss", "10%"]);
+        let _rto = QuickRto::set();
         options_over_sctp("kernel_off", port, 150);
     }
     // Data still in flight is retransmitted after the loss ends (the RTO is a second or more):
