@@ -100,6 +100,16 @@ pub async fn wait_sctp_idle(limit: Duration) {
     );
 }
 
+/// Whether something in the calling thread's network namespace listens on SCTP `port`
+/// (`/proc/thread-self/net/sctp/eps`).
+pub fn sctp_listens(port: u16) -> bool {
+    std::fs::read_to_string("/proc/thread-self/net/sctp/eps")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(5) == Some(port.to_string().as_str()))
+}
+
 /// The kernel's SCTP RTO defaults of this namespace (`net.sctp.rto_min/initial/max`) lowered
 /// for the peers a test starts (sipp and others take the kernel's defaults, unlike sipsctpd,
 /// whose `[sctp] sctp_srto_*` the tests set), put back on drop. Under netem loss a peer with

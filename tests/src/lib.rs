@@ -31,6 +31,15 @@ pub fn require_sctp() {
     }
 }
 
+/// [`require_sctp`] from a test without a runtime of its own (tokio-sctp's listener needs one).
+pub fn require_sctp_blocking() {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(async { require_sctp() });
+}
+
 /// The kernel series the VM booted (`6.1`, `6.12`), for messages.
 pub fn vm_kernel() -> String {
     std::env::var("SIPSCTP_VM_KERNEL").unwrap_or_else(|_| "host".into())

@@ -21,18 +21,11 @@ use sipsctp_tests::{
     calls::{Uac, netem_dropped},
     daemon::{Metrics, Peer, exporter_binary, require_tool, scratch, tail, try_http, wait_until},
     kernel_sctp,
+    kernel_sctp::sctp_listens,
     lossy::{self, Layout},
     ports::{exporter_standalone as ports, lo},
-    require_sctp, vm_kernel,
+    require_sctp_blocking, vm_kernel,
 };
-
-fn runtime_require_sctp() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async { require_sctp() });
-}
 
 /// A running sipsctp-exporter.
 struct Exporter {
@@ -131,18 +124,9 @@ fn kamailio(dir: &Path, cfg: &Path, port: u16) -> Peer {
     kam
 }
 
-/// Whether something in this namespace listens on SCTP `port`.
-fn sctp_listens(port: u16) -> bool {
-    std::fs::read_to_string("/proc/thread-self/net/sctp/eps")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .any(|l| l.split_whitespace().nth(5) == Some(port.to_string().as_str()))
-}
-
 #[test]
 fn kamailio_upstream_retransmissions_are_counted_per_peer_as_the_kernel_counted_them() {
-    runtime_require_sctp();
+    require_sctp_blocking();
     let dir = scratch("exporter-kamailio");
     let l = Layout {
         ns: "exkam",
@@ -322,7 +306,7 @@ fn sctp_test_client(local: u16, server: u16, messages: u32) {
 
 #[test]
 fn a_non_sip_program_gets_kernel_metrics_and_its_unobserved_twin_is_never_counted() {
-    runtime_require_sctp();
+    require_sctp_blocking();
     let dir = scratch("exporter-non-sip");
     let server = sctp_test_server(&dir, "observed", ports::NON_SIP_SERVER);
     let _twin = sctp_test_server(&dir, "twin", ports::TWIN_SERVER);
@@ -374,7 +358,7 @@ fn a_non_sip_program_gets_kernel_metrics_and_its_unobserved_twin_is_never_counte
 
 #[test]
 fn a_process_observed_by_name_is_found_again_after_a_restart() {
-    runtime_require_sctp();
+    require_sctp_blocking();
     let dir = scratch("exporter-restart");
     // A copy of sctp_test under a name of its own, so that no other test's process matches.
     let bin = dir.join("sctp-restarted");

@@ -10,26 +10,10 @@ use serde_json::Value;
 use sipsctp_tests::{
     calls::config,
     daemon::{Daemon, Peer, load_binary, scratch, tail, wait_until},
+    kernel_sctp::sctp_listens,
     ports::{lo, load_generator as ports},
-    require_sctp, vm_kernel,
+    require_sctp_blocking, vm_kernel,
 };
-
-fn runtime_require_sctp() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async { require_sctp() });
-}
-
-/// Whether something in this namespace listens on SCTP `port`.
-fn sctp_listens(port: u16) -> bool {
-    std::fs::read_to_string("/proc/thread-self/net/sctp/eps")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .any(|l| l.split_whitespace().nth(5) == Some(port.to_string().as_str()))
-}
 
 /// The UAS on `port` with `style`; returns once it listens.
 fn uas(dir: &Path, style: &str, port: u16) -> Peer {
@@ -103,7 +87,7 @@ fn assert_all_completed(v: &Value, what: &str) -> u64 {
 
 #[test]
 fn the_generator_places_calls_over_one_to_many_and_one_to_one_sctp() {
-    runtime_require_sctp();
+    require_sctp_blocking();
     for (style, uas_port, uac_port) in [
         ("one-to-many", ports::MANY_UAS, ports::MANY_UAC),
         ("one-to-one", ports::ONE_UAS, ports::ONE_UAC),
@@ -123,7 +107,7 @@ fn the_generator_places_calls_over_one_to_many_and_one_to_one_sctp() {
 
 #[test]
 fn the_generator_places_calls_through_sipsctpd_sctp_to_sctp() {
-    runtime_require_sctp();
+    require_sctp_blocking();
     let dir = scratch("load-relay");
     let _server = uas(&dir, "one-to-many", ports::RELAY_UAS);
     let admin = lo(ports::RELAY_ADMIN);
