@@ -397,7 +397,9 @@ fn a_process_observed_by_name_is_found_again_after_a_restart() {
     let second = start("second");
     let second_pid = second.pid();
     let followed = wait_until(Duration::from_secs(10), || {
-        exporter.observed()["observed"]["pids"] == serde_json::json!([second_pid])
+        let o = exporter.observed();
+        o["observed"]["pids"] == serde_json::json!([second_pid])
+            && o["observed"]["ports"] == serde_json::json!([ports::RESTART_SERVER])
     });
     assert!(
         followed,

@@ -224,7 +224,10 @@ fn follow(last: &Observed, now: &Observed, ports: &watch::Sender<Vec<u16>>) {
              the first one: restart sipsctp-exporter to follow it"
         );
     }
-    if now.ports != last.ports {
+    // A process with no SCTP socket yet (restarting, or between close and bind) keeps the
+    // ports it had: unobserving them would lose the first associations of the new instance,
+    // which binds them again.
+    if now.ports != last.ports && !now.ports.is_empty() {
         tracing::info!(before = ?last.ports, now = ?now.ports, "observed SCTP ports changed");
         let _ = ports.send(now.ports.clone());
     }
