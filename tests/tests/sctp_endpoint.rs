@@ -410,16 +410,24 @@ async fn messages_round_trip_whole_with_a_small_partial_delivery_point() {
     }
 }
 
-/// A reader slower than the sender: the kernel's send buffer fills (EAGAIN), messages wait in
-/// the endpoint's send queue and are drained from another thread while new ones keep coming.
-/// Every message must arrive, and in the order it was sent: a message sent directly must never
-/// overtake one the drainer has taken off the queue but not yet handed to the kernel.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_reader_gets_every_message_in_order_through_the_send_queue() {
-    require_sctp();
+/// What [`slow_reader_run`] saw.
+struct SlowReaderRun {
+    /// Sends answered `Queued`.
+    queued: u32,
+    /// The endpoint's `sendq_full` (EAGAIN from the kernel) at the end.
+    sendq_full: u64,
+    /// Whether the association was ever reported stalled while messages waited.
+    seen_stalled: bool,
+}
+
+/// A reader slower than the sender: messages wait in the endpoint's send queue and are drained
+/// from another thread while new ones keep coming. Every message must arrive, and in the order
+/// it was sent: a message sent directly must never overtake one the drainer has taken off the
+/// queue but not yet handed to the kernel.
+async fn slow_reader_run(params: &[(Param, i64)]) -> SlowReaderRun {
     const N: u32 = 3000;
     const SIZE: usize = 1000;
-    let (ep, mut rx, addr) = endpoint(&[(Param::SocketSndbuf, 16 * 1024)]);
+    let (ep, mut rx, addr) = endpoint(params);
     let client = SctpStream::connect(addr).await.expect("tokio-sctp connect");
     client
         .sendmsg(b"hello", None, &tokio_sctp::SendOptions::default())
@@ -453,6 +461,7 @@ async fn a_slow_reader_gets_every_message_in_order_through_the_send_queue() {
 
     let (mut queued, mut full_waits) = (0u32, 0u32);
     let mut drained_then_sent = 0u32;
+    let mut seen_stalled = false;
     for seq in 0..N {
         let mut msg = vec![0xa5u8; SIZE];
         msg[..4].copy_from_slice(&seq.to_be_bytes());
@@ -461,6 +470,7 @@ async fn a_slow_reader_gets_every_message_in_order_through_the_send_queue() {
                 Ok(SendOutcome::Sent { .. }) => break,
                 Ok(SendOutcome::Queued { .. }) => {
                     queued += 1;
+                    seen_stalled |= ep.info().stalled > 0;
                     // Wait for the drainer to take the last queued message, then send the
                     // next at once: the moment a direct send could overtake the message the
                     // drainer is handing to the kernel.
@@ -493,15 +503,52 @@ async fn a_slow_reader_gets_every_message_in_order_through_the_send_queue() {
         "messages out of order (position, seq): {out_of_order:?}; {queued} went through the queue"
     );
     let c = ep.counters();
-    assert!(
-        queued > 0 && c.sendq_full > 0,
-        "the send queue was never used (queued {queued}, sendq_full {}): the test proves nothing",
-        c.sendq_full
-    );
     println!(
-        "kernel {}: {N} messages in order; {queued} queued, {drained_then_sent} sent as the queue emptied, sendq_full {}, {full_waits} waits on a full queue",
+        "kernel {}: {N} messages in order; {queued} queued, {drained_then_sent} sent as the queue emptied, sendq_full {}, stalled seen {seen_stalled}, {full_waits} waits on a full queue",
         vm_kernel(),
         c.sendq_full
+    );
+    SlowReaderRun {
+        queued,
+        sendq_full: c.sendq_full,
+        seen_stalled,
+    }
+}
+
+/// Without association tracking there is no stall detection (it needs sends that name their
+/// association): the kernel's send buffer fills (EAGAIN) and the messages wait in the
+/// endpoint's send queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_every_message_in_order_through_the_send_queue() {
+    require_sctp();
+    let run = slow_reader_run(&[
+        (Param::SocketSndbuf, 16 * 1024),
+        (Param::AssocReuse, 0),
+        (Param::AssocTracking, 0),
+    ])
+    .await;
+    assert!(
+        run.queued > 0 && run.sendq_full > 0,
+        "the send queue was never used (queued {}, sendq_full {}): the test proves nothing",
+        run.queued,
+        run.sendq_full
+    );
+}
+
+/// With association tracking, the association is held as *stalled* once its share of the send
+/// buffer is used and the reader's window is closed, or its messages wait after EAGAIN,
+/// whichever comes first (it depends on how fast the reader's window closes): either way they
+/// wait in the endpoint's queue and must arrive whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_held_as_stalled_gets_every_message_in_order() {
+    require_sctp();
+    let run = slow_reader_run(&[(Param::SocketSndbuf, 16 * 1024)]).await;
+    assert!(
+        run.queued > 0 && (run.seen_stalled || run.sendq_full > 0),
+        "no message waited (queued {}, stalled seen {}, sendq_full {}): the test proves nothing",
+        run.queued,
+        run.seen_stalled,
+        run.sendq_full
     );
 }
 
