@@ -109,6 +109,15 @@ pub mod kind {
     /// `sctp_sf_backbeat_8_3`: a HEARTBEAT-ACK arrived on the path.
     /// `values` = [rto, error_count, path state, 0, 0, 0] before the ack is processed.
     pub const HEARTBEAT_ACK: u8 = 11;
+    /// `sctp_outq_tail(q, chunk, gfp)` with the first fragment of a DATA or I-DATA chunk: the
+    /// socket's owner handed a message to the association to send. A [`crate::SipCapture`] in
+    /// the `SIP` ring, not a [`crate::KernelEvent`] in `EVENTS`. `values` = see
+    /// [`crate::SipCapture`].
+    pub const MESSAGE_SENT: u8 = 12;
+    /// `sctp_ulpevent_make_rcvmsg(asoc, chunk, gfp)` with the first fragment of a DATA or
+    /// I-DATA chunk: a message is being delivered to the socket. A [`crate::SipCapture`], like
+    /// [`MESSAGE_SENT`].
+    pub const MESSAGE_RECEIVED: u8 = 13;
 }
 
 /// `enum sctp_retransmit_reason` (include/net/sctp/constants.h). The loader checks these
@@ -305,6 +314,14 @@ pub struct Offsets {
     pub tp_param_flags: u32,
     /// `sctp_chunk.transport` (`struct sctp_transport *`).
     pub chunk_transport: u32,
+    /// `sctp_chunk.chunk_hdr` (`struct sctp_chunkhdr *`).
+    pub chunk_hdr: u32,
+    /// `sctp_chunk.skb` (`struct sk_buff *`).
+    pub chunk_skb: u32,
+    /// `sctp_outq.asoc` (`struct sctp_association *`).
+    pub outq_asoc: u32,
+    /// `sk_buff.data` (`unsigned char *`).
+    pub skb_data: u32,
     /// Byte holding the one-bit `sctp_association.temp` bitfield.
     pub asoc_temp: u32,
     /// Mask of `temp` in that byte; 0 when unknown (temporary associations, which the kernel
@@ -313,7 +330,7 @@ pub struct Offsets {
     pub asoc_temp_mask: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Offsets>() == 28 * 4);
+const _: () = assert!(core::mem::size_of::<Offsets>() == 32 * 4);
 
 impl Offsets {
     /// All zero: what the programs are compiled with before the loader overrides it.
@@ -344,6 +361,10 @@ impl Offsets {
         tp_error_count: 0,
         tp_param_flags: 0,
         chunk_transport: 0,
+        chunk_hdr: 0,
+        chunk_skb: 0,
+        outq_asoc: 0,
+        skb_data: 0,
         asoc_temp: 0,
         asoc_temp_mask: 0,
     };
@@ -381,8 +402,70 @@ pub const STAT_READ_ERRORS: u32 = 1;
 pub const STAT_STASH_MISSES: u32 = 2;
 /// The per-CPU entry-record stack was full (return probes were missed) and was reset.
 pub const STAT_STASH_OVERFLOWS: u32 = 3;
+/// Message captures dropped because the `SIP` ring buffer was full.
+pub const STAT_CAPTURES_LOST: u32 = 4;
 /// Number of slots in the `STATS` per-CPU array.
-pub const STATS_LEN: u32 = 4;
+pub const STATS_LEN: u32 = 5;
+
+/// Bytes of a message's first fragment a [`SipCapture`] holds at most: enough for a SIP start
+/// line and the headers that identify a transaction (Via, Call-ID, CSeq) in what SIP servers
+/// send; a message whose identifying headers come later is counted by user space as
+/// unidentified, never guessed.
+pub const SIP_PREFIX_LEN: usize = 1024;
+
+/// The first bytes of one message an observed association sent or received (the `SIP` ring
+/// buffer; kinds [`kind::MESSAGE_SENT`] and [`kind::MESSAGE_RECEIVED`]).
+///
+/// `event` carries the association's identity like any [`KernelEvent`]; its `values` are
+/// [TSN (received messages; 0 for sent ones, which get theirs later), stream, the first
+/// fragment's payload length, bytes captured in `data`, chunk flags, chunk type (0 DATA,
+/// 64 I-DATA)]. Only the first `values[3]` bytes of `data` are the message's: the rest is
+/// whatever the ring buffer held before and must not be read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SipCapture {
+    /// Identity, time and the values above.
+    pub event: KernelEvent,
+    /// The message's first bytes.
+    pub data: [u8; SIP_PREFIX_LEN],
+}
+
+impl SipCapture {
+    /// Decodes a ring-buffer record into its identity and the captured bytes; `None` when the
+    /// record is shorter than its header or than the length it claims.
+    pub fn split(bytes: &[u8]) -> Option<(KernelEvent, &[u8])> {
+        let event = KernelEvent::from_bytes(bytes)?;
+        let n = usize::try_from(event.values[CAPTURE_LEN]).ok()?;
+        if n > SIP_PREFIX_LEN {
+            return None;
+        }
+        let data = bytes.get(KERNEL_EVENT_SIZE..KERNEL_EVENT_SIZE + n)?;
+        Some((event, data))
+    }
+}
+
+/// Size of a [`SipCapture`] record in the ring buffer.
+pub const SIP_CAPTURE_SIZE: usize = core::mem::size_of::<SipCapture>();
+const _: () = assert!(SIP_CAPTURE_SIZE == KERNEL_EVENT_SIZE + SIP_PREFIX_LEN);
+
+/// Index of [`SipCapture`]'s `values`: the payload length of the first fragment.
+pub const CAPTURE_PAYLOAD_LEN: usize = 2;
+/// Index of [`SipCapture`]'s `values`: the bytes captured.
+pub const CAPTURE_LEN: usize = 3;
+
+/// SCTP chunk types the capture reads (RFC 9260 DATA, RFC 8260 I-DATA).
+pub mod chunk {
+    /// DATA: 16 header bytes before the payload.
+    pub const DATA: u8 = 0;
+    /// I-DATA: 20 header bytes before the payload.
+    pub const IDATA: u8 = 64;
+    /// The B (beginning) flag: the first fragment of a message.
+    pub const FLAG_FIRST: u8 = 0x02;
+    /// DATA header length.
+    pub const DATA_HEADER: u16 = 16;
+    /// I-DATA header length.
+    pub const IDATA_HEADER: u16 = 20;
+}
 
 /// Depth of the per-CPU stack that carries `sctp_transport_update_rto`'s arguments from its
 /// entry probe to its return probe (nesting: a softirq interrupting the same function).
@@ -444,6 +527,26 @@ mod tests {
             KernelEvent::from_bytes(&bytes[..KERNEL_EVENT_SIZE - 1]),
             None
         );
+    }
+
+    #[test]
+    fn a_capture_decodes_to_its_captured_bytes_only() {
+        let mut e = KernelEvent {
+            kind: kind::MESSAGE_RECEIVED,
+            ..KernelEvent::default()
+        };
+        e.values[CAPTURE_LEN] = 7;
+        let mut record = [0xeeu8; SIP_CAPTURE_SIZE];
+        record[..KERNEL_EVENT_SIZE].copy_from_slice(&e.to_bytes());
+        record[KERNEL_EVENT_SIZE..KERNEL_EVENT_SIZE + 7].copy_from_slice(b"OPTIONS");
+        let (got, data) = SipCapture::split(&record).expect("a whole record");
+        assert_eq!(got.kind, kind::MESSAGE_RECEIVED);
+        assert_eq!(data, b"OPTIONS");
+        // A record shorter than the length it claims, or a claim over the prefix size.
+        assert!(SipCapture::split(&record[..KERNEL_EVENT_SIZE + 6]).is_none());
+        e.values[CAPTURE_LEN] = SIP_PREFIX_LEN as u64 + 1;
+        record[..KERNEL_EVENT_SIZE].copy_from_slice(&e.to_bytes());
+        assert!(SipCapture::split(&record).is_none());
     }
 
     #[test]

@@ -68,6 +68,14 @@ pub enum Field {
     TpParamFlags,
     /// `sctp_chunk.transport`
     ChunkTransport,
+    /// `sctp_chunk.chunk_hdr`
+    ChunkHdr,
+    /// `sctp_chunk.skb`
+    ChunkSkb,
+    /// `sctp_outq.asoc`
+    OutqAsoc,
+    /// `sk_buff.data`
+    SkbData,
 }
 
 /// Pointer size of the kernel (the loader runs on the kernel it probes).
@@ -102,6 +110,10 @@ impl Field {
         Field::TpErrorCount,
         Field::TpParamFlags,
         Field::ChunkTransport,
+        Field::ChunkHdr,
+        Field::ChunkSkb,
+        Field::OutqAsoc,
+        Field::SkbData,
     ];
 
     /// The BTF path and the size (bytes) the programs read it with.
@@ -134,6 +146,10 @@ impl Field {
             Field::TpErrorCount => ("sctp_transport.error_count", 2),
             Field::TpParamFlags => ("sctp_transport.param_flags", 4),
             Field::ChunkTransport => ("sctp_chunk.transport", PTR),
+            Field::ChunkHdr => ("sctp_chunk.chunk_hdr", PTR),
+            Field::ChunkSkb => ("sctp_chunk.skb", PTR),
+            Field::OutqAsoc => ("sctp_outq.asoc", PTR),
+            Field::SkbData => ("sk_buff.data", PTR),
         }
     }
 
@@ -170,6 +186,10 @@ impl Field {
             Field::TpErrorCount => &mut o.tp_error_count,
             Field::TpParamFlags => &mut o.tp_param_flags,
             Field::ChunkTransport => &mut o.chunk_transport,
+            Field::ChunkHdr => &mut o.chunk_hdr,
+            Field::ChunkSkb => &mut o.chunk_skb,
+            Field::OutqAsoc => &mut o.outq_asoc,
+            Field::SkbData => &mut o.skb_data,
         }
     }
 }

@@ -15,6 +15,7 @@
 //!   clock passed in ([`hz::measure_with`]).
 //! - [`btf`]: a reader of the kernel's BTF, base + split (module) blobs: struct member offsets
 //!   by name.
+//! - [`message`]: a `SIP` ring-buffer record to a [`CapturedMessage`].
 //! - [`layout`]: which members the programs read, and their resolution into [`Offsets`].
 //!
 //! Every decoder is panic-free on any input: a bad record or blob is an error value (and each
@@ -25,6 +26,7 @@ pub mod btf;
 pub mod event;
 pub mod hz;
 pub mod layout;
+pub mod message;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
@@ -33,4 +35,5 @@ pub use event::{
     RetransmitReason, SctpEvent, T1Timer,
 };
 pub use hz::Hz;
+pub use message::{CapturedMessage, Direction};
 pub use sipsctp_ebpf_common::{KERNEL_EVENT_SIZE, KernelEvent, Offsets, assoc::AssocId};

@@ -66,7 +66,7 @@ pub mod btf;
 pub mod hz;
 pub mod prog_stats;
 
-pub use sipsctp_ebpf_events::{event, layout};
+pub use sipsctp_ebpf_events::{event, layout, message};
 
 use std::os::{
     fd::{AsFd as _, AsRawFd as _},
@@ -84,8 +84,10 @@ pub use event::{
     RetransmitReason, SctpEvent, T1Timer,
 };
 pub use hz::Hz;
+pub use message::{CapturedMessage, Direction};
 use sipsctp_ebpf_common::{
-    Config, STAT_EVENTS_LOST, STAT_READ_ERRORS, STAT_STASH_MISSES, STAT_STASH_OVERFLOWS,
+    Config, STAT_CAPTURES_LOST, STAT_EVENTS_LOST, STAT_READ_ERRORS, STAT_STASH_MISSES,
+    STAT_STASH_OVERFLOWS,
 };
 pub use sipsctp_ebpf_common::{KernelEvent, Offsets};
 use tokio::io::{Interest, unix::AsyncFd};
@@ -122,6 +124,8 @@ pub struct ProbeDef {
     pub fields: &'static [Field],
     /// Kernel enum values it relies on.
     pub enums: &'static [EnumValue],
+    /// A message-capture probe: attached only with [`LoadOptions::capture_messages`].
+    pub capture: bool,
 }
 
 const fn hook(program: &'static str, function: &'static str) -> Hook {
@@ -145,6 +149,7 @@ pub const PROBES: &[ProbeDef] = &[
             Field::TpErrorCount,
         ],
         enums: RTX_REASONS,
+        capture: false,
     },
     ProbeDef {
         name: "t3_rtx_expired",
@@ -158,6 +163,7 @@ pub const PROBES: &[ProbeDef] = &[
             Field::TpFlightSize,
         ],
         enums: &[],
+        capture: false,
     },
     ProbeDef {
         name: "t1_init_expired",
@@ -172,6 +178,7 @@ pub const PROBES: &[ProbeDef] = &[
             Field::TpRto,
         ],
         enums: &[],
+        capture: false,
     },
     ProbeDef {
         name: "t1_cookie_expired",
@@ -186,6 +193,7 @@ pub const PROBES: &[ProbeDef] = &[
             Field::TpRto,
         ],
         enums: &[],
+        capture: false,
     },
     ProbeDef {
         name: "rto_update",
@@ -196,6 +204,7 @@ pub const PROBES: &[ProbeDef] = &[
         emits: true,
         fields: &[Field::TpRto, Field::TpSrtt, Field::TpRttvar],
         enums: &[],
+        capture: false,
     },
     ProbeDef {
         name: "assoc_new",
@@ -206,6 +215,7 @@ pub const PROBES: &[ProbeDef] = &[
         emits: true,
         fields: &[Field::AsocState],
         enums: ASSOC_STATES,
+        capture: false,
     },
     ProbeDef {
         name: "assoc_free",
@@ -213,6 +223,7 @@ pub const PROBES: &[ProbeDef] = &[
         emits: true,
         fields: &[Field::AsocState, Field::AsocOverallErrorCount],
         enums: ASSOC_STATES,
+        capture: false,
     },
     ProbeDef {
         name: "assoc_change",
@@ -223,6 +234,7 @@ pub const PROBES: &[ProbeDef] = &[
         emits: true,
         fields: &[],
         enums: &[],
+        capture: false,
     },
     ProbeDef {
         name: "path_change",
@@ -233,6 +245,7 @@ pub const PROBES: &[ProbeDef] = &[
         emits: true,
         fields: &[Field::TpState, Field::TpErrorCount],
         enums: TRANSPORT_CMDS,
+        capture: false,
     },
     ProbeDef {
         name: "primary_change",
@@ -240,6 +253,7 @@ pub const PROBES: &[ProbeDef] = &[
         emits: true,
         fields: &[],
         enums: &[],
+        capture: false,
     },
     ProbeDef {
         name: "heartbeat_sent",
@@ -252,6 +266,7 @@ pub const PROBES: &[ProbeDef] = &[
             Field::TpState,
         ],
         enums: &[],
+        capture: false,
     },
     ProbeDef {
         name: "heartbeat_ack",
@@ -264,6 +279,26 @@ pub const PROBES: &[ProbeDef] = &[
             Field::TpState,
         ],
         enums: &[],
+        capture: false,
+    },
+    ProbeDef {
+        name: "message_sent",
+        hooks: &[hook("sctp_outq_tail", "sctp_outq_tail")],
+        emits: true,
+        fields: &[Field::ChunkHdr, Field::OutqAsoc],
+        enums: &[],
+        capture: true,
+    },
+    ProbeDef {
+        name: "message_received",
+        hooks: &[hook(
+            "sctp_ulpevent_make_rcvmsg",
+            "sctp_ulpevent_make_rcvmsg",
+        )],
+        emits: true,
+        fields: &[Field::ChunkHdr, Field::ChunkSkb, Field::SkbData],
+        enums: &[],
+        capture: true,
     },
     ProbeDef {
         name: "socket_owners",
@@ -274,6 +309,7 @@ pub const PROBES: &[ProbeDef] = &[
         emits: false,
         fields: &[],
         enums: &[],
+        capture: false,
     },
 ];
 
@@ -372,15 +408,25 @@ pub struct LoadOptions {
     /// (`sctp_foo.constprop.0`: kprobes attach to the symbol name); a name the kernel lacks
     /// downs that probe like a missing hook does.
     pub functions: std::collections::BTreeMap<String, String>,
+    /// Whether to attach the message-capture probes (see [`ProbeDef::capture`]) and read the
+    /// `SIP` ring buffer ([`Record::Message`]).
+    pub capture_messages: bool,
 }
 
 impl LoadOptions {
-    /// `scope`, every program on its own function.
+    /// `scope`, every program on its own function, no message capture.
     pub fn new(scope: Scope) -> LoadOptions {
         LoadOptions {
             scope,
             functions: std::collections::BTreeMap::new(),
+            capture_messages: false,
         }
+    }
+
+    /// Captures the first bytes of every message of the observed associations.
+    pub fn capture_messages(mut self, on: bool) -> LoadOptions {
+        self.capture_messages = on;
+        self
     }
 
     /// Attaches `program` to kernel function `function` instead of its own.
@@ -389,6 +435,15 @@ impl LoadOptions {
             .insert(program.to_owned(), function.to_owned());
         self
     }
+}
+
+/// What [`KernelProbes::next`] delivers.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// A kernel event.
+    Event(SctpEvent),
+    /// A captured message.
+    Message(CapturedMessage),
 }
 
 /// Runs of one program the kernel skipped (see [`KernelProbes::missed_runs`]).
@@ -476,6 +531,7 @@ pub struct KernelProbes {
     links: Vec<ProbeLink>,
     ebpf: Ebpf,
     events: AsyncFd<RingBuf<MapData>>,
+    captures: Option<AsyncFd<RingBuf<MapData>>>,
     ports: HashMap<MapData, u16, u8>,
     status: Vec<ProbeStatus>,
     hz: Hz,
@@ -521,7 +577,11 @@ impl KernelProbes {
     /// # Errors
     /// As [`KernelProbes::load`].
     pub fn attach(options: LoadOptions) -> Result<AttachedProbes, ProbeError> {
-        let LoadOptions { scope, functions } = options;
+        let LoadOptions {
+            scope,
+            functions,
+            capture_messages,
+        } = options;
         let t0 = std::time::Instant::now();
         let hz = hz::measure()?;
         let t_hz = t0.elapsed();
@@ -591,7 +651,7 @@ impl KernelProbes {
             .unwrap_or(false);
         let mut links: Vec<ProbeLink> = Vec::new();
         let mut status = Vec::with_capacity(PROBES.len());
-        for def in PROBES {
+        for def in PROBES.iter().filter(|d| capture_messages || !d.capture) {
             let state = match &btf {
                 Err(reason) => ProbeState::Down {
                     reason: reason.clone(),
@@ -642,6 +702,12 @@ impl KernelProbes {
             map: "EVENTS",
             source,
         })?;
+        let captures = if capture_messages {
+            let map = ebpf.take_map("SIP").ok_or(ProbeError::MissingMap("SIP"))?;
+            Some(RingBuf::try_from(map).map_err(|source| ProbeError::Map { map: "SIP", source })?)
+        } else {
+            None
+        };
         log::debug!(
             "sctp probes attached: HZ {hz}, scope {scope:?}, {} of {} probes up",
             status.iter().filter(|s| s.is_up()).count(),
@@ -664,6 +730,7 @@ impl KernelProbes {
         Ok(AttachedProbes {
             ebpf,
             ring,
+            captures,
             logger,
             ports,
             status,
@@ -683,6 +750,7 @@ pub struct AttachedProbes {
     counts_misses: bool,
     ebpf: Ebpf,
     ring: RingBuf<MapData>,
+    captures: Option<RingBuf<MapData>>,
     logger: EbpfLogger<&'static dyn log::Log>,
     ports: HashMap<MapData, u16, u8>,
     status: Vec<ProbeStatus>,
@@ -707,6 +775,7 @@ impl AttachedProbes {
             counts_misses,
             ebpf,
             ring,
+            captures,
             logger,
             ports,
             status,
@@ -717,11 +786,20 @@ impl AttachedProbes {
         // fd until the AsyncFd (which owns the RingBuf) is dropped.
         let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
+        let captures = match captures {
+            // SAFETY: as for `events`.
+            Some(ring) => Some(
+                unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+                    .map_err(std::io::Error::from)?,
+            ),
+            None => None,
+        };
         let logs = spawn_log_forwarder(logger)?;
         Ok(KernelProbes {
             links,
             ebpf,
             events,
+            captures,
             ports,
             status,
             hz,
@@ -810,6 +888,57 @@ impl KernelProbes {
             }
         }
         None
+    }
+
+    /// Waits for the next kernel event or, with [`LoadOptions::capture_messages`], captured
+    /// message, whichever is ready first. Malformed records are skipped and counted.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`KernelProbes::next_event`].
+    ///
+    /// # Errors
+    /// Only when polling a ring buffer's file descriptor fails.
+    pub async fn next(&mut self) -> Result<Record, ProbeError> {
+        loop {
+            if let Some(e) = self.try_next_event() {
+                return Ok(Record::Event(e));
+            }
+            if let Some(m) = self.try_next_message() {
+                return Ok(Record::Message(m));
+            }
+            let Some(captures) = self.captures.as_mut() else {
+                let mut guard = self.events.readable_mut().await?;
+                guard.clear_ready();
+                continue;
+            };
+            tokio::select! {
+                g = self.events.readable_mut() => g?.clear_ready(),
+                g = captures.readable_mut() => g?.clear_ready(),
+            }
+        }
+    }
+
+    /// The next captured message if one is waiting.
+    pub fn try_next_message(&mut self) -> Option<CapturedMessage> {
+        let ring = self.captures.as_mut()?.get_mut();
+        while let Some(item) = ring.next() {
+            match CapturedMessage::decode(&item) {
+                Ok(m) => return Some(m),
+                Err(e) => {
+                    self.malformed += 1;
+                    log::debug!("skipping a malformed message capture record: {e}");
+                }
+            }
+        }
+        None
+    }
+
+    /// Messages the kernel side could not capture because the `SIP` ring buffer was full.
+    ///
+    /// # Errors
+    /// When the counter map cannot be read.
+    pub fn captures_lost(&self) -> Result<u64, ProbeError> {
+        self.stat(STAT_CAPTURES_LOST)
     }
 
     /// Ring-buffer records that did not decode (a build mismatch or a kernel value out of

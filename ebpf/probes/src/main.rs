@@ -17,9 +17,17 @@
 //! `PORTS`, then compares its network namespace with `CONFIG.netns`; an association that does
 //! not belong to the daemon costs one kernel read and one hash lookup. `CONFIG.observe_all`
 //! turns the filter off. Temporary associations (the kernel builds them to answer an INIT or
-//! to unpack a cookie; user space never sees them) are dropped too. Nothing here runs per
+//! to unpack a cookie; user space never sees them) are dropped too. Nothing else here runs per
 //! chunk: the hooks run per retransmission, per RTT sample, per timer expiry, per heartbeat,
 //! per association or path state change, per socket creation.
+//!
+//! # Message capture (sipsctp-exporter's `[observe] sip`)
+//! `sctp_outq_tail` (a chunk queued to send) and `sctp_ulpevent_make_rcvmsg` (a received
+//! chunk turned into a message for the socket) run per chunk. The loader attaches them only
+//! when asked (the daemon has its own SIP and never does). For the first fragment of a DATA or
+//! I-DATA chunk of an observed association they copy at most `SIP_PREFIX_LEN` bytes of the
+//! payload, with the association's identity, into the `SIP` ring buffer; every other chunk
+//! costs two kernel reads.
 //!
 //! # Owners
 //! `sctp_init_sock` (`socket()`, peel-off) and `sctp_copy_sock` (`accept()`) run in the
@@ -38,7 +46,7 @@
 #![no_std]
 #![no_main]
 
-use core::ptr::{addr_of, read_volatile};
+use core::ptr::{addr_of, addr_of_mut, read_volatile};
 
 use aya_ebpf::{
     helpers::{
@@ -50,9 +58,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use sipsctp_ebpf_common::{
-    Config, KernelEvent, LOWER_CWND_FAST_RTX, Offsets, RTO_STACK_DEPTH, RtoStack, SPP_HB_ENABLE,
-    STAT_EVENTS_LOST, STAT_READ_ERRORS, STAT_STASH_MISSES, STAT_STASH_OVERFLOWS, STATS_LEN, family,
-    kind, rtx_reason, t1_timer,
+    CAPTURE_LEN, Config, KernelEvent, LOWER_CWND_FAST_RTX, Offsets, RTO_STACK_DEPTH, RtoStack,
+    SIP_PREFIX_LEN, SPP_HB_ENABLE, STAT_CAPTURES_LOST, STAT_EVENTS_LOST, STAT_READ_ERRORS,
+    STAT_STASH_MISSES, STAT_STASH_OVERFLOWS, STATS_LEN, SipCapture, chunk, family, kind,
+    rtx_reason, t1_timer,
 };
 
 /// Struct member offsets, set by the loader from BTF (see `Offsets`).
@@ -66,6 +75,11 @@ static CONFIG: Config = Config::ZERO;
 /// Kernel events for userspace.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(512 * 1024, 0);
+
+/// The first bytes of observed messages (see `SipCapture`), apart from `EVENTS` so that a
+/// burst of messages never crowds out a retransmission event. 1800 records.
+#[map]
+static SIP: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
 
 /// Per-CPU counters (see `sipsctp_ebpf_common::STAT_*`).
 #[map]
@@ -214,9 +228,9 @@ fn association_path(asoc: u64) -> u64 {
     }
 }
 
-/// Writes one event; `transport` 0 means "the association's active path".
+/// The record of an event about `id`; `transport` 0 means "the association's active path".
 #[inline(always)]
-fn emit(kind: u8, id: &Ident, transport: u64, values: [u64; 6]) {
+fn header(kind: u8, id: &Ident, transport: u64, values: [u64; 6]) -> KernelEvent {
     let path = if transport != 0 {
         transport
     } else {
@@ -248,25 +262,31 @@ fn emit(kind: u8, id: &Ident, transport: u64, values: [u64; 6]) {
         Some(p) => unsafe { *p },
         None => 0,
     };
+    KernelEvent {
+        kind,
+        family: fam,
+        _pad0: [0; 2],
+        tgid,
+        // SAFETY: a helper with no preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        netns: id.netns,
+        assoc_id: id.assoc_id,
+        local_port: id.local_port,
+        peer_port: id.peer_port,
+        _pad1: [0; 4],
+        peer_addr: addr,
+        assoc: id.asoc,
+        transport: path,
+        values,
+    }
+}
+
+/// Writes one event; `transport` 0 means "the association's active path".
+#[inline(always)]
+fn emit(kind: u8, id: &Ident, transport: u64, values: [u64; 6]) {
     match EVENTS.reserve::<KernelEvent>(0) {
         Some(mut entry) => {
-            entry.write(KernelEvent {
-                kind,
-                family: fam,
-                _pad0: [0; 2],
-                tgid,
-                // SAFETY: a helper with no preconditions.
-                ts_ns: unsafe { bpf_ktime_get_ns() },
-                netns: id.netns,
-                assoc_id: id.assoc_id,
-                local_port: id.local_port,
-                peer_port: id.peer_port,
-                _pad1: [0; 4],
-                peer_addr: addr,
-                assoc: id.asoc,
-                transport: path,
-                values,
-            });
+            entry.write(header(kind, id, transport, values));
             entry.submit(0);
         }
         None => bump(STAT_EVENTS_LOST),
@@ -620,6 +640,145 @@ pub fn sctp_sf_backbeat_8_3(ctx: ProbeContext) -> u32 {
     let tp = read_u64(chunk, off!(chunk_transport));
     let values = [rto(tp), error_count(tp), path_state(tp), 0, 0, 0];
     emit(kind::HEARTBEAT_ACK, &id, tp, values);
+    0
+}
+
+/// The first fragment of a DATA or I-DATA chunk at `chunk_hdr`: its type, flags, header
+/// length and payload length; `None` for any other chunk or a later fragment.
+#[inline(always)]
+fn first_fragment(chunk_hdr: u64) -> Option<(u8, u8, u16, u16)> {
+    // struct sctp_chunkhdr { __u8 type; __u8 flags; __be16 length; }
+    let h = read::<[u8; 4]>(chunk_hdr, 0)?;
+    let header = match h[0] {
+        chunk::DATA => chunk::DATA_HEADER,
+        chunk::IDATA => chunk::IDATA_HEADER,
+        _ => return None,
+    };
+    if h[1] & chunk::FLAG_FIRST == 0 {
+        return None;
+    }
+    let length = u16::from_be_bytes([h[2], h[3]]);
+    if length <= header {
+        return None;
+    }
+    Some((h[0], h[1], header, length - header))
+}
+
+/// Copies the first bytes of a message (its payload at `payload`, `len` bytes in its first
+/// fragment) with the association's identity into the `SIP` ring. `tsn` is 0 for a message
+/// being sent (it gets its TSN when it leaves).
+#[inline(always)]
+fn capture(
+    kind: u8,
+    id: &Ident,
+    chunk_hdr: u64,
+    payload: u64,
+    (ctype, flags, len): (u8, u8, u16),
+    tsn: u32,
+) {
+    // struct sctp_datahdr / sctp_idatahdr: { __be32 tsn; __be16 stream; ... } after the
+    // chunk header.
+    let stream = read::<[u8; 2]>(chunk_hdr, 8).map_or(0, u16::from_be_bytes);
+    let mut values = [
+        u64::from(tsn),
+        u64::from(stream),
+        u64::from(len),
+        0,
+        u64::from(flags),
+        u64::from(ctype),
+    ];
+    let Some(mut entry) = SIP.reserve::<SipCapture>(0) else {
+        bump(STAT_CAPTURES_LOST);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    // The verifier must see the size bounded by the destination at the call: a mask it can
+    // follow on one branch (black_box keeps the compiler from dropping it as redundant), a
+    // constant on the other.
+    const _: () = assert!(SIP_PREFIX_LEN.is_power_of_two());
+    let n = if usize::from(len) >= SIP_PREFIX_LEN {
+        SIP_PREFIX_LEN as u32
+    } else {
+        core::hint::black_box(u32::from(len)) & (SIP_PREFIX_LEN as u32 - 1)
+    };
+    values[CAPTURE_LEN] = u64::from(n);
+    // SAFETY: `record` points at the reserved ring-buffer slot, SIP_CAPTURE_SIZE bytes
+    // owned by this program until submit/discard; the helper writes at most `n` <=
+    // SIP_PREFIX_LEN bytes into its `data` and checks the kernel source address itself.
+    let copied = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            addr_of_mut!((*record).data).cast(),
+            n,
+            payload as *const core::ffi::c_void,
+        )
+    };
+    if copied != 0 {
+        values[CAPTURE_LEN] = 0;
+        bump(STAT_READ_ERRORS);
+    }
+    // SAFETY: as above; the header is written in place (the record is too big for the
+    // program's stack).
+    unsafe { addr_of_mut!((*record).event).write(header(kind, id, 0, values)) };
+    entry.submit(0);
+}
+
+/// `void sctp_outq_tail(struct sctp_outq *q, struct sctp_chunk *chunk, gfp_t gfp)`: a chunk
+/// is queued to be sent; for the first fragment of a message, its payload follows the
+/// chunk's DATA / I-DATA header.
+#[kprobe]
+pub fn sctp_outq_tail(ctx: ProbeContext) -> u32 {
+    let q: u64 = ctx.arg(0).unwrap_or(0);
+    let chunk: u64 = ctx.arg(1).unwrap_or(0);
+    let chunk_hdr = read_u64(chunk, off!(chunk_hdr));
+    let Some((ctype, flags, header, len)) = first_fragment(chunk_hdr) else {
+        return 0;
+    };
+    let Some(id) = identify(read_u64(q, off!(outq_asoc))) else {
+        return 0;
+    };
+    let payload = chunk_hdr + u64::from(header);
+    capture(
+        kind::MESSAGE_SENT,
+        &id,
+        chunk_hdr,
+        payload,
+        (ctype, flags, len),
+        0,
+    );
+    0
+}
+
+/// `struct sctp_ulpevent *sctp_ulpevent_make_rcvmsg(struct sctp_association *asoc, struct
+/// sctp_chunk *chunk, gfp_t gfp)`: a received chunk becomes a message for the socket; the
+/// chunk's skb data starts at its payload (the DATA header was pulled), and its length is the
+/// chunk header's (the skb may hold more chunks of the same packet). The kernel may call it
+/// again for the same TSN when the socket's receive buffer was full the first time: user
+/// space drops the duplicate by TSN.
+#[kprobe]
+pub fn sctp_ulpevent_make_rcvmsg(ctx: ProbeContext) -> u32 {
+    let asoc: u64 = ctx.arg(0).unwrap_or(0);
+    let chunk: u64 = ctx.arg(1).unwrap_or(0);
+    let chunk_hdr = read_u64(chunk, off!(chunk_hdr));
+    let Some((ctype, flags, _, len)) = first_fragment(chunk_hdr) else {
+        return 0;
+    };
+    let Some(id) = identify(asoc) else {
+        return 0;
+    };
+    let tsn = read::<[u8; 4]>(chunk_hdr, 4).map_or(0, u32::from_be_bytes);
+    let payload = read_u64(read_u64(chunk, off!(chunk_skb)), off!(skb_data));
+    if payload == 0 {
+        bump(STAT_READ_ERRORS);
+        return 0;
+    }
+    capture(
+        kind::MESSAGE_RECEIVED,
+        &id,
+        chunk_hdr,
+        payload,
+        (ctype, flags, len),
+        tsn,
+    );
     0
 }
 

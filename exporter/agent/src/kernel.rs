@@ -55,6 +55,11 @@ pub trait EventSink: Send + Sync + 'static {
     fn event(&self, e: &SctpEvent);
     /// The probes are attached (`true`, from now on events come) or the source is polling.
     fn source(&self, ebpf: bool);
+    /// A captured message (only when the probes were loaded with message capture).
+    fn message(&self, _m: &sipsctp_ebpf::CapturedMessage) {}
+    /// Messages the kernel side could not capture so far (ring buffer full), a running total
+    /// (only with message capture).
+    fn captures_lost(&self, _total: u64) {}
 }
 
 /// A sink that takes nothing (no correlation).
@@ -432,15 +437,18 @@ impl Attaching {
                     Scope::daemon(ports.into_iter().filter(|p| *p != 0))
                 }
             },
+            false,
             prepare,
         )
     }
 
     /// As [`Attaching::spawn`], with the probes' scope made on the loader thread by `scope`
-    /// (sipsctp-exporter: another process's network namespace and ports).
+    /// (sipsctp-exporter: another process's network namespace and ports), and the message
+    /// capture probes when `capture_messages` (see [`EventSink::message`]).
     pub fn spawn_with(
         ebpf: &EbpfConfig,
         scope: impl FnOnce() -> Result<Scope, sipsctp_ebpf::ProbeError> + Send + 'static,
+        capture_messages: bool,
         prepare: impl FnOnce() + Send + 'static,
     ) -> Option<Attaching> {
         if ebpf.mode == Mode::Off {
@@ -454,7 +462,11 @@ impl Attaching {
             .spawn(move || {
                 prepare();
                 let attached = scope()
-                    .and_then(|s| KernelProbes::attach(sipsctp_ebpf::LoadOptions::new(s)))
+                    .and_then(|s| {
+                        KernelProbes::attach(
+                            sipsctp_ebpf::LoadOptions::new(s).capture_messages(capture_messages),
+                        )
+                    })
                     .map_err(|e| e.to_string());
                 let _ = tx.send(attached);
             });
@@ -671,6 +683,10 @@ async fn event_loop(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut warned = false;
     let mut warned_skipped = false;
+    let capturing = probes
+        .status()
+        .iter()
+        .any(|s| s.name.starts_with("message_") && s.is_up());
     loop {
         let ports_changed = async {
             match port_updates.as_mut() {
@@ -691,12 +707,13 @@ async fn event_loop(
                     _ => port_updates = None,
                 }
             },
-            e = probes.next_event() => match e {
-                Ok(e) => {
+            r = probes.next() => match r {
+                Ok(sipsctp_ebpf::Record::Event(e)) => {
                     metrics.observe(&e);
                     sink.event(&e);
                     recent.push(e);
                 }
+                Ok(sipsctp_ebpf::Record::Message(m)) => sink.message(&m),
                 Err(err) => {
                     tracing::warn!(error = %err, "reading kernel events failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -715,6 +732,9 @@ async fn event_loop(
                         tracing::warn!(error = %e, "cannot read the eBPF lost-events counter; sipsctp_ebpf_events_lost_total stays behind");
                     }
                     Err(_) => {}
+                }
+                if capturing && let Ok(lost) = probes.captures_lost() {
+                    sink.captures_lost(lost);
                 }
                 match probes.missed_runs() {
                     Ok(Some(runs)) => metrics.add_skipped(&runs),

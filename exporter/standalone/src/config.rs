@@ -28,6 +28,10 @@ pub struct Config {
     pub attach_timeout: Duration,
     /// How often `/proc` is scanned again for the target's processes and ports.
     pub rescan: Duration,
+    /// `[observe] sip`: read SIP from the observed associations (message capture).
+    pub sip: bool,
+    /// `[otlp]` (or `--otlp`): where spans go, if anywhere.
+    pub otlp: Option<sipsctp_agent::otlp::OtlpConfig>,
     /// `[log] level`.
     pub log_level: String,
     /// `[log] json`.
@@ -83,7 +87,8 @@ struct Raw {
     ebpf: RawEbpf,
     #[serde(default)]
     log: RawLog,
-    otlp: Option<toml::Value>,
+    #[serde(default)]
+    otlp: sections::OtlpSection,
 }
 
 #[derive(Deserialize, Default)]
@@ -125,6 +130,8 @@ pub struct Overrides {
     pub process: Option<String>,
     /// `--admin`.
     pub admin: Option<String>,
+    /// `--otlp`: the collector's endpoint.
+    pub otlp: Option<String>,
 }
 
 /// The default admin address.
@@ -156,18 +163,18 @@ impl Config {
             path: name.to_owned(),
             message: e.to_string(),
         })?;
-        if raw.otlp.is_some() {
+        let mut otlp_section = raw.otlp.clone();
+        if let Some(e) = &over.otlp {
+            otlp_section.endpoint = Some(e.clone());
+        }
+        let otlp = otlp_section
+            .check()
+            .map_err(|e| invalid(e.key, e.message))?;
+        let sip = raw.observe.sip.unwrap_or(true);
+        if otlp.is_some() && !sip {
             return Err(invalid(
                 "otlp",
-                "OTLP traces need the SIP capture ([observe] sip), which this version does not \
-                 have yet; the kernel metrics are served on /metrics",
-            ));
-        }
-        if raw.observe.sip == Some(true) {
-            return Err(invalid(
-                "observe.sip",
-                "reading SIP from the kernel is not in this version yet; leave it out (or false) \
-                 for the kernel metrics per peer and association",
+                "OTLP traces are spans of SIP transactions: they need [observe] sip = true",
             ));
         }
         let pid = over.pid.or(if over.process.is_some() {
@@ -260,6 +267,8 @@ impl Config {
             admin_token,
             attach_timeout: Duration::from_millis(attach_ms),
             rescan: Duration::from_millis(rescan_ms),
+            sip,
+            otlp,
             log_level,
             log_json: raw.log.json.unwrap_or(false),
         })
@@ -278,6 +287,8 @@ pub fn default_config_text() -> &'static str {
      process = \"kamailio\"\n\
      # ports = [5060]        # only associations on these local ports (default: all of its)\n\
      # rescan_ms = 2000      # how often /proc is looked at again\n\
+     # sip = true            # read SIP from its associations in the kernel (the first 1024\n\
+     #                       # bytes of each message; From, To and bodies are never exported)\n\
      \n\
      # Named peers: the `peer` label of the sipsctp_peer_* metrics (at most 64 names;\n\
      # other addresses are \"other\").\n\
@@ -295,7 +306,19 @@ pub fn default_config_text() -> &'static str {
      \n\
      [log]\n\
      # level = \"info\"        # error, warn, info, debug, trace\n\
-     # json = false\n"
+     # json = false\n\
+     \n\
+     # OTLP traces of the observed process's SIP transactions (needs sip = true): a SERVER\n\
+     # span per transaction received, a CLIENT span per leg sent on, with the kernel's SCTP\n\
+     # events on them. No endpoint = no export. Transactions the kernel touched, errors,\n\
+     # timeouts and slow ones are always kept, the rest by sampling_ratio.\n\
+     [otlp]\n\
+     # endpoint = \"http://127.0.0.1:4318\"   # OTLP/HTTP (protobuf); absent = no export\n\
+     # protocol = \"http\"                    # or \"grpc\" (e.g. http://127.0.0.1:4317)\n\
+     # sampling_ratio = 0.01\n\
+     # max_spans_per_second = 200\n\
+     # slow_threshold_ms = 1000\n\
+     # call_id = true                         # sip.call_id on spans\n"
 }
 
 #[cfg(test)]
@@ -350,12 +373,15 @@ mod tests {
             ("ports = []\n", "observe.ports"),
             ("ports = [0]\n", "observe.ports"),
             ("rescan_ms = 5\n", "observe.rescan_ms"),
-            ("sip = true\n", "observe.sip"),
             ("[admin]\nlisten = \"nowhere\"\n", "admin.listen"),
             ("[admin]\nlisten = \"0.0.0.0:9461\"\n", "admin.token"),
             ("[ebpf]\nattach_timeout_ms = 1\n", "ebpf.attach_timeout_ms"),
             ("[log]\nlevel = \"loud\"\n", "log.level"),
-            ("[otlp]\nendpoint = \"http://127.0.0.1:4318\"\n", "otlp"),
+            (
+                "sip = false\n[otlp]\nendpoint = \"http://127.0.0.1:4318\"\n",
+                "otlp",
+            ),
+            ("[otlp]\nsampling_ratio = 2.0\n", "otlp.sampling_ratio"),
             (
                 "[[peer]]\nname = \"a\"\naddresses = [\"x\"]\n",
                 "peer[0].addresses",
@@ -375,5 +401,7 @@ mod tests {
         let c = parse("[observe]\npid = 7\n[admin]\nlisten = \"0.0.0.0:9461\"\ntoken = \"s\"\n")
             .unwrap();
         assert_eq!(c.admin_token.as_deref(), Some("s"));
+        assert!(c.sip, "SIP capture is on by default");
+        assert!(!parse("[observe]\npid = 7\nsip = false\n").unwrap().sip);
     }
 }

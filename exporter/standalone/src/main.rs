@@ -57,6 +57,10 @@ struct Cli {
     /// The admin API's address (default 127.0.0.1:9461).
     #[arg(long, value_name = "ADDR:PORT")]
     admin: Option<String>,
+    /// Send OTLP traces of the observed SIP transactions to this collector (OTLP/HTTP, e.g.
+    /// http://127.0.0.1:4318); the [otlp] section has the other settings.
+    #[arg(long, value_name = "URL")]
+    otlp: Option<String>,
     /// Validate the configuration and exit (0 = valid, 3 = invalid).
     #[arg(long)]
     check_config: bool,
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         pid: cli.pid,
         process: cli.process.clone(),
         admin: cli.admin.clone(),
+        otlp: cli.otlp.clone(),
     };
     let config = match Config::load(cli.config.as_deref(), &over) {
         Ok(c) => c,

@@ -107,7 +107,34 @@ pub async fn run(config: Config) -> u8 {
                 ..sipsctp_correlate::Config::default()
             },
             peers: config.peers.clone(),
-            otlp: None,
+            otlp: match &config.otlp {
+                None => None,
+                Some(o) => {
+                    let clock = sipsctp_agent::otlp::Clock::new(
+                        std::time::SystemTime::now(),
+                        sipsctp_agent::clock::monotonic(),
+                    );
+                    match sipsctp_agent::otlp::OtlpExporter::start(
+                        o,
+                        clock,
+                        "sipsctp-exporter",
+                        &registry,
+                    ) {
+                        Ok(e) => {
+                            tracing::info!(
+                                endpoint = %o.endpoint,
+                                sampling_ratio = o.sampling_ratio,
+                                "OTLP trace export on"
+                            );
+                            Some(e)
+                        }
+                        Err(e) => {
+                            eprintln!("sipsctp-exporter: cannot start: OTLP: {e}");
+                            return exit::STARTUP;
+                        }
+                    }
+                }
+            },
         },
         &registry,
     ) {
@@ -127,6 +154,7 @@ pub async fn run(config: Config) -> u8 {
     let attaching = Attaching::spawn_with(
         &ebpf,
         move || Ok::<_, sipsctp_ebpf::ProbeError>(Scope::Daemon { netns, ports }),
+        config.sip,
         || {},
     );
     let (ports_tx, ports_rx) = watch::channel(first.ports.clone());
