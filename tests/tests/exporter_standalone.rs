@@ -3,7 +3,9 @@
 //! - Kamailio (sctp module, stateless forward) relaying sipp calls SCTP -> SCTP, its upstream
 //!   (sipp's UAS) in a network namespace behind netem loss: the exporter, given Kamailio's
 //!   pid, counts the upstream's retransmissions under its peer name exactly as the kernel's
-//!   own counters moved, and every call still succeeds;
+//!   own counters moved, reads Kamailio's SIP transactions from its SCTP messages in the
+//!   kernel and joins every one of those retransmissions to the transactions it delayed
+//!   (`kernel_retransmitted = yes`), and every call still succeeds;
 //! - a non-SIP SCTP program (lksctp's `sctp_test`) gets kernel metrics for its associations
 //!   and no SIP series, while an identical program beside it, not observed, is never counted;
 //! - a process observed by name is found again after it restarts;
@@ -77,9 +79,18 @@ impl Exporter {
     }
 
     fn observed(&self) -> Value {
-        let (_, body) = try_http(self.admin, "GET", "/observed", "").expect("GET /observed");
-        serde_json::from_str(&body).expect("/observed is JSON")
+        self.json("/observed")
     }
+
+    fn json(&self, path: &str) -> Value {
+        let (status, body) = try_http(self.admin, "GET", path, "").expect("GET");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+}
+
+fn u64_of(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_default()
 }
 
 /// Kamailio's configuration: SCTP on `listen`, every request but OPTIONS forwarded
@@ -220,6 +231,112 @@ fn kamailio_upstream_retransmissions_are_counted_per_peer_as_the_kernel_counted_
         ) == 1,
         "kernel {}: Kamailio's one association to its upstream came up once\n{show}",
         vm_kernel()
+    );
+    // SIP from the kernel: Kamailio's transactions, read from its SCTP messages, joined with
+    // the upstream association's retransmissions exactly as the probes counted them.
+    let sip = |outcome: &str| {
+        m.sum(
+            "sipsctp_exporter_sip_messages_total",
+            &[("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (
+            sip("truncated"),
+            sip("malformed"),
+            sip("not_sip"),
+            sip("queue_full")
+        ),
+        (0, 0, 0, 0),
+        "kernel {}: every message Kamailio sent or received was identified\n{show}",
+        vm_kernel()
+    );
+    let mut txs: Vec<Value> = Vec::new();
+    let n = u64::from(calls);
+    let count =
+        |txs: &[Value], method: &str| txs.iter().filter(|t| t["method"] == method).count() as u64;
+    // Transactions are joined after a linger (late kernel events): wait for all of them.
+    wait_until(Duration::from_secs(20), || {
+        txs = exporter.json("/transactions/recent?limit=1024")["transactions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        count(&txs, "INVITE") >= n && count(&txs, "ACK") >= n && count(&txs, "BYE") >= n
+    });
+    assert!(
+        count(&txs, "INVITE") == n && count(&txs, "ACK") == n && count(&txs, "BYE") == n,
+        "kernel {}: INVITE/ACK/BYE transactions read from the kernel: {}/{}/{}, {n} calls\n{show}",
+        vm_kernel(),
+        count(&txs, "INVITE"),
+        count(&txs, "ACK"),
+        count(&txs, "BYE"),
+    );
+    let mut distinct = std::collections::BTreeSet::new();
+    let mut yes = 0;
+    let mut upstream_assoc = None;
+    for t in &txs {
+        let out = &t["outbound"];
+        assert_eq!(out["peer_name"], "carrier-a", "{t}");
+        assert_ne!(t["kernel_retransmitted"], "unknown", "{t}");
+        if t["method"] != "ACK" {
+            assert_eq!(
+                (&t["outcome"], &t["status"]),
+                (&Value::from("final"), &Value::from(200)),
+                "every call succeeded: {t}"
+            );
+        }
+        let notes = t["kernel"]["request"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !notes.is_empty() {
+            yes += 1;
+            assert_eq!(t["kernel_retransmitted"], "yes", "{t}");
+        }
+        let (from, to) = (u64_of(&t["forwarded_ns"]), u64_of(&t["ended_ns"]));
+        for e in notes {
+            let at = u64_of(&e["time_ns"]);
+            assert!(
+                (from..=to).contains(&at),
+                "kernel {}: a kernel event outside its transaction's request leg [{from}, \
+                 {to}]: {e}\nin {t}",
+                vm_kernel()
+            );
+            let assoc = e["assoc_id"].as_i64();
+            assert_eq!(
+                assoc,
+                out["assoc_id"].as_i64(),
+                "on the upstream association: {t}"
+            );
+            assert!(
+                upstream_assoc.is_none_or(|a| Some(a) == assoc),
+                "one upstream association: {t}"
+            );
+            upstream_assoc = assoc;
+            if e["event"] == "sctp.retransmission" {
+                distinct.insert((at, e["reason"].to_string()));
+            }
+        }
+    }
+    assert!(
+        yes > 0,
+        "kernel {}: no transaction marked kernel_retransmitted",
+        vm_kernel()
+    );
+    assert_eq!(
+        distinct.len() as u64,
+        peer_rtx,
+        "kernel {}: every retransmission the probes saw toward carrier-a is on at least one of \
+         Kamailio's transactions (distinct events over all transactions vs the probes' \
+         counter)\n{show}",
+        vm_kernel()
+    );
+    eprintln!(
+        "kernel {}: {} transactions read from Kamailio's SCTP messages, {yes} touched by {} \
+         retransmissions",
+        vm_kernel(),
+        txs.len(),
+        distinct.len()
     );
     let assocs = exporter.observed()["observed"]["associations"].clone();
     assert!(

@@ -91,6 +91,15 @@ fn limit<B>(req: &Request<B>, max: usize) -> Result<usize, String> {
     }
 }
 
+/// Whether query parameter `name` is `1`.
+fn query_flag<B>(req: &Request<B>, name: &str) -> bool {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .any(|kv| kv == format!("{name}=1"))
+}
+
 fn handle<B>(state: &State, local: SocketAddr, peer: SocketAddr, req: &Request<B>) -> Reply {
     if let Err(d) = sipsctp_agent::access::check(state.token.as_deref(), local, peer, req) {
         return error(d.status, d.message);
@@ -114,6 +123,20 @@ fn handle<B>(state: &State, local: SocketAddr, peer: SocketAddr, req: &Request<B
             Ok(n) => json_reply(StatusCode::OK, &state.recent.to_json(n)),
             Err(why) => error(StatusCode::BAD_REQUEST, why),
         },
+        "/transactions/recent" => {
+            let kernel_only = query_flag(req, "kernel");
+            match (
+                limit(req, sipsctp_agent::recent::RECENT_TRANSACTIONS),
+                state.exporter.get(),
+            ) {
+                (Err(why), _) => error(StatusCode::BAD_REQUEST, why),
+                (Ok(n), Some(e)) => json_reply(StatusCode::OK, &e.recent().to_json(n, kernel_only)),
+                (Ok(_), None) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not observing yet: the target was not found",
+                ),
+            }
+        }
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no such endpoint: GET {path}"),

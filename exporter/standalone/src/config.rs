@@ -296,7 +296,8 @@ pub fn default_config_text() -> &'static str {
      # name = \"carrier-a\"\n\
      # addresses = [\"192.0.2.10\", \"192.0.2.11\"]\n\
      \n\
-     # The HTTP API: /metrics, /health, /observed, /kernel/events?limit=N.\n\
+     # The HTTP API: /metrics, /health, /observed, /kernel/events?limit=N,\n\
+     # /transactions/recent?limit=N&kernel=1 (SIP transactions with their kernel events).\n\
      [admin]\n\
      # listen = \"127.0.0.1:9461\"\n\
      # token = \"...\"         # Bearer token; required when listen is not loopback\n\

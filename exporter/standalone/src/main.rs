@@ -1,13 +1,17 @@
 //! `sipsctp-exporter`: the kernel's view of another process's SCTP associations (Kamailio,
-//! OpenSIPS, sipp, any SCTP server) as Prometheus metrics, with no change to it. See
+//! OpenSIPS, sipp, any SCTP server) as Prometheus metrics, and its SIP transactions (read from
+//! its SCTP messages in the kernel) joined with the kernel events that touched them, as metrics
+//! and OTLP traces, with no change to it. See
 //! `sipsctp-exporter --help`.
 
 mod admin;
 mod caps;
+mod capture;
 mod config;
 mod procfs;
 mod run;
 mod scope;
+mod sip_capture;
 mod state;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -26,7 +30,8 @@ pub(crate) mod exit {
 
 /// sipsctp-exporter: observes another process's SCTP associations in the kernel (eBPF probes
 /// on kernel SCTP, scoped to its network namespace and ports) and serves them as the same
-/// sipsctp_kernel_* and sipsctp_peer_* metrics sipsctpd serves for its own.
+/// sipsctp_kernel_* and sipsctp_peer_* metrics sipsctpd serves for its own; with SIP capture
+/// (on by default), also its SIP transactions with kernel_retransmitted and OTLP spans.
 ///
 /// Quick start: sipsctp-exporter --process kamailio   (then: curl 127.0.0.1:9461/metrics)
 #[derive(Parser, Debug)]
@@ -37,7 +42,9 @@ pub(crate) mod exit {
 another user's process, root or CAP_SYS_PTRACE (its /proc/PID/fd and ns/net). The observed \
 process is not changed, paused or signalled.\n\n\
 Endpoints: GET /metrics, /health, /observed (processes, namespace, ports, associations), \
-/kernel/events?limit=N.\n\n\
+/kernel/events?limit=N, /transactions/recent?limit=N&kernel=1 (the observed process's SIP \
+transactions, read from its SCTP messages in the kernel, with the kernel events that touched \
+them).\n\n\
 Exit codes: 0 stopped by SIGTERM/SIGINT or valid config; 1 runtime failure (the --pid process \
 exited); 2 bad command line; 3 invalid configuration; 4 could not start (a missing \
 capability, the admin address, the probes)."

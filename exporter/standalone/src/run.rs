@@ -18,6 +18,7 @@ use tokio::{
 
 use crate::{
     admin,
+    capture::{CaptureMetrics, CaptureSink},
     config::Config,
     exit, procfs,
     scope::{self, Observed, ScopeError, Target},
@@ -167,15 +168,22 @@ pub async fn run(config: Config) -> u8 {
         fatal: fatal_tx,
         port_updates: Some(ports_rx),
     };
-    let _eyes = match kernel::start(
-        eyes,
-        kernel_metrics,
-        recent,
-        None,
-        Box::new(exporter.handle()),
-    )
-    .await
-    {
+    let capture_metrics = match CaptureMetrics::register(&registry) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            eprintln!("sipsctp-exporter: cannot register the metrics: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    if config.sip {
+        tracing::info!(
+            "SIP capture on: the first 1024 bytes of each message of the observed associations \
+             are read in the kernel ([observe] sip = false turns it off)"
+        );
+    }
+    let _ = state.exporter.set(exporter.handle());
+    let sink = CaptureSink::new(exporter.handle(), config.sip, capture_metrics);
+    let _eyes = match kernel::start(eyes, kernel_metrics, recent, None, Box::new(sink)).await {
         Ok(task) => task,
         Err(e) => {
             eprintln!("sipsctp-exporter: cannot start: eBPF: {e}");

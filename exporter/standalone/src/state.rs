@@ -34,6 +34,8 @@ pub struct State {
     /// Recent kernel events.
     pub recent: Arc<Recent>,
     scan: Mutex<Scan>,
+    /// The correlator, once started (its recent joined transactions).
+    pub exporter: std::sync::OnceLock<sipsctp_agent::correlation::ExporterHandle>,
     opened: IntGauge,
     processes: IntGauge,
     ports: IntGauge,
@@ -75,6 +77,7 @@ impl State {
             registry,
             recent,
             scan: Mutex::new(Scan::default()),
+            exporter: std::sync::OnceLock::new(),
             opened,
             processes,
             ports,

@@ -1,0 +1,237 @@
+//! The IO edge of SIP capture: captured messages from the probes' reader go over a bounded
+//! channel (a full one is counted, never waited on) to one task that owns the
+//! [`Assembler`] and hands finished transactions to the correlator. Also the sink the kernel
+//! eyes feed ([`CaptureSink`]: kernel events to the correlator, messages to this task) and the
+//! capture's metrics.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use sipsctp_agent::{correlation::ExporterHandle, kernel::EventSink};
+use sipsctp_correlate::AssocKey;
+use sipsctp_ebpf::{CapturedMessage, SctpEvent};
+use tokio::sync::mpsc;
+
+use crate::sip_capture::{Assembler, Direction, Handled, Limits, Seen, Unidentified};
+
+/// Captured messages the channel to the assembler holds.
+pub const QUEUE: usize = 8192;
+
+/// The capture's metrics.
+pub struct CaptureMetrics {
+    messages: IntCounterVec,
+    lost: IntCounter,
+    last_lost: std::sync::Mutex<u64>,
+    open: IntGauge,
+    evicted: IntCounter,
+}
+
+/// The `outcome` label of `sipsctp_exporter_sip_messages_total`.
+fn outcome(h: Handled) -> &'static str {
+    match h {
+        Handled::Request => "request",
+        Handled::Response => "response",
+        Handled::Retransmission => "retransmission",
+        Handled::Fork => "fork",
+        Handled::Duplicate => "duplicate",
+        Handled::Unmatched => "unmatched",
+        Handled::Unidentified(u) => u.as_str(),
+    }
+}
+
+fn direction(d: Direction) -> &'static str {
+    match d {
+        Direction::Received => "received",
+        Direction::Sent => "sent",
+    }
+}
+
+impl CaptureMetrics {
+    /// Registers the metrics in `registry`.
+    ///
+    /// # Errors
+    /// A name is registered already.
+    pub fn register(registry: &Registry) -> prometheus::Result<CaptureMetrics> {
+        let messages = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_exporter_sip_messages_total",
+                "SIP messages captured from the observed associations, by direction and what \
+                 became of them (request, response, retransmission, fork, duplicate, \
+                 unmatched: a response of no open transaction; not_sip, truncated: a needed \
+                 header beyond the captured 1024 bytes, malformed, no_branch: not identified, \
+                 never guessed; queue_full: dropped before the assembler)",
+            ),
+            &["direction", "outcome"],
+        )?;
+        for d in [Direction::Received, Direction::Sent] {
+            for h in [
+                Handled::Request,
+                Handled::Response,
+                Handled::Retransmission,
+                Handled::Fork,
+                Handled::Duplicate,
+                Handled::Unmatched,
+            ]
+            .into_iter()
+            .chain(Unidentified::ALL.map(Handled::Unidentified))
+            {
+                messages.with_label_values(&[direction(d), outcome(h)]);
+            }
+            messages.with_label_values(&[direction(d), "queue_full"]);
+        }
+        let lost = IntCounter::new(
+            "sipsctp_exporter_sip_captures_lost_total",
+            "Messages the kernel side could not capture: its ring buffer was full",
+        )?;
+        let open = IntGauge::new(
+            "sipsctp_exporter_sip_open_transactions",
+            "SIP transactions of the observed process seen and not finished yet",
+        )?;
+        let evicted = IntCounter::new(
+            "sipsctp_exporter_sip_transactions_evicted_total",
+            "Open transactions finished early because too many were open",
+        )?;
+        registry.register(Box::new(messages.clone()))?;
+        registry.register(Box::new(lost.clone()))?;
+        registry.register(Box::new(open.clone()))?;
+        registry.register(Box::new(evicted.clone()))?;
+        Ok(CaptureMetrics {
+            messages,
+            lost,
+            last_lost: std::sync::Mutex::new(0),
+            open,
+            evicted,
+        })
+    }
+}
+
+/// Feeds kernel events to the correlator and captured messages to the assembler task.
+pub struct CaptureSink {
+    exporter: ExporterHandle,
+    messages: Option<mpsc::Sender<CapturedMessage>>,
+    metrics: Arc<CaptureMetrics>,
+}
+
+impl CaptureSink {
+    /// A sink for `exporter`; with `capture`, also the assembler task (started on the current
+    /// runtime), which hands finished transactions to `exporter`.
+    pub fn new(exporter: ExporterHandle, capture: bool, metrics: Arc<CaptureMetrics>) -> Self {
+        let messages = capture.then(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(assemble(rx, exporter.clone(), metrics.clone()));
+            tx
+        });
+        CaptureSink {
+            exporter,
+            messages,
+            metrics,
+        }
+    }
+}
+
+impl EventSink for CaptureSink {
+    fn event(&self, e: &SctpEvent) {
+        self.exporter.event(e);
+    }
+
+    fn source(&self, ebpf: bool) {
+        self.exporter.source(ebpf);
+    }
+
+    fn message(&self, m: &CapturedMessage) {
+        let Some(tx) = &self.messages else {
+            return;
+        };
+        if tx.try_send(m.clone()).is_err() {
+            let d = match m.direction {
+                sipsctp_ebpf::Direction::Received => Direction::Received,
+                sipsctp_ebpf::Direction::Sent => Direction::Sent,
+            };
+            self.metrics
+                .messages
+                .with_label_values(&[direction(d), "queue_full"])
+                .inc();
+        }
+    }
+
+    fn captures_lost(&self, total: u64) {
+        let mut last = self
+            .metrics
+            .last_lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.metrics.lost.inc_by(total.saturating_sub(*last));
+        *last = total.max(*last);
+    }
+}
+
+/// The assembler's input for a captured message.
+fn seen(m: &CapturedMessage) -> Seen<'_> {
+    let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    Seen {
+        at: m.time,
+        direction: match m.direction {
+            sipsctp_ebpf::Direction::Received => Direction::Received,
+            sipsctp_ebpf::Direction::Sent => Direction::Sent,
+        },
+        assoc: AssocKey {
+            netns: m.netns,
+            assoc_id: m.assoc_id,
+        },
+        // The probes know the local port, not which of the endpoint's addresses.
+        local: Some(SocketAddr::new(unspecified, m.local_port)),
+        peer: SocketAddr::new(m.peer.unwrap_or(unspecified), m.peer_port),
+        tsn: m.tsn,
+        len: m.len,
+        prefix: &m.prefix,
+    }
+}
+
+/// The assembler task: until the sink is dropped.
+async fn assemble(
+    mut rx: mpsc::Receiver<CapturedMessage>,
+    exporter: ExporterHandle,
+    metrics: Arc<CaptureMetrics>,
+) {
+    let mut asm = Assembler::new(Limits::default());
+    let mut evicted = 0;
+    loop {
+        let wake = asm.poll_timeout();
+        let sleep = async {
+            match wake {
+                Some(t) => {
+                    let now = sipsctp_agent::clock::monotonic();
+                    tokio::time::sleep(t.saturating_sub(now)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            m = rx.recv() => {
+                let Some(m) = m else { return };
+                let s = seen(&m);
+                let h = asm.handle(&s);
+                metrics
+                    .messages
+                    .with_label_values(&[direction(s.direction), outcome(h)])
+                    .inc();
+            }
+            () = sleep => {}
+        }
+        let now = sipsctp_agent::clock::monotonic();
+        while let Some(tx) = asm.poll(now) {
+            exporter.transaction(tx);
+        }
+        let stats = asm.stats();
+        metrics
+            .evicted
+            .inc_by(stats.evicted.saturating_sub(evicted));
+        evicted = stats.evicted;
+        metrics
+            .open
+            .set(i64::try_from(asm.open()).unwrap_or(i64::MAX));
+    }
+}
