@@ -11,6 +11,7 @@ pub mod kernel_sctp;
 pub mod lossy;
 pub mod netns;
 pub mod ports;
+pub mod spans;
 
 use std::{
     sync::{Mutex, OnceLock},

@@ -122,6 +122,12 @@ pub fn uas_in(l: &Layout, up: &Upstream, dir: &Path) -> Peer {
 /// The OTLP receiver from PyPI `rotel` (installed by `cargo xtask setup` as
 /// `tools/bin/rotel-agent`), discarding what it receives.
 pub fn rotel(l: &Layout, dir: &Path) -> Peer {
+    rotel_with(l, dir, false)
+}
+
+/// [`rotel`], printing every span it receives into its log with `print_spans` (see
+/// [`crate::spans::printed_spans`]).
+pub fn rotel_with(l: &Layout, dir: &Path, print_spans: bool) -> Peer {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/bin/rotel-agent");
     assert!(
         bin.is_file(),
@@ -140,6 +146,9 @@ pub fn rotel(l: &Layout, dir: &Path) -> Peer {
             &format!("127.0.0.1:{}", l.otlp_port),
         ])
         .args(["--exporter", "blackhole"]);
+    if print_spans {
+        c.args(["--debug-log", "traces", "--debug-log-verbosity", "detailed"]);
+    }
     let mut p = Peer::spawn("rotel-agent", c, dir.join("rotel.log"));
     let addr = SocketAddr::from(([127, 0, 0, 1], l.otlp_port));
     let up = wait_until(Duration::from_secs(15), || {

@@ -266,6 +266,8 @@ ports! {
         RESTART_SERVER = 6440;
         RESTART_CLIENT = 6441, count 2;
         NOBODY_ADMIN = 9486;
+        /// The OTLP receiver of the Kamailio test: HTTP, gRPC + 1.
+        KAM_OTLP = 6450, count 2;
     }
 
     /// `load_generator.rs`: sipsctp-load over SCTP, direct and through sipsctpd.

@@ -26,7 +26,9 @@ use sipsctp_tests::{
     },
     netns::{Netns, ip},
     ports::{exporter_correlation as ports, lo},
-    require_sctp, vm_kernel,
+    require_sctp,
+    spans::printed_spans,
+    vm_kernel,
 };
 
 const ADMIN: SocketAddr = lo(ports::ADMIN);
@@ -188,75 +190,6 @@ fn promql(query: &str) -> Option<f64> {
     let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{query}: {e}: {body}"));
     let result = v["data"]["result"].as_array()?.first()?.clone();
     result["value"][1].as_str()?.parse().ok()
-}
-
-/// A span rotel printed.
-#[derive(Debug, Default)]
-struct Span {
-    trace: String,
-    kind: String,
-    name: String,
-    start: u64,
-    end: u64,
-    assoc: Option<i64>,
-    /// `(timestamp, association, reason)` of each `sctp.retransmission` event.
-    retransmissions: Vec<(u64, i64, String)>,
-    text: String,
-}
-
-/// The spans in rotel's printout.
-fn printed_spans(out: &str) -> Vec<Span> {
-    let attr = |block: &str, key: &str| -> Option<String> {
-        block.lines().find_map(|l| {
-            let v = l.trim().strip_prefix(&format!("-> {key}: "))?;
-            let inner = v.split_once('(')?.1.strip_suffix(')')?;
-            Some(inner.to_owned())
-        })
-    };
-    let field = |block: &str, key: &str| -> String {
-        block
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                (k.trim() == key).then(|| v.trim().to_owned())
-            })
-            .unwrap_or_default()
-    };
-    out.split("\nSpan #")
-        .skip(1)
-        .map(|block| {
-            let block = block.split("\nResourceSpans #").next().unwrap_or(block);
-            let (head, events) = block.split_once("\nEvents:").unwrap_or((block, ""));
-            let mut s = Span {
-                trace: field(head, "Trace ID"),
-                kind: field(head, "Kind"),
-                name: field(head, "Name"),
-                start: field(head, "Start time").parse().unwrap_or(0),
-                end: field(head, "End time").parse().unwrap_or(0),
-                assoc: attr(head, "sctp.association.id").and_then(|v| v.parse().ok()),
-                text: block.to_owned(),
-                ..Span::default()
-            };
-            for ev in events.split("SpanEvent #").skip(1) {
-                if ev
-                    .lines()
-                    .any(|l| l.trim() == "-> Name: sctp.retransmission")
-                {
-                    let at = ev
-                        .lines()
-                        .find_map(|l| l.trim().strip_prefix("-> Timestamp: "))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    let assoc = attr(ev, "sctp.association.id")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    let reason = attr(ev, "sctp.retransmission.reason").unwrap_or_default();
-                    s.retransmissions.push((at, assoc, reason));
-                }
-            }
-            s
-        })
-        .collect()
 }
 
 /// The daemon: UDP on loopback, SCTP toward the upstream named carrier-a, `ebpf` mode, fast
