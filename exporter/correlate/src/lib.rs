@@ -22,7 +22,14 @@
 //!   timer restarts on each new acknowledgement, so a chunk can wait up to twice the RTO it
 //!   was sent under, and at `rto_max` there is no back-off to widen `R`; a fast
 //!   retransmission comes before the timer would, but at a low message rate the three SACKs
-//!   that trigger it can take far longer than a few RTTs. T1 expiries, a path going down and
+//!   that trigger it can take far longer than a few RTTs. When a retransmission is lost too,
+//!   the next one (a T3 timer that later acknowledgements kept restarting) can come seconds
+//!   after the send, and every request behind the chunk on its ordered stream waits for it:
+//!   so a request sent earlier than the window also counts when it was answered within
+//!   `2R + slack` after the event (the event evidently released it; seen under 10 % loss
+//!   with Kamailio: requests sent 3 s before a fast retransmission, answered 12 to 35 ms
+//!   after it). A request never answered (an `ACK`) has the window alone. T1 expiries, a
+//!   path going down and
 //!   the association's loss count against the whole transaction. A request forwarded without
 //!   a transaction (an `ACK`) is never answered: the window alone bounds it. These decide
 //!   `kernel_retransmitted = yes | no`. On the **response leg** (the inbound association) we
@@ -789,10 +796,18 @@ impl Correlator {
                             // went out), a fast retransmission comes before the timer, and
                             // the RTO an event carries is the one in force (after T3's
                             // back-off, at most doubled; at rto_max, not).
+                            //
+                            // Or later, when the first retransmission was lost too: then the
+                            // request, and every one behind it on the ordered stream, is
+                            // answered right after the retransmission that finally gets its
+                            // chunk through. So a request sent earlier and still unanswered
+                            // counts when its answer came within two RTOs after the event.
                             NoteKind::Retransmission(_) | NoteKind::T3Expired => {
-                                n.time < answered
-                                    && sent + n.rto * 2 + slack >= n.time
-                                    && sent <= n.time
+                                let window = n.rto * 2 + slack;
+                                sent <= n.time
+                                    && n.time < answered
+                                    && (n.time <= sent + window
+                                        || answered <= n.time.saturating_add(window))
                             }
                             // Not before the send: an event before it cannot be on its span.
                             NoteKind::T1Expired(_) | NoteKind::PathDown | NoteKind::CommLost => {

@@ -188,7 +188,8 @@ fn two_transactions_on_one_trunk_only_one_overlaps() {
 }
 
 /// Fast retransmission: within two RTOs of the send, however small the srtt (at a low
-/// message rate the three SACKs that trigger it take long to come).
+/// message rate the three SACKs that trigger it take long to come); earlier sends count only
+/// when the retransmission evidently released them (answered within two RTOs after it).
 #[test]
 fn fast_retransmission_window_is_two_rtos() {
     let mut c = Correlator::new(Config::default());
@@ -206,14 +207,28 @@ fn fast_retransmission_window_is_two_rtos() {
     let out = sctp_leg("10.0.0.20:5060", Some(3));
     // 2 RTO + slack = 420 ms before the retransmission; srtt is 10 ms.
     c.handle_transaction(ms(2_100), tx(1, 1_700, Some(2_080), 2_100, out));
-    c.handle_transaction(ms(2_100), tx(2, 1_600, Some(2_080), 2_100, out));
+    // Sent earlier, answered 30 ms after the retransmission: it waited for that chunk (a
+    // lost retransmission before it, head-of-line blocking behind it).
+    c.handle_transaction(ms(2_100), tx(2, 1_000, Some(2_080), 2_100, out));
     // Answered before the retransmission: not its chunk.
     c.handle_transaction(ms(2_100), tx(3, 2_000, Some(2_040), 2_100, out));
+    // Sent earlier and answered long after (more than 2 RTO + slack): not released by it.
+    c.handle_transaction(ms(3_000), tx(4, 1_600, Some(2_600), 3_000, out));
+    // Never answered (an ACK): the window alone.
+    let mut ack = tx(5, 1_600, None, 1_600, out);
+    ack.outcome = Outcome::Forwarded;
+    c.handle_transaction(ms(2_100), ack);
     let mut joined = drain(&mut c, 9_000);
     joined.sort_by_key(|j| j.tx.id);
     assert_eq!(
         joined.iter().map(|j| j.verdict).collect::<Vec<_>>(),
-        [Verdict::Yes, Verdict::No, Verdict::No]
+        [
+            Verdict::Yes,
+            Verdict::Yes,
+            Verdict::No,
+            Verdict::No,
+            Verdict::No
+        ]
     );
     assert_eq!(joined[0].max_rto, Some(ms(200)));
 }
