@@ -267,7 +267,10 @@ ports! {
         RESTART_CLIENT = 6441, count 2;
         NOBODY_ADMIN = 9486;
         /// The OTLP receiver of the Kamailio test: HTTP, gRPC + 1.
-        KAM_OTLP = 6450, count 2;
+        KAM_OTLP = 6480, count 2;
+        SIPP_ADMIN = 9491;
+        SIPP_UAS = 6470;
+        SIPP_UAC = 6471;
     }
 
     /// `load_generator.rs`: sipsctp-load over SCTP, direct and through sipsctpd.

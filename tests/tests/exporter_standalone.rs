@@ -7,6 +7,8 @@
 //!   kernel, joins those retransmissions to the transactions they delayed
 //!   (`kernel_retransmitted = yes`, and OTLP spans with `sctp.retransmission` events), and
 //!   every call still succeeds;
+//! - sipp alone as the observed process (a UAC calling sipp's UAS behind loss): its
+//!   transactions are read from the kernel and every retransmission is on them;
 //! - a non-SIP SCTP program (lksctp's `sctp_test`) gets kernel metrics for its associations
 //!   and no SIP series, while an identical program beside it, not observed, is never counted;
 //! - a process observed by name is found again after it restarts;
@@ -22,7 +24,10 @@ use std::{
 use serde_json::Value;
 use sipsctp_tests::{
     calls::{Uac, netem_dropped},
-    daemon::{Metrics, Peer, exporter_binary, require_tool, scratch, tail, try_http, wait_until},
+    daemon::{
+        Metrics, Peer, exporter_binary, require_tool, scratch, sipp_totals, tail, try_http,
+        wait_until,
+    },
     kernel_sctp,
     kernel_sctp::sctp_listens,
     lossy::{self, Layout},
@@ -386,6 +391,15 @@ fn kamailio_upstream_retransmissions_are_counted_per_peer_as_the_kernel_counted_
         }) {
             eprintln!("  the first of them: {t}");
         }
+        let odd: Vec<String> = txs
+            .iter()
+            .filter(|t| t["outbound"]["assoc_id"].as_i64() != upstream_assoc)
+            .map(|t| format!("{} {} {}", t["method"], t["forwarded_ns"], t["outbound"]))
+            .collect();
+        eprintln!(
+            "  {} transactions on another outbound association: {odd:?}",
+            odd.len()
+        );
     }
     let joined = distinct.len() as u64;
     // Late retransmissions (after the scrape above) are on transactions too: count them all.
@@ -468,6 +482,210 @@ fn kamailio_upstream_retransmissions_are_counted_per_peer_as_the_kernel_counted_
         "kernel {}: {calls} calls through Kamailio, netem dropped {dropped}; the exporter \
          counted {peer_rtx} retransmissions toward carrier-a, the kernel {kernel_rtx}",
         vm_kernel()
+    );
+    let mut exporter = exporter;
+    exporter.assert_running();
+}
+
+/// sipp's UAC scenario after a pause of `pause_ms` per call (the exporter attaches meanwhile).
+fn paused_uac_scenario(dir: &Path, pause_ms: u32) -> PathBuf {
+    let path = dir.join("uac-paused.xml");
+    let headers = |method: &str, cseq: &str| {
+        format!(
+            "{method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n\
+             Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
+             From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n\
+             To: [service] <sip:[service]@[remote_ip]:[remote_port]>{to_tag}\n\
+             Call-ID: [call_id]\n\
+             CSeq: {cseq}\n\
+             Contact: sip:sipp@[local_ip]:[local_port]\n\
+             Max-Forwards: 70\n\
+             Subject: Performance Test\n",
+            to_tag = if method == "INVITE" {
+                ""
+            } else {
+                "[peer_tag_param]"
+            }
+        )
+    };
+    let scenario = format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n\
+         <scenario name=\"uac after a pause\">\n\
+         <pause milliseconds=\"{pause_ms}\"/>\n\
+         <send retrans=\"500\"><![CDATA[\n{invite}Content-Type: application/sdp\n\
+         Content-Length: [len]\n\nv=0\no=user1 53655765 2353687637 IN IP[local_ip_type] \
+         [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio [media_port] RTP/AVP 0\n\
+         a=rtpmap:0 PCMU/8000\n]]></send>\n\
+         <recv response=\"100\" optional=\"true\"/>\n\
+         <recv response=\"180\" optional=\"true\"/>\n\
+         <recv response=\"200\" rtd=\"true\"/>\n\
+         <send><![CDATA[\n{ack}Content-Length: 0\n\n]]></send>\n\
+         <send retrans=\"500\"><![CDATA[\n{bye}Content-Length: 0\n\n]]></send>\n\
+         <recv response=\"200\" crlf=\"true\"/>\n\
+         </scenario>\n",
+        invite = headers("INVITE", "1 INVITE"),
+        ack = headers("ACK", "1 ACK"),
+        bye = headers("BYE", "2 BYE"),
+    );
+    std::fs::write(&path, scenario).expect("write the scenario");
+    path
+}
+
+/// sipp alone as the observed process, a second SCTP SIP implementation: a UAC (sipp under a
+/// name of its own) calls sipp's UAS behind 5 % loss directly; the exporter, following the UAC
+/// by name, reads its INVITE, ACK and BYE transactions from the kernel and joins every
+/// retransmission of its association to them.
+#[test]
+fn sipp_observed_alone_gets_its_transactions_and_their_retransmissions() {
+    require_sctp_blocking();
+    let dir = scratch("exporter-sipp");
+    let l = Layout {
+        ns: "exsipp",
+        host_ip: "10.84.0.1",
+        uas_ip: "10.84.0.2",
+        uas_port: ports::SIPP_UAS,
+        admin: lo(ports::SIPP_ADMIN),
+        prometheus_port: 0,
+        otlp_port: 0,
+    };
+    let up = lossy::upstream(&l, Some("5%"));
+    let _uas = lossy::uas_in(&l, &up, &dir);
+    // sipp under a name of its own, so that the UAS (also sipp) is not in scope.
+    let bin = dir.join("sipp-observed");
+    let real = Command::new("sh")
+        .args(["-c", "command -v sipp"])
+        .output()
+        .expect("find sipp");
+    std::fs::copy(String::from_utf8_lossy(&real.stdout).trim(), &bin).expect("copy sipp");
+    let calls = 100u64;
+    let stat = dir.join("uac-stat.csv");
+    let mut c = Command::new(&bin);
+    c.current_dir(&dir)
+        .args(["-nostdin", "-max_socket", "100"])
+        .args(["-trace_stat", "-fd", "1", "-stf"])
+        .arg(&stat)
+        .arg("-sf")
+        .arg(paused_uac_scenario(&dir, 8000))
+        .args(["-t", "s1", "-i", l.host_ip])
+        .args(["-p", &ports::SIPP_UAC.to_string()])
+        .args(["-m", &calls.to_string(), "-r", "10"])
+        .args(["-timeout", "120s", "-timeout_error"])
+        .args(["-default_behaviors", "all,-abortunexp"])
+        .arg(format!("{}:{}", l.uas_ip, l.uas_port));
+    let mut uac = Peer::spawn("sipp-observed", c, dir.join("uac.log"));
+    let snmp_before = kernel_sctp::snmp();
+    let exporter = Exporter::start(
+        &dir,
+        l.admin,
+        &["--process", "sipp-observed"],
+        Some(&format!(
+            "[observe]\nrescan_ms = 200\n[[peer]]\nname = \"carrier-a\"\naddresses = [\"{}\"]\n",
+            l.uas_ip
+        )),
+    );
+    let exited = uac.wait_exit(Duration::from_secs(150));
+    assert!(exited.is_some(), "sipp's UAC did not finish within 150 s");
+    let (ok, failed) = sipp_totals(&stat);
+    assert_eq!(
+        (ok, failed),
+        (calls, 0),
+        "kernel {}: sipp UAC -> sipp UAS behind 5 % loss\n{}",
+        vm_kernel(),
+        tail(&uac.output(), 20)
+    );
+    let kernel_rtx = wait_counted(&exporter, &snmp_before);
+    let m = exporter.metrics();
+    let show = m.nonzero();
+    let peer_rtx = m.sum(
+        "sipsctp_peer_retransmissions_total",
+        &[("peer", "carrier-a")],
+    );
+    assert!(
+        kernel_rtx > 0 && peer_rtx == kernel_rtx,
+        "kernel {}: retransmissions toward carrier-a: exporter {peer_rtx}, kernel {kernel_rtx}\n{show}",
+        vm_kernel()
+    );
+    let sip = |outcome: &str| {
+        m.sum(
+            "sipsctp_exporter_sip_messages_total",
+            &[("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (
+            sip("truncated"),
+            sip("malformed"),
+            sip("not_sip"),
+            sip("unmatched")
+        ),
+        (0, 0, 0, 0),
+        "kernel {}: every message sipp sent or received was identified and matched\n{show}",
+        vm_kernel()
+    );
+    let mut txs: Vec<Value> = Vec::new();
+    let count =
+        |txs: &[Value], method: &str| txs.iter().filter(|t| t["method"] == method).count() as u64;
+    wait_until(Duration::from_secs(20), || {
+        txs = exporter.json("/transactions/recent?limit=1024")["transactions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        ["INVITE", "ACK", "BYE"]
+            .iter()
+            .all(|m| count(&txs, m) >= calls)
+    });
+    assert_eq!(
+        ["INVITE", "ACK", "BYE"].map(|m| count(&txs, m)),
+        [calls; 3],
+        "kernel {}: sipp's transactions read from the kernel\n{show}",
+        vm_kernel()
+    );
+    let mut distinct = std::collections::BTreeSet::new();
+    let mut yes = 0;
+    for t in &txs {
+        assert_eq!(t["outbound"]["peer_name"], "carrier-a", "{t}");
+        // A UAC originates its requests: no response leg.
+        assert!(t["inbound"]["assoc_id"].is_null(), "{t}");
+        if t["method"] != "ACK" {
+            assert_eq!(
+                (&t["outcome"], &t["status"]),
+                (&Value::from("final"), &Value::from(200)),
+                "{t}"
+            );
+        }
+        let notes = t["kernel"]["request"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !notes.is_empty() {
+            yes += 1;
+            assert_eq!(t["kernel_retransmitted"], "yes", "{t}");
+        }
+        for e in notes {
+            assert_eq!(e["assoc_id"], t["outbound"]["assoc_id"], "{t}");
+            if e["event"] == "sctp.retransmission" {
+                distinct.insert((u64_of(&e["time_ns"]), e["reason"].to_string()));
+            }
+        }
+    }
+    assert!(
+        yes > 0,
+        "kernel {}: no transaction kernel_retransmitted",
+        vm_kernel()
+    );
+    assert_eq!(
+        distinct.len() as u64,
+        peer_rtx,
+        "kernel {}: every retransmission of sipp's association is on at least one of its \
+         transactions\n{show}",
+        vm_kernel()
+    );
+    eprintln!(
+        "kernel {}: sipp observed alone: {} transactions, {yes} touched by {} retransmissions \
+         (the kernel counted {kernel_rtx})",
+        vm_kernel(),
+        txs.len(),
+        distinct.len()
     );
     let mut exporter = exporter;
     exporter.assert_running();

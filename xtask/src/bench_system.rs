@@ -43,8 +43,8 @@ pub struct Options {
     #[arg(long, default_value_t = 5)]
     pub step_secs: u32,
     /// Only these systems (comma-separated: raw, sipsctpd, sipsctpd-ebpf,
-    /// sipsctpd-ebpf-otlp, kamailio, sipsctpd-sctp-udp, kamailio-sctp-udp,
-    /// sipsctpd-udp-sctp).
+    /// sipsctpd-ebpf-otlp, kamailio, kamailio-exporter, kamailio-exporter-sip,
+    /// sipsctpd-sctp-udp, kamailio-sctp-udp, sipsctpd-udp-sctp).
     #[arg(long)]
     pub only: Option<String>,
     /// Also hold this many idle associations open to sipsctpd and to Kamailio and report the
@@ -73,13 +73,15 @@ pub fn run(o: &Options) -> Result<()> {
     setup::run(&setup::Options {
         kernel: Some(o.kernel),
     })?;
-    step("building sipsctpd and sipsctp-load (release)");
+    step("building sipsctpd, sipsctp-exporter and sipsctp-load (release)");
     let exes = artifacts(
         cargo().args([
             "build",
             "--release",
             "-p",
             "sipsctpd",
+            "-p",
+            "sipsctp-exporter",
             "-p",
             "sipsctp-load",
             "--bins",
@@ -92,8 +94,9 @@ pub fn run(o: &Options) -> Result<()> {
             .cloned()
             .ok_or_else(|| anyhow!("cargo built no {name}"))
     };
-    let (daemon, load, bench) = (
+    let (daemon, exporter, load, bench) = (
         find("sipsctpd")?,
+        find("sipsctp-exporter")?,
         find("sipsctp-load")?,
         find("sipsctp-bench")?,
     );
@@ -105,10 +108,12 @@ pub fn run(o: &Options) -> Result<()> {
     let _ = std::fs::remove_file(&json);
     let q = |p: &Path| vm::sh_quote(&p.to_string_lossy());
     let mut cmd = format!(
-        "{} --load {} --sipsctpd {} --rotel {} --rates {} --step-secs {} --dir {} --out {}",
+        "{} --load {} --sipsctpd {} --exporter {} --rotel {} --rates {} --step-secs {} --dir {} \
+         --out {}",
         q(&bench),
         q(&load),
         q(&daemon),
+        q(&exporter),
         q(&root.join("tools/bin/rotel-agent")),
         vm::sh_quote(&o.rates),
         o.step_secs,

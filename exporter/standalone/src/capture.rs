@@ -11,7 +11,7 @@ use std::{
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use sipsctp_agent::{correlation::ExporterHandle, kernel::EventSink};
-use sipsctp_correlate::AssocKey;
+use sipsctp_correlate::{AssocKey, Transaction};
 use sipsctp_ebpf::{CapturedMessage, SctpEvent};
 use tokio::sync::mpsc;
 
@@ -190,6 +190,18 @@ fn seen(m: &CapturedMessage) -> Seen<'_> {
     }
 }
 
+/// A leg captured while its association had no id (0: the probes read it so, seen once in
+/// about ten runs with Kamailio on 6.1, mid-run) is handed to the correlator without one: it
+/// finds the association by address and port, as for a send during setup.
+fn by_address_without_id(mut tx: Transaction) -> Transaction {
+    for leg in [&mut tx.inbound, &mut tx.outbound] {
+        if leg.assoc.is_some_and(|k| !k.assoc_id.is_assigned()) {
+            leg.assoc = None;
+        }
+    }
+    tx
+}
+
 /// The assembler task: until the sink is dropped.
 async fn assemble(
     mut rx: mpsc::Receiver<CapturedMessage>,
@@ -223,7 +235,7 @@ async fn assemble(
         }
         let now = sipsctp_agent::clock::monotonic();
         while let Some(tx) = asm.poll(now) {
-            exporter.transaction(tx);
+            exporter.transaction(by_address_without_id(tx));
         }
         let stats = asm.stats();
         metrics
@@ -233,5 +245,48 @@ async fn assemble(
         metrics
             .open
             .set(i64::try_from(asm.open()).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sipsctp_correlate::{AssocId, Leg, Outcome, Transport};
+
+    use super::*;
+
+    fn leg(id: u32) -> Leg {
+        Leg {
+            transport: Transport::Sctp,
+            peer: "10.0.0.2:5060".parse().unwrap(),
+            local: Some("0.0.0.0:5060".parse().unwrap()),
+            assoc: Some(AssocKey {
+                netns: 1,
+                assoc_id: AssocId(id),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_leg_without_an_association_id_is_found_by_address() {
+        let tx = Transaction {
+            id: 1,
+            method: "INVITE".into(),
+            call_id: "c".into(),
+            cseq: 1,
+            branch: "z9hG4bK1".into(),
+            inbound: leg(4),
+            outbound: leg(0),
+            received_at: Duration::ZERO,
+            forwarded_at: Duration::ZERO,
+            first_response_at: None,
+            ended_at: Duration::ZERO,
+            outcome: Outcome::Expired,
+            sip_retransmissions: 0,
+        };
+        let tx = by_address_without_id(tx);
+        assert_eq!(tx.outbound.assoc, None);
+        assert_eq!(tx.inbound.assoc.map(|k| k.assoc_id), Some(AssocId(4)));
     }
 }

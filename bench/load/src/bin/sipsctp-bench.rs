@@ -32,6 +32,9 @@ struct Cli {
     /// The OTLP receiver (rotel-agent) for the span-export variant.
     #[arg(long)]
     rotel: Option<PathBuf>,
+    /// The sipsctp-exporter binary (release), for the Kamailio variants observed by it.
+    #[arg(long)]
+    exporter: Option<PathBuf>,
     /// Offered call rates, ascending.
     #[arg(
         long,
@@ -61,6 +64,7 @@ const SUT: u16 = 7000;
 const UAS: u16 = 7100;
 const ADMIN: u16 = 9499;
 const OTLP: u16 = 4409;
+const EXPORTER_ADMIN: u16 = 9498;
 
 /// Transports of the two legs.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -90,8 +94,14 @@ struct System {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Raw,
-    Sipsctpd { ebpf: bool, otlp: bool },
-    Kamailio,
+    Sipsctpd {
+        ebpf: bool,
+        otlp: bool,
+    },
+    /// Kamailio; observed by sipsctp-exporter (with or without SIP capture) when `Some`.
+    Kamailio {
+        exporter: Option<bool>,
+    },
 }
 
 const SYSTEMS: &[System] = &[
@@ -137,7 +147,25 @@ const SYSTEMS: &[System] = &[
         what: "Kamailio 5.6 sctp module SCTP -> SCTP, stateless forward",
         inbound: Leg::Sctp,
         outbound: Leg::Sctp,
-        kind: Kind::Kamailio,
+        kind: Kind::Kamailio { exporter: None },
+    },
+    System {
+        name: "kamailio-exporter",
+        what: "Kamailio SCTP -> SCTP observed by sipsctp-exporter, SIP capture off",
+        inbound: Leg::Sctp,
+        outbound: Leg::Sctp,
+        kind: Kind::Kamailio {
+            exporter: Some(false),
+        },
+    },
+    System {
+        name: "kamailio-exporter-sip",
+        what: "Kamailio SCTP -> SCTP observed by sipsctp-exporter, SIP capture on",
+        inbound: Leg::Sctp,
+        outbound: Leg::Sctp,
+        kind: Kind::Kamailio {
+            exporter: Some(true),
+        },
     },
     System {
         name: "sipsctpd-sctp-udp",
@@ -154,7 +182,7 @@ const SYSTEMS: &[System] = &[
         what: "Kamailio 5.6 SCTP -> UDP, stateless forward",
         inbound: Leg::Sctp,
         outbound: Leg::Udp,
-        kind: Kind::Kamailio,
+        kind: Kind::Kamailio { exporter: None },
     },
     System {
         name: "sipsctpd-udp-udp",
@@ -171,7 +199,7 @@ const SYSTEMS: &[System] = &[
         what: "Kamailio 5.6 UDP -> UDP, stateless forward (runs on a host without SCTP: --host)",
         inbound: Leg::Udp,
         outbound: Leg::Udp,
-        kind: Kind::Kamailio,
+        kind: Kind::Kamailio { exporter: None },
     },
     System {
         name: "sipsctpd-udp-sctp",
@@ -377,6 +405,44 @@ fn kamailio_config(s: &System) -> String {
     )
 }
 
+/// sipsctp-exporter observing Kamailio (`--process kamailio`), SIP capture `sip`; returns once
+/// its probes are attached (`/health` says ok).
+fn start_exporter(cli: &Cli, sip: bool, dir: &Path) -> Proc {
+    let Some(bin) = &cli.exporter else {
+        panic!("--exporter is needed for the variants observed by sipsctp-exporter");
+    };
+    let cfg = dir.join("exporter.toml");
+    std::fs::write(
+        &cfg,
+        format!("[observe]\nprocess = \"kamailio\"\nsip = {sip}\n"),
+    )
+    .expect("write the exporter's config");
+    let mut c = Command::new(bin);
+    c.arg("--config")
+        .arg(&cfg)
+        .args(["--admin", &lo(EXPORTER_ADMIN).to_string()]);
+    let p = Proc::spawn(c, &dir.join("exporter.log"));
+    wait_for("sipsctp-exporter attached", Duration::from_secs(60), || {
+        http_get(lo(EXPORTER_ADMIN), "/health").is_some_and(|b| b.contains("\"ok\""))
+    });
+    p
+}
+
+/// The body of `GET path` on `addr`, if it answers.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
 /// Starts the system under test; returns it and how to find its processes.
 fn start_system(cli: &Cli, s: &System, dir: &Path) -> (Proc, Option<Proc>) {
     match s.kind {
@@ -414,7 +480,7 @@ fn start_system(cli: &Cli, s: &System, dir: &Path) -> (Proc, Option<Proc>) {
             c.arg("--config").arg(&cfg);
             (Proc::spawn(c, &dir.join("sipsctpd.log")), rotel)
         }
-        Kind::Kamailio => {
+        Kind::Kamailio { .. } => {
             let cfg = dir.join("kamailio.cfg");
             std::fs::write(&cfg, kamailio_config(s)).expect("write kamailio.cfg");
             let mut c = Command::new("kamailio");
@@ -427,15 +493,24 @@ fn start_system(cli: &Cli, s: &System, dir: &Path) -> (Proc, Option<Proc>) {
 /// The processes whose CPU counts as the system's.
 fn system_pids(s: &System, main: &Proc) -> Vec<u32> {
     match s.kind {
-        Kind::Kamailio => pids_named("kamailio"),
+        Kind::Kamailio { .. } => pids_named("kamailio"),
         _ => vec![main.pid()],
     }
 }
 
-/// One step: the UAC at `rate` calls/s for the step's length.
-fn step(cli: &Cli, s: &System, rate: u32, dir: &Path, pids: &[u32]) -> Value {
+/// One step: the UAC at `rate` calls/s for the step's length; `observer` (sipsctp-exporter)
+/// has its CPU reported apart.
+fn step(
+    cli: &Cli,
+    s: &System,
+    rate: u32,
+    dir: &Path,
+    pids: &[u32],
+    observer: Option<u32>,
+) -> Value {
     let json = dir.join(format!("uac-{rate}.json"));
     let cpu0: f64 = pids.iter().map(|p| cpu_of(*p)).sum();
+    let observer0 = observer.map(cpu_of);
     let vm0 = vm_cpu();
     let t0 = Instant::now();
     let out = Command::new(&cli.load)
@@ -452,6 +527,7 @@ fn step(cli: &Cli, s: &System, rate: u32, dir: &Path, pids: &[u32]) -> Value {
         .expect("run the UAC");
     let wall = t0.elapsed().as_secs_f64();
     let cpu = pids.iter().map(|p| cpu_of(*p)).sum::<f64>() - cpu0;
+    let observer_cpu = observer.zip(observer0).map(|(p, c0)| cpu_of(p) - c0);
     let vm = vm_cpu() - vm0;
     let v: Value = std::fs::read_to_string(&json)
         .ok()
@@ -474,6 +550,7 @@ fn step(cli: &Cli, s: &System, rate: u32, dir: &Path, pids: &[u32]) -> Value {
         "call_p50_us": t["latency_us"]["transaction"]["p50"],
         "call_p99_us": t["latency_us"]["transaction"]["p99"],
         "cpu_system_s": cpu,
+        "cpu_observer_s": observer_cpu,
         "cpu_vm_s": vm,
         "wall_s": wall,
         "uac_error": v.get("error"),
@@ -644,12 +721,18 @@ fn main() {
             Duration::from_secs(60),
             || listens(s.inbound, SUT),
         );
+        let observer = match s.kind {
+            Kind::Kamailio {
+                exporter: Some(sip),
+            } => Some(start_exporter(&cli, sip, &dir)),
+            _ => None,
+        };
         // eBPF attaching, association setup: let it settle.
         thread::sleep(Duration::from_secs(1));
         let pids = system_pids(s, &sut);
         let mut steps = Vec::new();
         for &rate in &cli.rates {
-            let st = step(&cli, s, rate, &dir, &pids);
+            let st = step(&cli, s, rate, &dir, &pids, observer.as_ref().map(Proc::pid));
             let offered = st["offered"].as_u64().unwrap_or(0);
             let completed = st["completed"].as_u64().unwrap_or(0);
             eprintln!(
@@ -662,6 +745,9 @@ fn main() {
                 eprintln!("  collapsed: no higher rates for {}", s.name);
                 break;
             }
+        }
+        if let Some(o) = observer {
+            o.stop(Duration::from_secs(2));
         }
         sut.stop(Duration::from_secs(5));
         if let Some(h) = helper {
