@@ -407,6 +407,20 @@ pub const STAT_CAPTURES_LOST: u32 = 4;
 /// Number of slots in the `STATS` per-CPU array.
 pub const STATS_LEN: u32 = 5;
 
+/// How the programs hand records to user space: never a wake-up per record (one per kernel
+/// event or captured message would cost the reader a poll round trip each); the reader
+/// drains both rings every [`DRAIN_INTERVAL_MS`], and a program wakes it early once a ring
+/// holds [`WAKE_AT_BYTES`] or more.
+pub const DRAIN_INTERVAL_MS: u64 = 20;
+/// See [`DRAIN_INTERVAL_MS`]: an eighth of the smaller ring (512 KiB).
+pub const WAKE_AT_BYTES: u64 = 64 * 1024;
+/// `BPF_RB_NO_WAKEUP` (UAPI): submit without waking the reader.
+pub const RB_NO_WAKEUP: u64 = 1;
+/// `BPF_RB_FORCE_WAKEUP` (UAPI): submit and wake the reader.
+pub const RB_FORCE_WAKEUP: u64 = 2;
+/// `BPF_RB_AVAIL_DATA` (UAPI): `bpf_ringbuf_query` for the bytes not yet consumed.
+pub const RB_AVAIL_DATA: u64 = 0;
+
 /// Bytes of a message's first fragment a [`SipCapture`] holds at most: enough for a SIP start
 /// line and the headers that identify a transaction (Via, Call-ID, CSeq) in what SIP servers
 /// send; a message whose identifying headers come later is counted by user space as

@@ -97,6 +97,11 @@ use crate::{
     layout::{ASSOC_STATES, EnumValue, Field, RTX_REASONS, Resolved, TRANSPORT_CMDS},
 };
 
+/// How often the rings are drained (the programs do not wake the reader per record; see
+/// [`sipsctp_ebpf_common::DRAIN_INTERVAL_MS`]).
+const DRAIN: std::time::Duration =
+    std::time::Duration::from_millis(sipsctp_ebpf_common::DRAIN_INTERVAL_MS);
+
 /// The object file of the programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipsctp-probes"));
 
@@ -869,8 +874,11 @@ impl KernelProbes {
             if let Some(e) = self.try_next_event() {
                 return Ok(e);
             }
-            let mut guard = self.events.readable_mut().await?;
-            guard.clear_ready();
+            // The programs wake the reader only when a ring fills: look every DRAIN interval.
+            tokio::select! {
+                g = self.events.readable_mut() => g?.clear_ready(),
+                () = tokio::time::sleep(DRAIN) => {}
+            }
         }
     }
 
@@ -906,14 +914,18 @@ impl KernelProbes {
             if let Some(m) = self.try_next_message() {
                 return Ok(Record::Message(m));
             }
+            // The programs wake the reader only when a ring fills: look every DRAIN interval.
             let Some(captures) = self.captures.as_mut() else {
-                let mut guard = self.events.readable_mut().await?;
-                guard.clear_ready();
+                tokio::select! {
+                    g = self.events.readable_mut() => g?.clear_ready(),
+                    () = tokio::time::sleep(DRAIN) => {}
+                }
                 continue;
             };
             tokio::select! {
                 g = self.events.readable_mut() => g?.clear_ready(),
                 g = captures.readable_mut() => g?.clear_ready(),
+                () = tokio::time::sleep(DRAIN) => {}
             }
         }
     }

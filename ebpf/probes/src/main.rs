@@ -58,10 +58,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use sipsctp_ebpf_common::{
-    CAPTURE_LEN, Config, KernelEvent, LOWER_CWND_FAST_RTX, Offsets, RTO_STACK_DEPTH, RtoStack,
-    SIP_PREFIX_LEN, SPP_HB_ENABLE, STAT_CAPTURES_LOST, STAT_EVENTS_LOST, STAT_READ_ERRORS,
-    STAT_STASH_MISSES, STAT_STASH_OVERFLOWS, STATS_LEN, SipCapture, chunk, family, kind,
-    rtx_reason, t1_timer,
+    CAPTURE_LEN, Config, KernelEvent, LOWER_CWND_FAST_RTX, Offsets, RB_AVAIL_DATA, RB_FORCE_WAKEUP,
+    RB_NO_WAKEUP, RTO_STACK_DEPTH, RtoStack, SIP_PREFIX_LEN, SPP_HB_ENABLE, STAT_CAPTURES_LOST,
+    STAT_EVENTS_LOST, STAT_READ_ERRORS, STAT_STASH_MISSES, STAT_STASH_OVERFLOWS, STATS_LEN,
+    SipCapture, WAKE_AT_BYTES, chunk, family, kind, rtx_reason, t1_timer,
 };
 
 /// Struct member offsets, set by the loader from BTF (see `Offsets`).
@@ -287,9 +287,20 @@ fn emit(kind: u8, id: &Ident, transport: u64, values: [u64; 6]) {
     match EVENTS.reserve::<KernelEvent>(0) {
         Some(mut entry) => {
             entry.write(header(kind, id, transport, values));
-            entry.submit(0);
+            entry.submit(wake_flags(&EVENTS));
         }
         None => bump(STAT_EVENTS_LOST),
+    }
+}
+
+/// The submit flags for a record of `ring`: no wake-up, unless the ring is filling (see
+/// `sipsctp_ebpf_common::DRAIN_INTERVAL_MS`).
+#[inline(always)]
+fn wake_flags(ring: &RingBuf) -> u64 {
+    if ring.query(RB_AVAIL_DATA) >= WAKE_AT_BYTES {
+        RB_FORCE_WAKEUP
+    } else {
+        RB_NO_WAKEUP
     }
 }
 
@@ -719,7 +730,7 @@ fn capture(
     // SAFETY: as above; the header is written in place (the record is too big for the
     // program's stack).
     unsafe { addr_of_mut!((*record).event).write(header(kind, id, 0, values)) };
-    entry.submit(0);
+    entry.submit(wake_flags(&SIP));
 }
 
 /// `void sctp_outq_tail(struct sctp_outq *q, struct sctp_chunk *chunk, gfp_t gfp)`: a chunk

@@ -56,7 +56,7 @@ pub trait EventSink: Send + Sync + 'static {
     /// The probes are attached (`true`, from now on events come) or the source is polling.
     fn source(&self, ebpf: bool);
     /// A captured message (only when the probes were loaded with message capture).
-    fn message(&self, _m: &sipsctp_ebpf::CapturedMessage) {}
+    fn message(&self, _m: sipsctp_ebpf::CapturedMessage) {}
     /// Messages the kernel side could not capture so far (ring buffer full), a running total
     /// (only with message capture).
     fn captures_lost(&self, _total: u64) {}
@@ -672,6 +672,23 @@ fn follow_ports(
     *observed = wanted;
 }
 
+/// One record from the probes to where it goes.
+fn deliver(
+    r: sipsctp_ebpf::Record,
+    metrics: &KernelMetrics,
+    recent: &Recent,
+    sink: &dyn EventSink,
+) {
+    match r {
+        sipsctp_ebpf::Record::Event(e) => {
+            metrics.observe(&e);
+            sink.event(&e);
+            recent.push(e);
+        }
+        sipsctp_ebpf::Record::Message(m) => sink.message(m),
+    }
+}
+
 async fn event_loop(
     mut probes: KernelProbes,
     metrics: Arc<KernelMetrics>,
@@ -708,12 +725,24 @@ async fn event_loop(
                 }
             },
             r = probes.next() => match r {
-                Ok(sipsctp_ebpf::Record::Event(e)) => {
-                    metrics.observe(&e);
-                    sink.event(&e);
-                    recent.push(e);
+                Ok(first) => {
+                    // Whatever else is waiting goes in the same wake-up (a burst of captured
+                    // messages costs one pass of this loop, not one per record), at most
+                    // BATCH so that the ticks and port updates still come round.
+                    const BATCH: usize = 1024;
+                    let mut next = Some(first);
+                    let mut n = 0;
+                    while let Some(r) = next.take() {
+                        deliver(r, &metrics, &recent, sink.as_ref());
+                        n += 1;
+                        if n < BATCH {
+                            next = probes
+                                .try_next_event()
+                                .map(sipsctp_ebpf::Record::Event)
+                                .or_else(|| probes.try_next_message().map(sipsctp_ebpf::Record::Message));
+                        }
+                    }
                 }
-                Ok(sipsctp_ebpf::Record::Message(m)) => sink.message(&m),
                 Err(err) => {
                     tracing::warn!(error = %err, "reading kernel events failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -22,11 +22,60 @@ pub const QUEUE: usize = 8192;
 
 /// The capture's metrics.
 pub struct CaptureMetrics {
-    messages: IntCounterVec,
+    /// `sipsctp_exporter_sip_messages_total`, resolved per direction and outcome (no label
+    /// lookup per message).
+    by_outcome: [[IntCounter; OUTCOMES]; 2],
+    queue_full: [IntCounter; 2],
     lost: IntCounter,
     last_lost: std::sync::Mutex<u64>,
     open: IntGauge,
     evicted: IntCounter,
+}
+
+/// Outcomes of [`Assembler::handle`], in the order of [`outcome_index`].
+const OUTCOMES: usize = 10;
+
+/// Every outcome, in index order.
+const ALL_OUTCOMES: [Handled; OUTCOMES] = [
+    Handled::Request,
+    Handled::Response,
+    Handled::Retransmission,
+    Handled::Fork,
+    Handled::Duplicate,
+    Handled::Unmatched,
+    Handled::Unidentified(Unidentified::NotSip),
+    Handled::Unidentified(Unidentified::Truncated),
+    Handled::Unidentified(Unidentified::Malformed),
+    Handled::Unidentified(Unidentified::NoBranch),
+];
+
+const fn outcome_index(h: Handled) -> usize {
+    match h {
+        Handled::Request => 0,
+        Handled::Response => 1,
+        Handled::Retransmission => 2,
+        Handled::Fork => 3,
+        Handled::Duplicate => 4,
+        Handled::Unmatched => 5,
+        Handled::Unidentified(Unidentified::NotSip) => 6,
+        Handled::Unidentified(Unidentified::Truncated) => 7,
+        Handled::Unidentified(Unidentified::Malformed) => 8,
+        Handled::Unidentified(Unidentified::NoBranch) => 9,
+    }
+}
+
+const fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Received => 0,
+        Direction::Sent => 1,
+    }
+}
+
+const fn own_direction(d: sipsctp_ebpf::Direction) -> Direction {
+    match d {
+        sipsctp_ebpf::Direction::Received => Direction::Received,
+        sipsctp_ebpf::Direction::Sent => Direction::Sent,
+    }
 }
 
 /// The `outcome` label of `sipsctp_exporter_sip_messages_total`.
@@ -66,22 +115,12 @@ impl CaptureMetrics {
             ),
             &["direction", "outcome"],
         )?;
-        for d in [Direction::Received, Direction::Sent] {
-            for h in [
-                Handled::Request,
-                Handled::Response,
-                Handled::Retransmission,
-                Handled::Fork,
-                Handled::Duplicate,
-                Handled::Unmatched,
-            ]
-            .into_iter()
-            .chain(Unidentified::ALL.map(Handled::Unidentified))
-            {
-                messages.with_label_values(&[direction(d), outcome(h)]);
-            }
-            messages.with_label_values(&[direction(d), "queue_full"]);
-        }
+        let resolve = |d: Direction| {
+            ALL_OUTCOMES.map(|h| messages.with_label_values(&[direction(d), outcome(h)]))
+        };
+        let by_outcome = [resolve(Direction::Received), resolve(Direction::Sent)];
+        let queue_full = [Direction::Received, Direction::Sent]
+            .map(|d| messages.with_label_values(&[direction(d), "queue_full"]));
         let lost = IntCounter::new(
             "sipsctp_exporter_sip_captures_lost_total",
             "Messages the kernel side could not capture: its ring buffer was full",
@@ -99,7 +138,8 @@ impl CaptureMetrics {
         registry.register(Box::new(open.clone()))?;
         registry.register(Box::new(evicted.clone()))?;
         Ok(CaptureMetrics {
-            messages,
+            by_outcome,
+            queue_full,
             lost,
             last_lost: std::sync::Mutex::new(0),
             open,
@@ -141,19 +181,15 @@ impl EventSink for CaptureSink {
         self.exporter.source(ebpf);
     }
 
-    fn message(&self, m: &CapturedMessage) {
+    fn message(&self, m: CapturedMessage) {
         let Some(tx) = &self.messages else {
             return;
         };
-        if tx.try_send(m.clone()).is_err() {
-            let d = match m.direction {
-                sipsctp_ebpf::Direction::Received => Direction::Received,
-                sipsctp_ebpf::Direction::Sent => Direction::Sent,
+        if let Err(e) = tx.try_send(m) {
+            let m = match e {
+                mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
             };
-            self.metrics
-                .messages
-                .with_label_values(&[direction(d), "queue_full"])
-                .inc();
+            self.metrics.queue_full[dir_index(own_direction(m.direction))].inc();
         }
     }
 
@@ -173,10 +209,7 @@ fn seen(m: &CapturedMessage) -> Seen<'_> {
     let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     Seen {
         at: m.time,
-        direction: match m.direction {
-            sipsctp_ebpf::Direction::Received => Direction::Received,
-            sipsctp_ebpf::Direction::Sent => Direction::Sent,
-        },
+        direction: own_direction(m.direction),
         assoc: AssocKey {
             netns: m.netns,
             assoc_id: m.assoc_id,
@@ -224,12 +257,20 @@ async fn assemble(
         tokio::select! {
             m = rx.recv() => {
                 let Some(m) = m else { return };
-                let s = seen(&m);
-                let h = asm.handle(&s);
-                metrics
-                    .messages
-                    .with_label_values(&[direction(s.direction), outcome(h)])
-                    .inc();
+                // Everything waiting in one pass (at most BATCH): one timer and one poll per
+                // wake-up, not per message.
+                const BATCH: usize = 1024;
+                let mut next = Some(m);
+                let mut n = 0;
+                while let Some(m) = next.take() {
+                    let s = seen(&m);
+                    let h = asm.handle(&s);
+                    metrics.by_outcome[dir_index(s.direction)][outcome_index(h)].inc();
+                    n += 1;
+                    if n < BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
             }
             () = sleep => {}
         }
@@ -265,6 +306,16 @@ mod tests {
                 netns: 1,
                 assoc_id: AssocId(id),
             }),
+        }
+    }
+
+    #[test]
+    fn every_outcome_has_its_own_counter() {
+        for (i, h) in ALL_OUTCOMES.iter().enumerate() {
+            assert_eq!(outcome_index(*h), i, "{h:?}");
+        }
+        for u in Unidentified::ALL {
+            assert!(ALL_OUTCOMES.contains(&Handled::Unidentified(u)), "{u:?}");
         }
     }
 

@@ -163,7 +163,8 @@ pub enum Unidentified {
 }
 
 impl Unidentified {
-    /// Every reason, for pre-setting counters.
+    /// Every reason.
+    #[cfg(test)]
     pub const ALL: [Self; 4] = [
         Self::NotSip,
         Self::Truncated,
