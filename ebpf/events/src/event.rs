@@ -294,15 +294,7 @@ impl SctpEvent {
     pub fn decode(record: &[u8], hz: Hz) -> Result<SctpEvent, DecodeError> {
         let raw =
             KernelEvent::from_bytes(record).ok_or(DecodeError::Short { len: record.len() })?;
-        let peer = match raw.family {
-            family::NONE => None,
-            family::INET => {
-                let [a, b, c, d, ..] = raw.peer_addr;
-                Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
-            }
-            family::INET6 => Some(IpAddr::V6(Ipv6Addr::from(raw.peer_addr))),
-            f => return Err(DecodeError::BadFamily(f)),
-        };
+        let peer = peer_addr(&raw)?;
         Ok(SctpEvent {
             time: Duration::from_nanos(raw.ts_ns),
             netns: raw.netns,
@@ -316,6 +308,19 @@ impl SctpEvent {
             kind: decode_kind(&raw, hz)?,
         })
     }
+}
+
+/// The peer address a record carries (`family` and `peer_addr`), if any.
+pub(crate) fn peer_addr(raw: &KernelEvent) -> Result<Option<IpAddr>, DecodeError> {
+    Ok(match raw.family {
+        family::NONE => None,
+        family::INET => {
+            let [a, b, c, d, ..] = raw.peer_addr;
+            Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+        }
+        family::INET6 => Some(IpAddr::V6(Ipv6Addr::from(raw.peer_addr))),
+        f => return Err(DecodeError::BadFamily(f)),
+    })
 }
 
 /// Reads `values[i]` as narrower integers, naming the kind and field in errors.

@@ -2,14 +2,9 @@
 //! ([`SipCapture`] records of the `SIP` ring buffer), decoded: sipsctp-exporter reads SIP from
 //! them.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    time::Duration,
-};
+use std::{net::IpAddr, time::Duration};
 
-use sipsctp_ebpf_common::{
-    CAPTURE_LEN, CAPTURE_PAYLOAD_LEN, SipCapture, assoc::AssocId, family, kind,
-};
+use sipsctp_ebpf_common::{CAPTURE_LEN, CAPTURE_PAYLOAD_LEN, SipCapture, assoc::AssocId, kind};
 
 use crate::event::DecodeError;
 
@@ -70,15 +65,7 @@ impl CapturedMessage {
             kind::MESSAGE_RECEIVED => Direction::Received,
             k => return Err(DecodeError::UnknownKind(k)),
         };
-        let peer = match raw.family {
-            family::NONE => None,
-            family::INET => {
-                let [a, b, c, d, ..] = raw.peer_addr;
-                Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
-            }
-            family::INET6 => Some(IpAddr::V6(Ipv6Addr::from(raw.peer_addr))),
-            f => return Err(DecodeError::BadFamily(f)),
-        };
+        let peer = crate::event::peer_addr(&raw)?;
         let bad = |field, value| DecodeError::BadValue {
             kind: "message",
             field,
@@ -113,7 +100,9 @@ impl CapturedMessage {
 
 #[cfg(test)]
 mod tests {
-    use sipsctp_ebpf_common::{KERNEL_EVENT_SIZE, KernelEvent, SIP_CAPTURE_SIZE};
+    use std::net::Ipv4Addr;
+
+    use sipsctp_ebpf_common::{KERNEL_EVENT_SIZE, KernelEvent, SIP_CAPTURE_SIZE, family};
 
     use super::*;
 
