@@ -164,6 +164,35 @@ pub fn signal(pid: u32, sig: libc::c_int) {
     );
 }
 
+/// Each thread of `pid`: its id, name, state and where it waits (`wchan`), a line each (for
+/// failure messages: what a process that stopped answering is doing).
+pub fn thread_states(pid: u32) -> String {
+    let dir = format!("/proc/{pid}/task");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return format!("{dir}: gone (the process exited)");
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let read = |f: &str| {
+            std::fs::read_to_string(entry.path().join(f))
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
+        let state = read("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("State:").map(|s| s.trim().to_owned()))
+            .unwrap_or_default();
+        out.push(format!(
+            "  {} {} state={state} wchan={}",
+            entry.file_name().to_string_lossy(),
+            read("comm"),
+            read("wchan")
+        ));
+    }
+    out.join("\n")
+}
+
 /// Polls `cond` every 20 ms until it holds or `limit` passes (blocking); returns whether it
 /// held.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -619,6 +648,39 @@ impl Daemon {
     /// Sends `sig` to the daemon.
     pub fn signal(&self, sig: libc::c_int) {
         signal(self.pid(), sig);
+    }
+
+    /// `sipsctp_config_reloads_total` by outcome: (applied, refused); `None` while the admin
+    /// API does not answer.
+    pub fn reloads(&self) -> Option<(u64, u64)> {
+        let (status, body) = self.try_request("GET", "/metrics", "").ok()?;
+        if status != 200 {
+            return None;
+        }
+        let m = Metrics::parse(&body);
+        let n = |o| m.sum("sipsctp_config_reloads_total", &[("outcome", o)]);
+        Some((n("applied"), n("refused")))
+    }
+
+    /// Sends SIGHUP and waits (10 s at most) until the daemon has counted the reload's
+    /// outcome; whether it applied. Panics with the daemon's threads' states and its log when
+    /// no outcome comes.
+    pub fn reload(&self) -> bool {
+        let before = self.reloads().expect("the admin API answers before SIGHUP");
+        self.signal(libc::SIGHUP);
+        let mut after = before;
+        let done = wait_until(Duration::from_secs(10), || {
+            after = self.reloads().unwrap_or(after);
+            after != before
+        });
+        assert!(
+            done,
+            "SIGHUP: no reload outcome counted in 10 s (reloads before {before:?}); the \
+             daemon's threads:\n{}\nits log:\n{}",
+            thread_states(self.pid()),
+            tail(&self.stderr(), 20)
+        );
+        after.0 > before.0
     }
 
     /// Waits up to `limit` for the daemon to exit; its status, or `None` if it is still running.

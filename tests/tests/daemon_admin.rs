@@ -129,22 +129,29 @@ fn sighup_reloads_good_files_and_keeps_the_old_config_on_bad_ones() {
     let d = Daemon::start("admin_hup", admin, &config(ports::HUP_SIP, admin, 2000, 9));
     let cfg = d.dir.join("config.toml");
     std::fs::write(&cfg, config(ports::HUP_SIP, admin, 2400, 9)).unwrap();
-    d.signal(libc::SIGHUP);
-    let reloaded = wait_until(Duration::from_secs(10), || {
-        let (_, body) = d.get("/sctp/options?kernel=1");
-        option_value(&body, "options", "sctp_srto_initial") == Some(2400)
-    });
-    assert!(
-        reloaded,
-        "SIGHUP did not apply sctp_srto_initial = 2400:\n{}",
+    assert!(d.reload(), "refused:\n{}", tail(&d.stderr(), 10));
+    let (_, body) = d.get("/sctp/options?kernel=1");
+    assert_eq!(
+        option_value(&body, "options", "sctp_srto_initial"),
+        Some(2400),
+        "SIGHUP did not apply sctp_srto_initial = 2400: {body}\n{}",
         tail(&d.stderr(), 10)
     );
+    assert_eq!(
+        d.metrics().value("sipsctp_config_last_reload_successful"),
+        1
+    );
     std::fs::write(&cfg, "[[listen]]\nproto = \"udp\"\nbogus = 1\n").unwrap();
-    d.signal(libc::SIGHUP);
-    let refused = wait_until(Duration::from_secs(10), || {
-        d.stderr().contains("configuration refused")
-    });
-    assert!(refused, "{}", tail(&d.stderr(), 10));
+    assert!(!d.reload(), "a file with an unknown key was applied");
+    assert!(
+        d.stderr().contains("configuration refused"),
+        "{}",
+        tail(&d.stderr(), 10)
+    );
+    assert_eq!(
+        d.metrics().value("sipsctp_config_last_reload_successful"),
+        0
+    );
     let (status, body) = d.get("/sctp/options");
     assert_eq!(status, 200);
     assert_eq!(

@@ -18,7 +18,7 @@ use std::{
 
 use sipsctp_tests::{
     calls,
-    daemon::{Daemon, tail, wait_until},
+    daemon::{Daemon, tail},
     ports::{daemon_reload as ports, lo},
     vm_kernel,
 };
@@ -124,18 +124,27 @@ fn received(upstream: &UdpSocket, within: Duration) -> Vec<String> {
     out
 }
 
-/// Writes the configuration, sends SIGHUP and waits until the daemon logs the outcome
-/// (reloaded or refused).
+/// Writes the configuration, sends SIGHUP and waits until the daemon has counted the
+/// outcome (`sipsctp_config_reloads_total`); its log line (reloaded or refused) must be there
+/// by then, as it is written first.
 fn reload(d: &Daemon, p: &Ports, s: &Settings) {
-    let outcomes = |log: &str| {
-        log.matches("SIGHUP: configuration reloaded").count()
-            + log.matches("configuration refused").count()
+    let logged = |applied: bool| {
+        let line = if applied {
+            "SIGHUP: configuration reloaded"
+        } else {
+            "configuration refused"
+        };
+        d.stderr().matches(line).count()
     };
-    let before = outcomes(&d.stderr());
+    let before = (logged(true), logged(false));
     std::fs::write(d.dir.join("config.toml"), config(p, s)).expect("write the config");
-    d.signal(libc::SIGHUP);
-    let done = wait_until(Duration::from_secs(10), || outcomes(&d.stderr()) > before);
-    assert!(done, "no SIGHUP outcome logged:\n{}", tail(&d.stderr(), 20));
+    let applied = d.reload();
+    let now = if applied { before.0 } else { before.1 };
+    assert!(
+        logged(applied) > now,
+        "the reload was counted (applied: {applied}) but its log line is missing:\n{}",
+        tail(&d.stderr(), 20)
+    );
 }
 
 const START: Settings = Settings {

@@ -22,6 +22,7 @@ mod demo;
 mod fuzz;
 mod initramfs;
 mod kernel;
+mod layering;
 mod setup;
 mod test;
 mod util;

@@ -70,6 +70,7 @@ fn checks_and_tests(o: &Options) -> Result<u8> {
     if !o.vm_only {
         step("cargo fmt --check");
         exec(cargo().args(["fmt", "--all", "--", "--check"]))?;
+        crate::layering::check()?;
         step("cargo clippy (warnings denied)");
         exec(
             cargo()

@@ -13,7 +13,7 @@
 //!
 //! # Identification
 //!
-//! Only the head is parsed, with the project's parser ([`sipsctp_sip::Message::parse_head`]).
+//! Only the head is parsed, with the project's parser ([`sipsctp_sip_message::Message::parse_head`]).
 //! When the prefix holds the blank line that ends the head, the head up to it is parsed.
 //! Otherwise the prefix is cut back to its last complete header line (one followed, within
 //! the prefix, by the start of a line that is not a continuation), and a blank line is
@@ -86,7 +86,7 @@ use std::{
 };
 
 use sipsctp_correlate::{AssocKey, Leg, Outcome, Transaction, Transport};
-use sipsctp_sip::{Field, Message, Method, MethodBuf, ParseError, ParseErrorKind};
+use sipsctp_sip_message::{Field, Message, Method, MethodBuf, ParseError, ParseErrorKind};
 
 /// The longest prefix parsed (the parser's message limit); the probes capture 1024 bytes.
 const MAX_PREFIX: usize = 65_535;
@@ -303,7 +303,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// one before (a header folded across the cut is dropped whole). The start line cannot be
 /// folded, so its line end always counts.
 fn head_bytes(prefix: &[u8]) -> HeadBytes<'_> {
-    let lead = sipsctp_sip::leading_crlf(prefix);
+    let lead = sipsctp_sip_message::leading_crlf(prefix);
     let rest = prefix.get(lead..).unwrap_or_default();
     if let Some(i) = find(rest, b"\r\n\r\n") {
         return HeadBytes::Whole(rest.get(..i.saturating_add(4)).unwrap_or(rest));
@@ -326,7 +326,7 @@ fn head_bytes(prefix: &[u8]) -> HeadBytes<'_> {
 /// Whether `prefix` begins like a start line: `SIP/2.0 ` or a method token and a space.
 fn looks_like_start_line(prefix: &[u8]) -> bool {
     let rest = prefix
-        .get(sipsctp_sip::leading_crlf(prefix)..)
+        .get(sipsctp_sip_message::leading_crlf(prefix)..)
         .unwrap_or_default();
     if rest.starts_with(b"SIP/2.0 ") {
         return true;
@@ -375,7 +375,7 @@ fn identify(prefix: &[u8], len: u32, scratch: &mut Vec<u8>) -> Result<Identified
     if cut {
         scratch.extend_from_slice(b"\r\n");
     }
-    let msg = Message::parse_head(scratch, &sipsctp_sip::Limits::DEFAULT).map_err(|e| {
+    let msg = Message::parse_head(scratch, &sipsctp_sip_message::Limits::DEFAULT).map_err(|e| {
         if is_start_line_error(&e) || e.offset < msg_start_line_end(head) {
             Unidentified::NotSip
         } else {
@@ -411,7 +411,7 @@ fn identify(prefix: &[u8], len: u32, scratch: &mut Vec<u8>) -> Result<Identified
 
 /// Where the start line of `head` ends (its CR).
 fn msg_start_line_end(head: &[u8]) -> usize {
-    let lead = sipsctp_sip::leading_crlf(head);
+    let lead = sipsctp_sip_message::leading_crlf(head);
     head.get(lead..)
         .and_then(|rest| find(rest, b"\r\n"))
         .map_or(head.len(), |i| i.saturating_add(lead))

@@ -560,8 +560,14 @@ async fn signals(
             }
             _ = hup.recv() => {
                 match reload(path, &config, shared, relay, senders) {
-                    Ok(new) => config = new,
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: configuration refused; the running one stays"),
+                    Ok(new) => {
+                        config = new;
+                        shared.metrics.reloaded(true);
+                    }
+                    Err(e) => {
+                        shared.metrics.reloaded(false);
+                        tracing::error!(error = %e, "SIGHUP: configuration refused; the running one stays");
+                    }
                 }
             }
         }

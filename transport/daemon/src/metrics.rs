@@ -71,6 +71,10 @@ pub struct Metrics {
     pub kernel: std::sync::Arc<sipsctp_agent::kernel::KernelMetrics>,
     /// The TCP side's connections.
     pub tcp: TcpMetrics,
+    /// `sipsctp_config_reloads_total{outcome}`: SIGHUP reloads, `applied` or `refused`.
+    reloads: IntCounterVec,
+    /// `sipsctp_config_last_reload_successful`: 0 after a refused reload until one applies.
+    last_reload_ok: IntGauge,
 }
 
 /// `sipsctp_tcp_*`: TCP connections open now, refused by a limit, closed by reason, and failed
@@ -281,6 +285,22 @@ impl Metrics {
         for l in RetransmitLeg::ALL {
             retransmissions.with_label_values(&[l.as_str()]);
         }
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "sipsctp_config_reloads_total",
+                "Configuration reloads by SIGHUP: applied, or refused (the running configuration \
+                 stays; the log says why)",
+            ),
+            &["outcome"],
+        )?;
+        for o in ["applied", "refused"] {
+            reloads.with_label_values(&[o]);
+        }
+        let last_reload_ok = IntGauge::new(
+            "sipsctp_config_last_reload_successful",
+            "1 unless the last SIGHUP reload was refused",
+        )?;
+        last_reload_ok.set(1);
         let bridge_untracked = IntCounter::new(
             "sipsctp_sip_bridge_untracked_total",
             "Transactions between UDP and SCTP/TCP relayed without retransmission state (bounds reached)",
@@ -300,6 +320,8 @@ impl Metrics {
             Box::new(transactions_expired.clone()),
             Box::new(transactions_untracked.clone()),
             Box::new(shedding.clone()),
+            Box::new(reloads.clone()),
+            Box::new(last_reload_ok.clone()),
         ] {
             registry.register(c)?;
         }
@@ -326,7 +348,16 @@ impl Metrics {
             shedding,
             retransmissions,
             bridge_untracked,
+            reloads,
+            last_reload_ok,
         })
+    }
+
+    /// Counts a SIGHUP reload: applied (`true`) or refused.
+    pub fn reloaded(&self, applied: bool) {
+        let outcome = if applied { "applied" } else { "refused" };
+        self.reloads.with_label_values(&[outcome]).inc();
+        self.last_reload_ok.set(i64::from(applied));
     }
 
     /// The registry behind `/metrics`: the daemon's parts and the exporter agent register

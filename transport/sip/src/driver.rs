@@ -24,15 +24,14 @@ use crate::AssocId;
 use std::{collections::VecDeque, net::SocketAddr, sync::Arc, time::Duration};
 
 use crate::{
+    Message, Transport,
     bridge::{Bridge, BridgeAction, BridgeConfig, RetransmitLeg, Verdict},
-    message::Message,
-    method::{Method, MethodBuf},
     relay::{Decision, Destination, DropReason, LocalAddr, Peer, Relay},
     time::MonoTime,
     transaction::{
         Leg, ResponseMatch, Tracked, TransactionTable, TxEnd, TxId, TxInfo, TxKey, TxStart,
     },
-    transport::Transport,
+    {Method, MethodBuf},
 };
 
 /// A message as it arrived.
@@ -334,7 +333,7 @@ impl Default for DriverConfig {
     }
 }
 
-fn limits_of(relay: &Relay) -> crate::limits::Limits {
+fn limits_of(relay: &Relay) -> crate::Limits {
     relay.config().limits
 }
 
@@ -652,7 +651,7 @@ impl RelayDriver {
 
     /// The branch of the relay's own (top) Via in a message it built, as an `INVITE` key: an
     /// `ACK` for a non-2xx response carries its `INVITE`'s branch.
-    fn own_branch(bytes: &[u8], limits: &crate::limits::Limits) -> Option<TxKey> {
+    fn own_branch(bytes: &[u8], limits: &crate::Limits) -> Option<TxKey> {
         let m = Message::parse_head(bytes, limits).ok()?;
         let via = m.top_via().ok()?;
         Some(TxKey::new(via.branch?, Method::Invite))

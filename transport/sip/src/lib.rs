@@ -1,23 +1,18 @@
-//! The SIP layer of sipsctp, sans-IO: a zero-copy parser, header edits for a relay, stateless
-//! relay decisions and transaction tracking for metrics.
+//! The SIP layer of the relay, sans-IO: stateless relay decisions, transaction tracking for
+//! metrics, the bridge where UDP meets a reliable transport, and the relay driver; the
+//! messages themselves (parser, framing, edits) come from `sipsctp-sip-message`.
 //!
 //! Like `quinn-proto`, this crate is deterministic and does no I/O: no sockets, no tokio, no
 //! clock (time arrives as [`MonoTime`] arguments), no DNS, no logging. Bytes come
-//! in, [`Decision`]s and bytes go out; the daemon moves them. Parsing follows rustls' habits:
-//! a cursor whose takes return `Option`, no indexing or `unwrap` on input-derived data
-//! (enforced by `clippy::indexing_slicing` and friends outside tests), and typed errors that
-//! name the field and the byte offset ([`ParseError`]).
+//! in, [`Decision`]s and bytes go out; the daemon moves them. As in the message crate, no
+//! indexing or `unwrap` on input-derived data (enforced by `clippy::indexing_slicing` and
+//! friends outside tests).
 //!
 //! # Organization
 //!
-//! - Parsing: [`Message`] (start line, headers, body, typed accessors) built from
-//!   [`StartLine`], [`Header`]/[`HeaderName`] (compact forms, folding), [`Via`], [`NameAddr`]
-//!   and [`Contact`], [`CSeq`], [`Uri`], [`Host`], [`Params`]; bounded by [`Limits`].
-//! - Streams: [`frame`] cuts the first complete message off a TCP receive buffer;
-//!   [`StreamFramer`] does it for a connection in linear time and recognises RFC 5626
-//!   keep-alives; [`leading_crlf`] measures keep-alive CRLFs.
-//! - Serialising: [`Editor`] (insert/remove the top `Via`, `Via` parameters, `Max-Forwards`,
-//!   `Record-Route`, `Route` values) and [`build_response`], both copying untouched bytes.
+//! - Messages: parsing, stream framing, [`Editor`] and [`build_response`] live in
+//!   `sipsctp-sip-message` (`sip/message`, shared with the exporter) and are re-exported
+//!   here, so the relay's code names them from this crate.
 //! - [`relay`]: [`Relay`] turns a message into a [`Decision`] (RFC 3261 section 16.11).
 //! - [`transaction`]: [`TransactionTable`], a bounded table that turns forwarded requests and
 //!   their responses into latencies, expiries and overflow counts.
@@ -71,24 +66,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! # Why not an existing crate
-//!
-//! Evaluated before writing this (issue requirement):
-//!
-//! - `rsip` 0.4.0: its dependencies are superseded majors (`nom` 7, `bstr` 0.2, `sha2` and
-//!   `md-5` 0.9, `uuid` 0.8), the signs of a crate unmaintained since its last release; it
-//!   parses every header into owned `String`s (an allocation per header per message), has no
-//!   limits on size or header count, and offers no way to edit a message without
-//!   re-serialising all of it. The benchmark (`benches/parse.rs`) measures it next to this
-//!   parser on the same messages.
-//! - `ezk-sip-types` 0.6 (ezk): maintained, but built on `bytes::Bytes`/`BytesStr` ownership
-//!   and `&str` input (a message must be valid UTF-8 up front, which SIP does not promise:
-//!   reason phrases and display names may carry other bytes), parses with `nom` 7, pulls
-//!   `anyhow` and `lazy_static` into a library, has no configurable limits, and like rsip
-//!   re-serialises on output.
-//!
-//! Neither gives zero-copy views with offsets, which the relay needs to edit a message by
-//! copying slices; so this crate has its own parser, fuzzed (`fuzz/`) and benchmarked.
+//! Why the project has its own parser rather than `rsip` or `ezk-sip-types`: the message
+//! crate's documentation (`sip/message/src/lib.rs`); `benches/parse.rs` measures it next to
+//! rsip.
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -103,53 +83,23 @@
     )
 )]
 
-mod addr;
 pub mod bridge;
-mod cseq;
-mod cursor;
 pub mod driver;
-mod edit;
-mod error;
-mod frame;
 mod hash;
-mod head;
-mod header;
-mod host;
-mod limits;
-mod message;
-mod method;
 pub mod overload;
-mod params;
 pub mod relay;
-mod response;
-mod split;
-mod start_line;
 mod time;
 pub mod transaction;
-mod transport;
-mod uri;
-mod via;
 
-pub use addr::{Contact, NameAddr};
-pub use cseq::CSeq;
 pub use driver::{RelayDriver, SipEvent};
-pub use edit::{EditError, Editor};
-pub use error::{Field, ParseError, ParseErrorKind};
-pub use frame::{Framed, StreamFramer, frame};
-pub use head::leading_crlf;
-pub use header::{Header, HeaderName};
-pub use host::Host;
-pub use limits::Limits;
-pub use message::Message;
-pub use method::{Method, MethodBuf};
-pub use params::{Param, Params};
 pub use relay::{Decision, DropReason, Relay, RelayConfig};
-pub use response::{ResponseSpec, build_response};
 /// The association id type of the whole workspace (the SCTP transport's and the kernel events').
 pub use sipsctp_ebpf_common::assoc::AssocId;
-pub use start_line::{RequestLine, StartLine, StatusLine};
+pub use sipsctp_sip_message::{
+    CSeq, Contact, EditError, Editor, Field, Framed, Header, HeaderName, Host, Limits,
+    MAGIC_COOKIE, Message, Method, MethodBuf, NameAddr, Param, Params, ParseError, ParseErrorKind,
+    RequestLine, ResponseSpec, Rport, StartLine, StatusLine, StreamFramer, Transport, Uri, Via,
+    build_response, frame, leading_crlf,
+};
 pub use time::MonoTime;
 pub use transaction::TransactionTable;
-pub use transport::Transport;
-pub use uri::Uri;
-pub use via::{MAGIC_COOKIE, Rport, Via};

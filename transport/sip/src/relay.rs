@@ -92,20 +92,10 @@ use core::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::{
-    addr::NameAddr,
-    edit::Editor,
-    error::Field,
+    Editor, Field, HeaderName, Host, Limits, Message, Method, NameAddr, Transport, Uri,
     hash::SipHasher24,
-    header::HeaderName,
-    host::Host,
-    limits::Limits,
-    message::Message,
-    method::Method,
-    response::{ResponseSpec, build_response},
     transaction::TxKey,
-    transport::Transport,
-    uri::Uri,
-    via::{Rport, Via},
+    {ResponseSpec, build_response}, {Rport, Via},
 };
 
 /// The prefix of every branch this relay generates.
@@ -978,7 +968,7 @@ impl Relay {
                     e.insert_record_route(&inbound.record_route)?;
                 }
             }
-            Ok::<_, crate::edit::EditError>(e.finish())
+            Ok::<_, crate::EditError>(e.finish())
         })();
         match edited {
             Ok(bytes) => Decision::Forward {

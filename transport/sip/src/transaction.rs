@@ -19,11 +19,9 @@ use std::{
 };
 
 use crate::{
-    error::ParseError,
-    message::Message,
-    method::{Method, MethodBuf},
+    Message, ParseError, Transport,
     time::MonoTime,
-    transport::Transport,
+    {Method, MethodBuf},
 };
 
 /// 64 × T1 (500 ms): RFC 3261's Timer B/F, after which a client transaction gives up.
@@ -58,7 +56,7 @@ impl TxKey {
         let via = msg.top_via()?;
         let branch = via
             .branch
-            .ok_or_else(|| ParseError::missing(crate::error::Field::ViaParam, via.span().start))?;
+            .ok_or_else(|| ParseError::missing(crate::Field::ViaParam, via.span().start))?;
         Ok(Self::new(branch, msg.cseq()?.method))
     }
 }

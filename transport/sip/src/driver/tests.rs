@@ -8,8 +8,8 @@ use super::*;
 use crate::{
     Limits,
     relay::{HostMatch, Listener, RelayConfig, RouteRule, RouteTarget, Upstream},
-    response::{ResponseSpec, build_response},
     transaction::TxOutcome,
+    {ResponseSpec, build_response},
 };
 
 const UAC: &str = "198.51.100.7:40000";

@@ -2,7 +2,7 @@
 //! forwarded bytes and fed back, as a peer would.
 
 use super::*;
-use crate::response::ResponseSpec;
+use crate::ResponseSpec;
 
 const CLIENT: &str = "198.51.100.7:40000";
 const UPSTREAM: &str = "10.0.0.20:5060";

@@ -637,44 +637,52 @@ To:\r\n <sip:h>\r\nFrom: <sip:a@h>\r\n  ;tag=ft\r\nCall-ID: c\r\nCSeq: 1\r\n OPT
         let seeds: [(&str, &[u8], &str); 10] = [
             (
                 "invite_sdp",
-                include_bytes!("../fuzz/seeds/parse/invite_sdp.sip"),
+                include_bytes!("../../../transport/sip/fuzz/seeds/parse/invite_sdp.sip"),
                 "INVITE",
             ),
             (
                 "ok_200",
-                include_bytes!("../fuzz/seeds/parse/ok_200.sip"),
+                include_bytes!("../../../transport/sip/fuzz/seeds/parse/ok_200.sip"),
                 "200",
             ),
-            ("ack", include_bytes!("../fuzz/seeds/parse/ack.sip"), "ACK"),
-            ("bye", include_bytes!("../fuzz/seeds/parse/bye.sip"), "BYE"),
+            (
+                "ack",
+                include_bytes!("../../../transport/sip/fuzz/seeds/parse/ack.sip"),
+                "ACK",
+            ),
+            (
+                "bye",
+                include_bytes!("../../../transport/sip/fuzz/seeds/parse/bye.sip"),
+                "BYE",
+            ),
             (
                 "cancel",
-                include_bytes!("../fuzz/seeds/parse/cancel.sip"),
+                include_bytes!("../../../transport/sip/fuzz/seeds/parse/cancel.sip"),
                 "CANCEL",
             ),
             (
                 "options",
-                include_bytes!("../fuzz/seeds/parse/options.sip"),
+                include_bytes!("../../../transport/sip/fuzz/seeds/parse/options.sip"),
                 "OPTIONS",
             ),
             (
                 "register",
-                include_bytes!("../fuzz/seeds/parse/register.sip"),
+                include_bytes!("../../../transport/sip/fuzz/seeds/parse/register.sip"),
                 "REGISTER",
             ),
             (
                 "compact",
-                include_bytes!("../fuzz/seeds/parse/compact.sip"),
+                include_bytes!("../../../transport/sip/fuzz/seeds/parse/compact.sip"),
                 "MESSAGE",
             ),
             (
                 "folded",
-                include_bytes!("../fuzz/seeds/parse/folded.sip"),
+                include_bytes!("../../../transport/sip/fuzz/seeds/parse/folded.sip"),
                 "INVITE",
             ),
             (
                 "ipv6_via",
-                include_bytes!("../fuzz/seeds/parse/ipv6_via.sip"),
+                include_bytes!("../../../transport/sip/fuzz/seeds/parse/ipv6_via.sip"),
                 "OPTIONS",
             ),
         ];
@@ -697,7 +705,10 @@ To:\r\n <sip:h>\r\nFrom: <sip:a@h>\r\n  ;tag=ft\r\nCall-ID: c\r\nCSeq: 1\r\n OPT
             );
         }
         // RFC 4475 section 3.1.1.1 details.
-        let m = Message::parse(include_bytes!("../fuzz/seeds/parse/folded.sip")).unwrap();
+        let m = Message::parse(include_bytes!(
+            "../../../transport/sip/fuzz/seeds/parse/folded.sip"
+        ))
+        .unwrap();
         assert_eq!(m.to_tag(), Ok(Some("1918181833n")));
         assert_eq!(
             m.from().unwrap().display,
@@ -713,11 +724,15 @@ To:\r\n <sip:h>\r\nFrom: <sip:a@h>\r\n  ;tag=ft\r\nCall-ID: c\r\nCSeq: 1\r\n OPT
             Some(&b"newfangled value\r\n continued newfangled value"[..])
         );
         // Compact forms: the Via line with two values.
-        let m = Message::parse(include_bytes!("../fuzz/seeds/parse/compact.sip")).unwrap();
+        let m = Message::parse(include_bytes!(
+            "../../../transport/sip/fuzz/seeds/parse/compact.sip"
+        ))
+        .unwrap();
         assert_eq!(m.vias().count(), 2);
         assert_eq!(m.body(), b"hello");
         // The stream seed: CRLF keep-alives, then two messages.
-        let stream: &[u8] = include_bytes!("../fuzz/seeds/parse/stream_two.sip");
+        let stream: &[u8] =
+            include_bytes!("../../../transport/sip/fuzz/seeds/parse/stream_two.sip");
         let n = crate::frame(stream, &Limits::DEFAULT).unwrap().unwrap();
         let (one, two) = stream.split_at(n);
         assert_eq!(Message::parse(one).unwrap().body(), b"{}");

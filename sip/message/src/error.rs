@@ -26,15 +26,18 @@ impl ParseError {
         Self { kind, offset }
     }
 
-    pub(crate) const fn invalid(field: Field, offset: usize) -> Self {
+    /// `field` is malformed at `offset`.
+    pub const fn invalid(field: Field, offset: usize) -> Self {
         Self::new(ParseErrorKind::Invalid(field), offset)
     }
 
-    pub(crate) const fn missing(field: Field, offset: usize) -> Self {
+    /// `field` is missing (noticed at `offset`).
+    pub const fn missing(field: Field, offset: usize) -> Self {
         Self::new(ParseErrorKind::Missing(field), offset)
     }
 
-    pub(crate) const fn duplicate(field: Field, offset: usize) -> Self {
+    /// `field` appears twice where once is allowed, the second time at `offset`.
+    pub const fn duplicate(field: Field, offset: usize) -> Self {
         Self::new(ParseErrorKind::Duplicate(field), offset)
     }
 
