@@ -108,32 +108,14 @@ pub async fn run(config: Config) -> u8 {
                 ..sipsctp_correlate::Config::default()
             },
             peers: config.peers.clone(),
-            otlp: match &config.otlp {
+            otlp: match config.otlp.as_ref().map(|o| {
+                sipsctp_agent::otlp::OtlpExporter::start_now(o, "sipsctp-exporter", &registry)
+            }) {
                 None => None,
-                Some(o) => {
-                    let clock = sipsctp_agent::otlp::Clock::new(
-                        std::time::SystemTime::now(),
-                        sipsctp_agent::clock::monotonic(),
-                    );
-                    match sipsctp_agent::otlp::OtlpExporter::start(
-                        o,
-                        clock,
-                        "sipsctp-exporter",
-                        &registry,
-                    ) {
-                        Ok(e) => {
-                            tracing::info!(
-                                endpoint = %o.endpoint,
-                                sampling_ratio = o.sampling_ratio,
-                                "OTLP trace export on"
-                            );
-                            Some(e)
-                        }
-                        Err(e) => {
-                            eprintln!("sipsctp-exporter: cannot start: OTLP: {e}");
-                            return exit::STARTUP;
-                        }
-                    }
+                Some(Ok(e)) => Some(e),
+                Some(Err(e)) => {
+                    eprintln!("sipsctp-exporter: cannot start: OTLP: {e}");
+                    return exit::STARTUP;
                 }
             },
         },

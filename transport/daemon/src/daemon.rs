@@ -338,29 +338,14 @@ async fn start(
                 ..sipsctp_correlate::Config::default()
             },
             peers: config.peer_names(),
-            otlp: match &config.otlp {
-                None => None,
-                Some(o) => {
-                    let clock = sipsctp_agent::otlp::Clock::new(
-                        std::time::SystemTime::now(),
-                        sipsctp_agent::clock::monotonic(),
-                    );
-                    let e = sipsctp_agent::otlp::OtlpExporter::start(
-                        o,
-                        clock,
-                        "sipsctpd",
-                        metrics.registry(),
-                    )
-                    .map_err(|e| StartError::Otlp(e.to_string()))?;
-                    tracing::info!(
-                        endpoint = %o.endpoint,
-                        sampling_ratio = o.sampling_ratio,
-                        max_spans_per_second = o.max_spans_per_second,
-                        "OTLP trace export on"
-                    );
-                    Some(e)
-                }
-            },
+            otlp: config
+                .otlp
+                .as_ref()
+                .map(|o| {
+                    sipsctp_agent::otlp::OtlpExporter::start_now(o, "sipsctpd", metrics.registry())
+                })
+                .transpose()
+                .map_err(|e| StartError::Otlp(e.to_string()))?,
         },
         metrics.registry(),
     )

@@ -186,6 +186,11 @@ impl Clock {
         Self { wall0, mono0 }
     }
 
+    /// The clock of this moment: the wall clock and `CLOCK_MONOTONIC`, read together.
+    pub fn now() -> Self {
+        Self::new(SystemTime::now(), crate::clock::monotonic())
+    }
+
     /// The wall time of monotonic time `mono` (the Unix epoch at the earliest).
     pub fn wall(&self, mono: Duration) -> SystemTime {
         if mono >= self.mono0 {
@@ -289,6 +294,28 @@ fn span_id() -> SpanId {
 }
 
 impl OtlpExporter {
+    /// [`start`](Self::start) with the clock of now ([`Clock::now`]), logging where spans go
+    /// once started: what sipsctpd and the standalone exporter both do at start.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_now(
+        config: &OtlpConfig,
+        service_name: &str,
+        registry: &Registry,
+    ) -> Result<OtlpExporter, OtlpError> {
+        let e = Self::start(config, Clock::now(), service_name, registry)?;
+        tracing::info!(
+            endpoint = %config.endpoint,
+            protocol = ?config.protocol,
+            sampling_ratio = config.sampling_ratio,
+            max_spans_per_second = config.max_spans_per_second,
+            "OTLP trace export on"
+        );
+        Ok(e)
+    }
+
     /// Validates `config`, registers `sipsctp_otlp_spans_total{outcome}` (every outcome
     /// pre-set to 0) in `registry` and spawns the export task on the current tokio runtime.
     ///
