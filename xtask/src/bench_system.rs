@@ -51,6 +51,10 @@ pub struct Options {
     /// memory each costs (RSS, kernel slab); 0 skips it.
     #[arg(long, default_value_t = 0)]
     pub assocs: usize,
+    /// Also count each system's syscalls per relayed message: one more step at this rate
+    /// (calls/s) under `strace -c` (0 skips it; strace slows what it traces: keep it low).
+    #[arg(long, default_value_t = 0)]
+    pub syscalls: u32,
     /// On this host instead of the VM (real CPUs, no kernel SCTP): the UDP -> UDP relay,
     /// sipsctpd against Kamailio; results in target/bench/host.{json,txt,png}.
     #[arg(long)]
@@ -127,6 +131,9 @@ pub fn run(o: &Options) -> Result<()> {
     };
     if let Some(only) = &only {
         write!(cmd, " --only {}", vm::sh_quote(only))?;
+    }
+    if o.syscalls > 0 {
+        write!(cmd, " --syscalls {}", o.syscalls)?;
     }
     if o.assocs > 0 {
         // One client socket per association.
@@ -339,6 +346,7 @@ pub fn report(doc: &Value) -> String {
             );
         }
     }
+    t.push_str(&syscall_table(doc));
     let _ = writeln!(
         t,
         "\nEach step, offered -> completed (achieved calls/s), setup p99 ms:"
@@ -445,9 +453,75 @@ fn plot(doc: &Value, png: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The syscalls-per-message table (`--syscalls`), or nothing when no system has one: the
+/// total and the calls that make up most of it, each per relayed message.
+fn syscall_table(doc: &Value) -> String {
+    const NAMES: [&str; 6] = [
+        "recvmsg",
+        "sendmsg",
+        "epoll_wait",
+        "futex",
+        "clock_gettime",
+        "write",
+    ];
+    let rows: Vec<(&str, &Value)> = doc["systems"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["syscalls"].is_object())
+                .map(|s| (s["name"].as_str().unwrap_or("?"), &s["syscalls"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some((_, first)) = rows.first() else {
+        return String::new();
+    };
+    let mut t = format!(
+        "\nSystem calls per relayed message (strace -c on every thread, {} calls/s, 6 messages a \
+         completed call):\n\n| system | all | {} | other |\n|---|---|{}---|\n",
+        first["rate"],
+        NAMES.join(" | "),
+        "---|".repeat(NAMES.len())
+    );
+    for (name, v) in rows {
+        let total = v["per_message"].as_f64().unwrap_or(0.0);
+        let of = |n: &str| v["by_name"][n].as_f64().unwrap_or(0.0);
+        let named: f64 = NAMES.iter().map(|n| of(n)).sum();
+        let _ = writeln!(
+            t,
+            "| {name} | {total:.2} | {} | {:.2} |",
+            NAMES
+                .iter()
+                .map(|n| format!("{:.2}", of(n)))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            (total - named).max(0.0)
+        );
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_syscall_table_lists_the_named_calls_and_the_rest() {
+        let doc = serde_json::json!({"systems": [
+            {"name": "sipsctpd", "steps": [], "syscalls": {"rate": 100, "per_message": 3.5,
+                "by_name": {"recvmsg": 1.25, "sendmsg": 1.0, "epoll_wait": 0.5, "futex": 0.25,
+                    "madvise": 0.5}}},
+            {"name": "raw", "steps": [], "syscalls": null},
+        ]});
+        let t = syscall_table(&doc);
+        assert!(t.contains("100 calls/s"), "{t}");
+        assert!(
+            t.contains("| sipsctpd | 3.50 | 1.25 | 1.00 | 0.50 | 0.25 | 0.00 | 0.00 | 0.50 |"),
+            "{t}"
+        );
+        assert!(!t.contains("| raw |"), "{t}");
+        assert!(syscall_table(&serde_json::json!({"systems": []})).is_empty());
+    }
 
     #[test]
     fn the_table_finds_the_highest_clean_rate_and_the_ratios() {

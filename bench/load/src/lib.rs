@@ -13,7 +13,8 @@
 //!   timers and retransmissions; [`stats`]: per-step accounting and JSON.
 //! - [`net`]: non-blocking sends with a per-connection backlog, batched reads;
 //!   [`run`]: the two roles wired to tokio; [`cli`]: the flags.
-//! - [`forward`]: a third role for the system benchmark, the raw SCTP relay (no SIP work).
+//! - [`forward`]: a third role for the system benchmark, the raw SCTP relay (no SIP work);
+//!   [`strace`]: reads `strace -c` summaries (syscalls per relayed message).
 
 pub mod answer;
 pub mod cli;
@@ -24,4 +25,5 @@ pub mod run;
 pub mod schedule;
 pub mod sip;
 pub mod stats;
+pub mod strace;
 pub mod uac;

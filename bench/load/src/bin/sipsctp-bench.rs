@@ -5,7 +5,8 @@
 //! OTLP receiver, sipsctpd SCTP -> UDP and UDP -> SCTP, and Kamailio's sctp module
 //! (stateless forward) SCTP -> SCTP and SCTP -> UDP. For each step: what the UAC offered,
 //! completed and lost, its latency percentiles, and the CPU seconds of the system under test
-//! and of the whole VM (`/proc`). The results go to one JSON file for the host to tabulate and
+//! and of the whole VM (`/proc`); with `--syscalls`, the system calls per relayed message
+//! (`strace -c`). The results go to one JSON file for the host to tabulate and
 //! plot. A step where fewer than half the calls complete ends that system's run (collapse).
 
 use std::{
@@ -55,6 +56,11 @@ struct Cli {
     /// sipsctpd and to Kamailio (0: skip). Needs as many descriptors (`ulimit -n`).
     #[arg(long, default_value_t = 0)]
     assocs: usize,
+    /// Also count the system's syscalls per relayed message: one more step at this rate with
+    /// `strace -c` attached to every thread of the system (0: skip). strace slows what it
+    /// traces several times over: keep the rate low.
+    #[arg(long, default_value_t = 0)]
+    syscalls: u32,
     /// Where the results go.
     #[arg(long)]
     out: PathBuf,
@@ -557,6 +563,67 @@ fn step(
     })
 }
 
+/// Messages a completed call puts through the relay: INVITE, 100, 200, ACK, BYE, 200.
+const MESSAGES_PER_CALL: f64 = 6.0;
+
+/// Every thread of `pids`.
+fn threads_of(pids: &[u32]) -> Vec<u32> {
+    pids.iter()
+        .flat_map(|p| {
+            std::fs::read_dir(format!("/proc/{p}/task"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        })
+        .collect()
+}
+
+/// One step at `rate` with `strace -c` on every thread of `pids`: system calls per relayed
+/// message, in all and by name.
+fn syscalls(cli: &Cli, s: &System, rate: u32, dir: &Path, pids: &[u32]) -> Value {
+    let out = dir.join(format!("strace-{rate}.txt"));
+    let mut c = Command::new("strace");
+    c.args(["-c", "-f", "-q", "-o"]).arg(&out);
+    for t in threads_of(pids) {
+        c.args(["-p", &t.to_string()]);
+    }
+    let tracer = Proc::spawn(c, &dir.join("strace.log"));
+    // strace attaches to each thread before the load starts.
+    thread::sleep(Duration::from_secs(1));
+    let st = step(cli, s, rate, dir, pids, None);
+    // SIGINT (through the group): strace detaches and writes its summary.
+    let _ = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", tracer.pid())])
+        .status();
+    wait_for("strace's summary", Duration::from_secs(20), || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("total"))
+    });
+    tracer.stop(Duration::from_secs(2));
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let calls = sipsctp_load::strace::calls(&text);
+    let completed = st["completed"].as_f64().unwrap_or(0.0);
+    let messages = completed * MESSAGES_PER_CALL;
+    let per = |n: u64| {
+        if messages > 0.0 {
+            n as f64 / messages
+        } else {
+            0.0
+        }
+    };
+    let by_name: serde_json::Map<String, Value> = calls
+        .iter()
+        .filter(|(n, _)| n.as_str() != "total")
+        .map(|(n, c)| (n.clone(), json!(per(*c))))
+        .collect();
+    json!({
+        "rate": rate,
+        "completed": completed,
+        "messages": messages,
+        "per_message": per(calls.get("total").copied().unwrap_or(0)),
+        "by_name": by_name,
+    })
+}
+
 /// Resident memory of `pids`, bytes (`VmRSS`).
 fn rss(pids: &[u32]) -> u64 {
     pids.iter()
@@ -746,6 +813,15 @@ fn main() {
                 break;
             }
         }
+        let traced = (cli.syscalls > 0).then(|| {
+            let v = syscalls(&cli, s, cli.syscalls, &dir, &pids);
+            eprintln!(
+                "  syscalls at {} calls/s: {:.2} per relayed message",
+                cli.syscalls,
+                v["per_message"].as_f64().unwrap_or(0.0)
+            );
+            v
+        });
         if let Some(o) = observer {
             o.stop(Duration::from_secs(2));
         }
@@ -760,6 +836,7 @@ fn main() {
             "inbound": s.inbound.name(),
             "outbound": s.outbound.name(),
             "steps": steps,
+            "syscalls": traced,
         }));
     }
     let memory = (cli.assocs > 0).then(|| {
