@@ -815,3 +815,95 @@ async fn try_send_with_writable_back_pressure_delivers_every_message_in_order() 
         t0.elapsed().as_millis()
     );
 }
+
+/// The receive side reads in batches (`recvmmsg`, up to 8 messages, all but the first slot
+/// 8 KiB): a backlog the kernel queued from three associations while nobody read, of small
+/// messages and of messages larger than a batch slot (read in pieces within one batch and
+/// across batches), comes out whole, each association's in order, with its notifications.
+#[tokio::test]
+async fn a_queued_backlog_of_small_and_large_messages_from_three_peers_is_read_whole_in_order() {
+    require_sctp();
+    const PER_PEER: u32 = 150;
+    let server = SctpSocket::bind(
+        &[addr("127.0.0.1:0")],
+        &SocketConfig {
+            max_message_size: SERVER_MAX,
+            recv_buffer_size: Some(4 << 20),
+            ..SocketConfig::default()
+        },
+    )
+    .expect("bind the server");
+    let to = server.local_addr().expect("server address");
+    // Message `i` of peer `p`: a 4-byte header (peer, index) and a body of 100 bytes, or
+    // 20 000 (larger than a batch's small slots) for every seventh.
+    let message = |p: u32, i: u32| {
+        let len = if i % 7 == 3 { 20_000 } else { 100 };
+        let mut m = vec![p as u8, (i >> 8) as u8, i as u8, 0];
+        m.extend(pattern(len, p * 1000 + i));
+        m
+    };
+    let mut senders = Vec::new();
+    for p in 0..3u32 {
+        let c = client("127.0.0.1:0", |_| {});
+        senders.push(tokio::spawn(async move {
+            for i in 0..PER_PEER {
+                let opts = SendOptions {
+                    unordered: false,
+                    ..SendOptions::default()
+                };
+                c.send(&message(p, i), SendTarget::Addr(to), &opts)
+                    .await
+                    .expect("client send");
+            }
+            c
+        }));
+    }
+    // Let the kernel queue a backlog before the first read.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut next = [0u32; 3];
+    let mut comm_up = 0;
+    let deadline = Instant::now() + STEP * 3;
+    while next.iter().any(|n| *n < PER_PEER) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = tokio::time::timeout(left, server.recv())
+            .await
+            .unwrap_or_else(|_| panic!("kernel {}: stalled at {next:?}", vm_kernel()))
+            .expect("server recv");
+        match got {
+            Incoming::Message { data, .. } => {
+                let (p, i) = (
+                    u32::from(data[0]),
+                    (u32::from(data[1]) << 8) | u32::from(data[2]),
+                );
+                assert!(p < 3, "peer byte {p}");
+                assert_eq!(
+                    i,
+                    next[p as usize],
+                    "kernel {}: peer {p} out of order",
+                    vm_kernel()
+                );
+                assert!(
+                    data == message(p, i),
+                    "kernel {}: peer {p} message {i} corrupted ({} bytes)",
+                    vm_kernel(),
+                    data.len()
+                );
+                next[p as usize] += 1;
+            }
+            Incoming::Notification { notification, .. } => {
+                if is_comm_up(&notification) {
+                    comm_up += 1;
+                }
+            }
+            other => panic!("kernel {}: unexpected {other:?}", vm_kernel()),
+        }
+    }
+    assert_eq!(comm_up, 3, "one COMM_UP per peer");
+    for s in senders {
+        drop(s.await.expect("sender task"));
+    }
+    eprintln!(
+        "kernel {}: 3 x {PER_PEER} messages (every 7th 20 KB) read whole and in order",
+        vm_kernel()
+    );
+}

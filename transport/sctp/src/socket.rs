@@ -9,6 +9,7 @@
 //! beyond unfinished incoming messages.
 
 use std::{
+    collections::VecDeque,
     io,
     net::SocketAddr,
     os::fd::AsFd,
@@ -16,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::io::{Interest, unix::AsyncFd};
+use tokio::io::{Interest, Ready, unix::AsyncFd};
 
 use crate::{
     error::{Error, Result},
@@ -25,7 +26,7 @@ use crate::{
     sys::{
         cmsg::{self, CmsgBuf, SendControl, SendInfo},
         sockaddr_bytes,
-        socket::{self, Family, Socket},
+        socket::{self, Family, Received, RecvSlot, Socket},
         sockopt::{self, Buffer},
     },
     types::{
@@ -40,7 +41,8 @@ pub struct SocketConfig {
     /// Largest incoming message delivered, bytes; larger ones are read, discarded and reported
     /// as [`Incoming::Dropped`]. Default 65 536.
     pub max_message_size: usize,
-    /// Bytes asked for per `recvmsg`; larger messages arrive in several reads and are joined.
+    /// Bytes asked for by the first read of each receive batch (the batch's other reads ask
+    /// for at most 8 KiB); larger messages arrive in several reads and are joined.
     /// Default 65 536.
     pub read_chunk_size: usize,
     /// Bytes that unfinished incoming messages (read in pieces, waiting for their end) may
@@ -128,11 +130,84 @@ impl Default for SendOptions {
     }
 }
 
+/// Messages one receive reads at most (`recvmmsg`). The first slot asks for
+/// [`SocketConfig::read_chunk_size`] bytes, the others for at most [`RECV_SLOT_SMALL`]: a
+/// larger message landing in one of them comes in pieces, joined as any other.
+const RECV_BATCH: usize = 8;
+/// The size of every slot of a receive batch but the first, bytes (SIP messages are mostly
+/// below 4 KB).
+const RECV_SLOT_SMALL: usize = 8192;
+
+const _: () = assert!(RECV_BATCH <= socket::RECV_BATCH_MAX);
+
 /// Receive-side state, shared by concurrent `recv` calls.
 struct RecvState {
-    chunk: Vec<u8>,
-    cmsg: CmsgBuf,
+    slots: Vec<RecvSlot>,
+    /// Items of the last batch not returned yet, in the order read.
+    done: VecDeque<Result<Incoming>>,
     reassembler: Reassembler,
+}
+
+impl RecvState {
+    /// The next item read earlier and not returned yet.
+    fn next(&mut self) -> Option<Result<Incoming>> {
+        if let Some(r) = self.done.pop_front() {
+            return Some(r);
+        }
+        self.reassembler.pop_ready().map(Ok)
+    }
+
+    /// One batch from `sock` into the reassembler and `done`; whether the socket ran dry
+    /// (fewer messages than the batch holds, or `WouldBlock`).
+    fn fill(&mut self, sock: &Socket) -> io::Result<bool> {
+        let n = match sock.recvmmsg(&mut self.slots) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        let now = Instant::now();
+        let Self {
+            slots,
+            done,
+            reassembler,
+        } = self;
+        for slot in slots.iter().take(n) {
+            let Some(got) = slot.got else { continue };
+            let item = match piece_of(slot, got) {
+                Ok(piece) => reassembler.push(piece, now).transpose(),
+                Err(e) => Some(Err(e)),
+            };
+            done.extend(item);
+            done.extend(std::iter::from_fn(|| reassembler.pop_ready()).map(Ok));
+        }
+        Ok(n < slots.len())
+    }
+}
+
+/// The piece `got` describes in `slot`, or why it is not one.
+fn piece_of(slot: &RecvSlot, got: Received) -> Result<Piece<'_>> {
+    if got.len == 0 && !got.flags.end_of_record() {
+        // A one-to-many socket never reports end of file.
+        return Err(Error::socket(
+            "recvmsg",
+            io::Error::new(io::ErrorKind::UnexpectedEof, "recvmsg returned 0 bytes"),
+        ));
+    }
+    let info = if got.flags.notification() {
+        None
+    } else {
+        cmsg::parse_rcvinfo(&slot.cmsg, got.cmsg_len)
+    };
+    if info.is_none() && !got.flags.notification() && got.flags.ctrunc() {
+        return Err(Error::Protocol("control data truncated (MSG_CTRUNC)"));
+    }
+    Ok(Piece {
+        bytes: slot.buf.get(..got.len).unwrap_or(&[]),
+        eor: got.flags.end_of_record(),
+        notification: got.flags.notification(),
+        peer: got.peer,
+        info,
+    })
 }
 
 /// A one-to-many (`SOCK_SEQPACKET`) kernel SCTP socket registered with tokio.
@@ -260,8 +335,16 @@ impl SctpSocket {
         Ok(Self {
             fd,
             recv: Mutex::new(RecvState {
-                chunk: vec![0; config.read_chunk_size],
-                cmsg: CmsgBuf::new(),
+                slots: (0..RECV_BATCH)
+                    .map(|i| {
+                        RecvSlot::new(if i == 0 {
+                            config.read_chunk_size
+                        } else {
+                            config.read_chunk_size.min(RECV_SLOT_SMALL)
+                        })
+                    })
+                    .collect(),
+                done: VecDeque::new(),
                 reassembler: Reassembler::new(
                     config.max_message_size,
                     config.partial_bytes_limit.max(config.max_message_size),
@@ -301,48 +384,24 @@ impl SctpSocket {
     /// loses nothing: the next call goes on where this one stopped. Concurrent calls are
     /// allowed and share that state (each item goes to exactly one caller).
     pub async fn recv(&self) -> Result<Incoming> {
-        self.fd
-            .async_io(Interest::READABLE, |sock| self.recv_step(sock))
-            .await
-            .map_err(io_err("recvmsg"))?
-    }
-
-    /// Reads until an item completes (`Ok(Ok(item))`), a malformed message (`Ok(Err(..))`),
-    /// or the socket has nothing more (`Err(WouldBlock)`, which clears readiness).
-    fn recv_step(&self, sock: &Socket) -> io::Result<Result<Incoming>> {
-        let mut guard = self.lock_recv();
-        let state = &mut *guard;
         loop {
-            if let Some(item) = state.reassembler.pop_ready() {
-                return Ok(Ok(item));
+            if let Some(r) = self.lock_recv().next() {
+                return r;
             }
-            let got = sock.recvmsg(&mut state.chunk, &mut state.cmsg)?;
-            if got.len == 0 && !got.flags.end_of_record() {
-                // A one-to-many socket never reports end of file; do not spin on it.
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "recvmsg returned 0 bytes",
-                ));
-            }
-            let info = if got.flags.notification() {
-                None
-            } else {
-                cmsg::parse_rcvinfo(&state.cmsg, got.cmsg_len)
-            };
-            if info.is_none() && !got.flags.notification() && got.flags.ctrunc() {
-                return Ok(Err(Error::Protocol("control data truncated (MSG_CTRUNC)")));
-            }
-            let piece = Piece {
-                bytes: state.chunk.get(..got.len).unwrap_or(&[]),
-                eor: got.flags.end_of_record(),
-                notification: got.flags.notification(),
-                peer: got.peer,
-                info,
-            };
-            match state.reassembler.push(piece, Instant::now()) {
-                Ok(Some(item)) => return Ok(Ok(item)),
-                Ok(None) => continue,
-                Err(e) => return Ok(Err(e)),
+            let mut ready = self
+                .fd
+                .ready(Interest::READABLE)
+                .await
+                .map_err(io_err("recvmsg"))?;
+            let dry = self
+                .lock_recv()
+                .fill(ready.get_inner())
+                .map_err(io_err("recvmsg"))?;
+            // A short batch ended at the kernel's EAGAIN: clear the readiness now rather than
+            // pay another call to hear it. (Readiness set by data that arrived since is kept:
+            // tokio clears only the readiness this guard saw.)
+            if dry {
+                ready.clear_ready_matching(Ready::READABLE);
             }
         }
     }

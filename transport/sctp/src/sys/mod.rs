@@ -73,7 +73,7 @@ pub(crate) mod sn_type {
     pub(crate) const SEND_FAILED_EVENT: u16 = 0x800d;
 }
 
-/// The receive flags that [`socket::Socket::recvmsg`] reports.
+/// The receive flags of one message of a [`socket::Socket::recvmmsg`] batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecvFlags(i32);
 

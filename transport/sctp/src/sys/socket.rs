@@ -1,6 +1,6 @@
 //! The raw one-to-many SCTP socket: creation (`SOCK_SEQPACKET`, `IPPROTO_SCTP`, close-on-exec,
 //! non-blocking), bind and `SCTP_SOCKOPT_BINDX_ADD` multi-homing, listen, local and peer
-//! address lists, and single `recvmsg` / `sendmsg` calls with a control buffer.
+//! address lists, `recvmmsg` batches and single `sendmsg` calls with a control buffer.
 //!
 //! It owns the file descriptor ([`OwnedFd`]) and nothing else: no buffering, no reassembly,
 //! no readiness tracking, no retry on `EAGAIN` (every call returns `WouldBlock` to its caller).
@@ -34,7 +34,7 @@ pub(crate) enum Family {
     V6,
 }
 
-/// What one `recvmsg` call returned.
+/// What the kernel returned for one message of a `recvmmsg` batch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Received {
     /// Bytes written to the data buffer.
@@ -50,6 +50,33 @@ pub(crate) struct Received {
 /// An aligned buffer for one socket address returned by the kernel.
 #[repr(C, align(8))]
 struct AddrBuf([u8; SOCKADDR_STORAGE_LEN]);
+
+/// Most messages one [`Socket::recvmmsg`] reads.
+pub(crate) const RECV_BATCH_MAX: usize = 16;
+
+/// One message's room in a [`Socket::recvmmsg`] batch: data, control data, sender, and what
+/// the last call put there.
+pub(crate) struct RecvSlot {
+    /// The data buffer (its length is what is asked for).
+    pub(crate) buf: Vec<u8>,
+    /// The control buffer.
+    pub(crate) cmsg: CmsgBuf,
+    name: AddrBuf,
+    /// What the last call read into this slot; `None` when it read nothing here.
+    pub(crate) got: Option<Received>,
+}
+
+impl RecvSlot {
+    /// A slot reading up to `size` bytes at once.
+    pub(crate) fn new(size: usize) -> Self {
+        Self {
+            buf: vec![0; size],
+            cmsg: CmsgBuf::new(),
+            name: AddrBuf([0; SOCKADDR_STORAGE_LEN]),
+            got: None,
+        }
+    }
+}
 
 /// A one-to-many (`SOCK_SEQPACKET`) SCTP socket. Closing it (drop) gracefully shuts down
 /// every association it has.
@@ -168,43 +195,74 @@ impl Socket {
         }
     }
 
-    /// One recvmsg(2): reads up to `buf.len()` bytes of the next message (or notification),
-    /// with its sender and ancillary data.
-    pub(crate) fn recvmsg(&self, buf: &mut [u8], cmsg: &mut CmsgBuf) -> io::Result<Received> {
-        let mut name = AddrBuf([0; SOCKADDR_STORAGE_LEN]);
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
+    /// One recvmmsg(2): reads up to `slots.len()` (at most [`RECV_BATCH_MAX`]) messages,
+    /// pieces of messages or notifications, each into its slot with its sender and ancillary
+    /// data; returns how many slots were filled (their [`RecvSlot::got`] is set, the others'
+    /// cleared). Fewer than asked means the socket had no more at that moment: the kernel
+    /// stops the batch at the first `EAGAIN` (or at another error, which it then keeps for
+    /// the next call).
+    pub(crate) fn recvmmsg(&self, slots: &mut [RecvSlot]) -> io::Result<usize> {
+        let n = slots.len().min(RECV_BATCH_MAX);
+        // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is a valid value.
+        let mut iovs: [libc::iovec; RECV_BATCH_MAX] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; RECV_BATCH_MAX] = unsafe { std::mem::zeroed() };
+        for ((slot, iov), hdr) in slots.iter_mut().zip(&mut iovs).zip(&mut hdrs).take(n) {
+            slot.got = None;
+            iov.iov_base = slot.buf.as_mut_ptr().cast();
+            iov.iov_len = slot.buf.len();
+            let m = &mut hdr.msg_hdr;
+            m.msg_name = slot.name.0.as_mut_ptr().cast();
+            m.msg_namelen = SOCKADDR_STORAGE_LEN as libc::socklen_t;
+            m.msg_iov = iov;
+            m.msg_iovlen = 1;
+            let control = slot.cmsg.as_mut_bytes();
+            m.msg_control = control.as_mut_ptr().cast();
+            m.msg_controllen = control.len() as _;
+        }
+        for slot in slots.iter_mut().skip(n) {
+            slot.got = None;
+        }
+        let vlen = libc::c_uint::try_from(n).unwrap_or(0);
+        // SAFETY: the first `n` headers point at live, writable buffers of the stated lengths
+        // (each slot's `name`, its iovec -> `buf`, its control buffer) and at iovecs in
+        // `iovs`; none of them moves or is freed before the call returns. A null timeout is
+        // allowed (the socket is non-blocking).
+        let r = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                vlen,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
-        // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = name.0.as_mut_ptr().cast();
-        msg.msg_namelen = SOCKADDR_STORAGE_LEN as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        let control = cmsg.as_mut_bytes();
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = control.len() as _;
-        // SAFETY: every pointer in `msg` refers to a live, writable buffer of the stated
-        // length (`name`, `iov` -> `buf`, `control`), all outliving the call.
-        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
-        if n < 0 {
+        if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        let len = usize::try_from(n).unwrap_or(0).min(buf.len());
-        let namelen = (msg.msg_namelen as usize).min(SOCKADDR_STORAGE_LEN);
-        let peer = name
-            .0
-            .get(..namelen)
-            .and_then(sockaddr_from_bytes)
-            .map(|(a, _)| a);
-        let cmsg_len = (msg.msg_controllen as usize).min(control.len());
-        Ok(Received {
-            len,
-            flags: RecvFlags(msg.msg_flags),
-            peer,
-            cmsg_len,
-        })
+        let filled = usize::try_from(r).unwrap_or(0).min(n);
+        for (slot, hdr) in slots.iter_mut().zip(&hdrs).take(filled) {
+            let m = &hdr.msg_hdr;
+            let len = usize::try_from(hdr.msg_len)
+                .unwrap_or(0)
+                .min(slot.buf.len());
+            let namelen = (m.msg_namelen as usize).min(SOCKADDR_STORAGE_LEN);
+            let peer = slot
+                .name
+                .0
+                .get(..namelen)
+                .and_then(sockaddr_from_bytes)
+                .map(|(a, _)| a);
+            // `size_t` on glibc.
+            let cmsg_len = m.msg_controllen.min(slot.cmsg.as_mut_bytes().len());
+            slot.got = Some(Received {
+                len,
+                flags: RecvFlags(m.msg_flags),
+                peer,
+                cmsg_len,
+            });
+        }
+        Ok(filled)
     }
 
     /// One sendmsg(2) of a whole message, to `to` (implicit association setup) or, when `None`,
