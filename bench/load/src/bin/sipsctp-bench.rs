@@ -56,8 +56,8 @@ struct Cli {
     /// sipsctpd and to Kamailio (0: skip). Needs as many descriptors (`ulimit -n`).
     #[arg(long, default_value_t = 0)]
     assocs: usize,
-    /// Also count the system's syscalls per relayed message: one more step at this rate with
-    /// `strace -c` attached to every thread of the system (0: skip). strace slows what it
+    /// Also count the system's syscalls per relayed message: one more step at this rate, before
+    /// the others, with `strace -c` attached to every thread of the system (0: skip). strace slows what it
     /// traces several times over: keep the rate low.
     #[arg(long, default_value_t = 0)]
     syscalls: u32,
@@ -797,6 +797,17 @@ fn main() {
         // eBPF attaching, association setup: let it settle.
         thread::sleep(Duration::from_secs(1));
         let pids = system_pids(s, &sut);
+        // First, on the fresh system: a system that collapsed in a later step may still be
+        // busy with its backlog (retransmissions, log lines) and would count that too.
+        let traced = (cli.syscalls > 0).then(|| {
+            let v = syscalls(&cli, s, cli.syscalls, &dir, &pids);
+            eprintln!(
+                "  syscalls at {} calls/s: {:.2} per relayed message",
+                cli.syscalls,
+                v["per_message"].as_f64().unwrap_or(0.0)
+            );
+            v
+        });
         let mut steps = Vec::new();
         for &rate in &cli.rates {
             let st = step(&cli, s, rate, &dir, &pids, observer.as_ref().map(Proc::pid));
@@ -813,15 +824,6 @@ fn main() {
                 break;
             }
         }
-        let traced = (cli.syscalls > 0).then(|| {
-            let v = syscalls(&cli, s, cli.syscalls, &dir, &pids);
-            eprintln!(
-                "  syscalls at {} calls/s: {:.2} per relayed message",
-                cli.syscalls,
-                v["per_message"].as_f64().unwrap_or(0.0)
-            );
-            v
-        });
         if let Some(o) = observer {
             o.stop(Duration::from_secs(2));
         }
