@@ -55,6 +55,12 @@ pub struct Options {
     /// (calls/s), before the others, under `strace -c` (0 skips it; strace slows what it traces: keep it low).
     #[arg(long, default_value_t = 0)]
     pub syscalls: u32,
+    /// Also profile each system: one more step at this rate (calls/s), before the others,
+    /// under `perf record`, rendered as a flame graph `target/bench/<name>-<system>.svg`
+    /// (inferno, built once into the per-user cache). With `--host` only: in the emulated VM
+    /// perf samples nothing but idle.
+    #[arg(long, default_value_t = 0, requires = "host")]
+    pub perf: u32,
     /// On this host instead of the VM (real CPUs, no kernel SCTP): the UDP -> UDP relay,
     /// sipsctpd against Kamailio; results in target/bench/host.{json,txt,png}.
     #[arg(long)]
@@ -135,6 +141,9 @@ pub fn run(o: &Options) -> Result<()> {
     if o.syscalls > 0 {
         write!(cmd, " --syscalls {}", o.syscalls)?;
     }
+    if o.perf > 0 {
+        write!(cmd, " --perf {}", o.perf)?;
+    }
     if o.assocs > 0 {
         // One client socket per association.
         cmd = format!(
@@ -166,6 +175,9 @@ pub fn run(o: &Options) -> Result<()> {
     )?;
     doc["host"] = Value::Bool(o.host);
     std::fs::write(&json, serde_json::to_string_pretty(&doc)?)?;
+    for svg in flamegraphs(&doc, name, &out_dir)? {
+        step(format!("flame graph: {}", svg.display()));
+    }
     let table = report(&doc);
     print!("{table}");
     std::fs::write(out_dir.join(format!("{name}.txt")), &table)?;
@@ -451,6 +463,62 @@ fn plot(doc: &Value, png: &Path) -> Result<()> {
         .map_err(e)?;
     root.present().map_err(e)?;
     Ok(())
+}
+
+/// The inferno release the flame graphs are drawn with.
+const INFERNO_VERSION: &str = "0.12.8";
+
+/// A flame graph per profiled system (`--perf`): `perf script` folded by inferno, into
+/// `<out>/<name>-<system>.svg`; the paths written.
+fn flamegraphs(doc: &Value, name: &str, out: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let profiled: Vec<(&str, &Value)> = doc["systems"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["profile"].is_object())
+                .map(|s| (s["name"].as_str().unwrap_or("system"), &s["profile"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    if profiled.is_empty() {
+        return Ok(Vec::new());
+    }
+    let root = crate::cache::root().join(format!("inferno-{INFERNO_VERSION}"));
+    let bin = root.join("bin");
+    if !bin.join("inferno-flamegraph").is_file() {
+        step(format!(
+            "building inferno {INFERNO_VERSION} (flame graphs; once)"
+        ));
+        crate::util::exec(
+            std::process::Command::new("cargo")
+                .args(["install", "--locked", "--root"])
+                .arg(&root)
+                .args(["inferno", "--version", INFERNO_VERSION])
+                .env_remove("CARGO_TARGET_DIR"),
+        )?;
+    }
+    let mut written = Vec::new();
+    for (system, p) in profiled {
+        let data = p["perf_data"]
+            .as_str()
+            .context("a profile without perf_data")?;
+        let svg = out.join(format!("{name}-{system}.svg"));
+        let title = format!(
+            "{system} at {} calls/s ({} of {} calls completed), perf record -F 999, DWARF call graphs",
+            p["rate"], p["completed"], p["offered"]
+        );
+        let script = format!(
+            "perf script -i {} 2>/dev/null | {} | {} --title {} > {}",
+            vm::sh_quote(data),
+            vm::sh_quote(&bin.join("inferno-collapse-perf").to_string_lossy()),
+            vm::sh_quote(&bin.join("inferno-flamegraph").to_string_lossy()),
+            vm::sh_quote(&title),
+            vm::sh_quote(&svg.to_string_lossy())
+        );
+        crate::util::exec(std::process::Command::new("sh").args(["-c", &script]))?;
+        written.push(svg);
+    }
+    Ok(written)
 }
 
 /// The syscalls-per-message table (`--syscalls`), or nothing when no system has one: the

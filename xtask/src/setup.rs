@@ -61,6 +61,9 @@ pub const APT_PACKAGES: &[&str] = &[
     // on the host: the previews' font (the schema check's nodejs and npm are installed by
     // `grafana_schema` when no `npm` is on PATH, so a NodeSource nodejs that bundles npm stays)
     "fonts-dejavu-core",
+    // `cargo xtask bench system`: strace for `--syscalls`, perf for `--perf`
+    "strace",
+    "linux-perf",
 ];
 
 /// `cargo xtask setup` options.

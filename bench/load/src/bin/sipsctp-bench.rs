@@ -6,7 +6,7 @@
 //! (stateless forward) SCTP -> SCTP and SCTP -> UDP. For each step: what the UAC offered,
 //! completed and lost, its latency percentiles, and the CPU seconds of the system under test
 //! and of the whole VM (`/proc`); with `--syscalls`, the system calls per relayed message
-//! (`strace -c`). The results go to one JSON file for the host to tabulate and
+//! (`strace -c`); with `--perf`, a CPU profile (`perf record`). The results go to one JSON file for the host to tabulate and
 //! plot. A step where fewer than half the calls complete ends that system's run (collapse).
 
 use std::{
@@ -61,6 +61,12 @@ struct Cli {
     /// traces several times over: keep the rate low.
     #[arg(long, default_value_t = 0)]
     syscalls: u32,
+    /// Also profile each system: one more step at this rate, before the others, under
+    /// `perf record` (call graphs from DWARF unwind tables, 999 Hz); its `perf.data` path goes
+    /// into the results (0: skip). Useful on the host only: perf samples nothing but idle in
+    /// the emulated VM.
+    #[arg(long, default_value_t = 0)]
+    perf: u32,
     /// Where the results go.
     #[arg(long)]
     out: PathBuf,
@@ -624,6 +630,44 @@ fn syscalls(cli: &Cli, s: &System, rate: u32, dir: &Path, pids: &[u32]) -> Value
     })
 }
 
+/// One step at `rate` under `perf record` of `pids`; where the samples are.
+fn profile(cli: &Cli, s: &System, rate: u32, dir: &Path, pids: &[u32]) -> Value {
+    let data = dir.join(format!("perf-{rate}.data"));
+    let mut c = Command::new("perf");
+    c.args([
+        "record",
+        "-q",
+        "-F",
+        "999",
+        "--call-graph",
+        "dwarf,16384",
+        "-o",
+    ])
+    .arg(&data)
+    .arg("-p")
+    .arg(
+        pids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    let perf = Proc::spawn(c, &dir.join("perf.log"));
+    thread::sleep(Duration::from_secs(1));
+    let st = step(cli, s, rate, dir, pids, None);
+    // SIGINT: perf stops and finishes its file.
+    let _ = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", perf.pid())])
+        .status();
+    // (stop's SIGTERM ends it the same way; it then writes build ids, which takes seconds.)
+    perf.stop(Duration::from_secs(60));
+    json!({
+        "rate": rate,
+        "completed": st["completed"],
+        "offered": st["offered"],
+        "perf_data": data,
+    })
+}
+
 /// Resident memory of `pids`, bytes (`VmRSS`).
 fn rss(pids: &[u32]) -> u64 {
     pids.iter()
@@ -808,6 +852,7 @@ fn main() {
             );
             v
         });
+        let profiled = (cli.perf > 0).then(|| profile(&cli, s, cli.perf, &dir, &pids));
         let mut steps = Vec::new();
         for &rate in &cli.rates {
             let st = step(&cli, s, rate, &dir, &pids, observer.as_ref().map(Proc::pid));
@@ -839,6 +884,7 @@ fn main() {
             "outbound": s.outbound.name(),
             "steps": steps,
             "syscalls": traced,
+            "profile": profiled,
         }));
     }
     let memory = (cli.assocs > 0).then(|| {
