@@ -24,14 +24,13 @@ use crate::AssocId;
 use std::{collections::VecDeque, net::SocketAddr, sync::Arc, time::Duration};
 
 use crate::{
-    Message, Transport,
+    Message, Method, MethodBuf, Transport,
     bridge::{Bridge, BridgeAction, BridgeConfig, RetransmitLeg, Verdict},
     relay::{Decision, Destination, DropReason, LocalAddr, Peer, Relay},
     time::MonoTime,
     transaction::{
         Leg, ResponseMatch, Tracked, TransactionTable, TxEnd, TxId, TxInfo, TxKey, TxStart,
     },
-    {Method, MethodBuf},
 };
 
 /// A message as it arrived.

@@ -92,10 +92,8 @@ use core::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::{
-    Editor, Field, HeaderName, Host, Limits, Message, Method, NameAddr, Transport, Uri,
-    hash::SipHasher24,
-    transaction::TxKey,
-    {ResponseSpec, build_response}, {Rport, Via},
+    Editor, Field, HeaderName, Host, Limits, Message, Method, NameAddr, ResponseSpec, Rport,
+    Transport, Uri, Via, build_response, hash::SipHasher24, transaction::TxKey,
 };
 
 /// The prefix of every branch this relay generates.

@@ -18,11 +18,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{
-    Message, ParseError, Transport,
-    time::MonoTime,
-    {Method, MethodBuf},
-};
+use crate::{Message, Method, MethodBuf, ParseError, Transport, time::MonoTime};
 
 /// 64 × T1 (500 ms): RFC 3261's Timer B/F, after which a client transaction gives up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);

@@ -6,10 +6,9 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::{
-    Limits,
+    Limits, ResponseSpec, build_response,
     relay::{HostMatch, Listener, RelayConfig, RouteRule, RouteTarget, Upstream},
     transaction::TxOutcome,
-    {ResponseSpec, build_response},
 };
 
 const UAC: &str = "198.51.100.7:40000";
