@@ -8,7 +8,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use libfuzzer_sys::fuzz_target;
 use sipsctp_sip::{
-    Editor, Field, HeaderName, Limits, Message, ResponseSpec, Transport, build_response,
+    AssocId, Editor, Field, HeaderName, Limits, Message, ResponseSpec, Transport, build_response,
     frame, leading_crlf, Framed, StreamFramer,
     MonoTime,
     driver::{DriverConfig, Inbound, RelayDriver, SendDrop, SendResult},
@@ -163,7 +163,7 @@ fuzz_target!(|data: &[u8]| {
     let t0 = MonoTime::from_nanos(1_000_000_000);
     let inputs = [
         (Transport::Udp, client, "192.0.2.10:5060".parse().unwrap(), None),
-        (Transport::Sctp, upstream, "10.0.0.10:5060".parse().unwrap(), Some(3)),
+        (Transport::Sctp, upstream, "10.0.0.10:5060".parse().unwrap(), Some(AssocId(3))),
     ];
     for (transport, peer, local, assoc) in inputs {
         driver.handle_inbound(t0, Inbound { transport, peer, local, assoc, bytes: data });
@@ -173,8 +173,8 @@ fuzz_target!(|data: &[u8]| {
                 // Answer it as the next hop would, and send the answer back through.
                 let spec = ResponseSpec { to_tag: Some("uas"), ..ResponseSpec::new(200, "OK") };
                 if let Ok(resp) = build_response(&out, &spec) {
-                    driver.handle_sent(t0, &t.to, t.meta.clone(), SendResult::Sent { assoc: Some(4) });
-                    let back = Inbound { transport: t.to.transport, peer: t.to.addr, local: "10.0.0.10:5060".parse().unwrap(), assoc: Some(4), bytes: &resp };
+                    driver.handle_sent(t0, &t.to, t.meta.clone(), SendResult::Sent { assoc: Some(AssocId(4)) });
+                    let back = Inbound { transport: t.to.transport, peer: t.to.addr, local: "10.0.0.10:5060".parse().unwrap(), assoc: Some(AssocId(4)), bytes: &resp };
                     driver.handle_inbound(t0 + Duration::from_millis(5), back);
                 }
             } else {
