@@ -550,8 +550,9 @@ async fn signals(
                         shared.metrics.reloaded(true);
                     }
                     Err(e) => {
-                        shared.metrics.reloaded(false);
+                        // Logged before it is counted: whoever sees the count finds the reason.
                         tracing::error!(error = %e, "SIGHUP: configuration refused; the running one stays");
+                        shared.metrics.reloaded(false);
                     }
                 }
             }
