@@ -152,11 +152,6 @@ mod tests {
     }
 
     #[test]
-    fn this_workspace_keeps_its_layering() {
-        check().unwrap();
-    }
-
-    #[test]
     fn a_direct_and_an_indirect_dependency_are_both_found() {
         let crates = ws(&[
             ("exp", "exporter/standalone", &["agent", "msg"]),
